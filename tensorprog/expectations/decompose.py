@@ -1,0 +1,315 @@
+"""Decomposition of an expectation before any integral is computed.
+
+``E[expr]`` over zero-mean jointly Gaussian atoms is split, exactly, into pieces that are cheap
+and often available in closed form:
+
+1. **Zero-variance atoms** (variance exactly 0 at every batch point) are the constant 0 and are
+   substituted (``relu(0) = step(0) = 0``).
+2. **Linearity**: ``E[Σ_t c_t F_t] = Σ_t c_t E[F_t]`` over the top-level sum
+   (``sympy.Add.make_args``; nothing is expanded here).
+3. **Constants and parameters** are pulled out of each product (``as_independent``).
+4. **Independence**: for jointly Gaussian variables, zero covariance between two sets of atoms
+   means independence.  The atoms of a term are grouped into the connected components of the
+   graph "covariance not identically zero over the batch, or used together inside one
+   multiplicand"; the product over components factorises: ``E[Π_g F_g] = Π_g E[F_g]``.
+
+It also recognises the structure the integrators exploit: **affine forms** ``a·x + b`` of the
+atoms, and **pieces** — a factor written as ``Π_j g_j(ℓ_j)``, a product of univariate functions
+``g_j`` of distinct linear forms ``ℓ_j = a_j·x`` (offsets live inside ``g_j``) — together with the
+kink points of each ``g_j`` (arguments of relu/step/|.|/… where the function is not smooth) and
+its soft features (the centre and width of a tanh/sigmoid/erf/gelu transition).
+
+All results are cached on the sympy expression and the atom tuple.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import sympy as sp
+
+from ..functions import gelu, relu, sigmoid, step
+
+__all__ = [
+    "T", "Piece", "Factor", "Term", "affine_form", "as_pieces", "features", "plan_expectation",
+    "KINK_FUNCTIONS", "SOFT_FUNCTIONS",
+]
+
+#: The argument of a univariate piece ``g(T)``.
+T = sp.Dummy("t", real=True)
+
+#: Functions that are not smooth where their argument vanishes.
+KINK_FUNCTIONS = (relu, step, sp.Heaviside, sp.Abs, sp.sign, sp.DiracDelta, sp.floor,
+                  sp.ceiling)
+#: Smooth functions with a sharp transition (poles or fast growth near the imaginary axis
+#: around the point where their argument vanishes).
+SOFT_FUNCTIONS = (sp.tanh, sigmoid, sp.erf, gelu)
+
+
+def _atomset(atoms):
+    return frozenset(atoms)
+
+
+@lru_cache(maxsize=8192)
+def affine_form(expr: sp.Expr, atoms: tuple) -> tuple[tuple, sp.Expr] | None:
+    """``(a, b)`` with ``expr = Σ_i a_i atoms_i + b`` and ``a``, ``b`` free of atoms, or None."""
+    expr = sp.sympify(expr)
+    aset = _atomset(atoms)
+    if not expr.free_symbols & aset:
+        return tuple(sp.S.Zero for _ in atoms), expr
+    coeffs = []
+    for a in atoms:
+        d = sp.diff(expr, a)
+        if d.free_symbols & aset or d.has(sp.DiracDelta, sp.Subs, sp.Derivative):
+            return None
+        coeffs.append(d)
+    offset = expr.xreplace({a: sp.S.Zero for a in atoms})
+    return tuple(coeffs), offset
+
+
+# ----------------------------------------------------------------------------------- pieces
+class Piece(NamedTuple):
+    """``g(ℓ)`` with ``ℓ = Σ_i coeffs_i atoms_i`` and ``g = func`` a sympy expression in :data:`T`."""
+
+    coeffs: tuple
+    func: sp.Expr
+
+
+def _candidate(arg, atoms, aset):
+    """A linear form the multiplicand ``arg`` may be a univariate function of (its coeffs)."""
+    for node in sp.preorder_traversal(arg):
+        if not (getattr(node, "free_symbols", set()) & aset):
+            continue
+        inner = None
+        if isinstance(node, sp.Function):
+            inner = [x for x in node.args if x.free_symbols & aset]
+        elif isinstance(node, sp.Pow) and node.base.free_symbols & aset:
+            inner = [node.base]
+        for x in inner or ():
+            aff = affine_form(x, atoms)
+            if aff is not None and any(c != 0 for c in aff[0]):
+                return aff[0]
+    aff = affine_form(arg, atoms)
+    if aff is not None and any(c != 0 for c in aff[0]):
+        return aff[0]
+    used = [a for a in atoms if a in arg.free_symbols]
+    if len(used) == 1:
+        return tuple(sp.S.One if a == used[0] else sp.S.Zero for a in atoms)
+    return None
+
+
+def _normalise(coeffs):
+    """Scale a coefficient vector so that its pivot (first nonzero number, else first nonzero)
+    is 1; returns (normalised coeffs, pivot index, scale)."""
+    idx = [i for i, c in enumerate(coeffs) if c != 0]
+    numeric = [i for i in idx if c_is_number(coeffs[i])]
+    p = numeric[0] if numeric else idx[0]
+    lam = coeffs[p]
+    return tuple(sp.S.One if i == p else (c / lam) if c != 0 else sp.S.Zero
+                 for i, c in enumerate(coeffs)), p, lam
+
+
+def c_is_number(c):
+    return sp.sympify(c).is_Number and c != 0
+
+
+def _univariate(arg, atoms, aset):
+    coeffs = _candidate(arg, atoms, aset)
+    if coeffs is None:
+        return None
+    norm, p, _ = _normalise(coeffs)
+    sub = T - sum((norm[i] * atoms[i] for i in range(len(atoms)) if i != p and norm[i] != 0),
+                  sp.S.Zero)
+    g = arg.subs(atoms[p], sub)
+    if g.free_symbols & aset:
+        g = sp.expand(g, deep=True, mul=True, multinomial=False, power_exp=False,
+                      power_base=False, log=False)
+        if g.free_symbols & aset:
+            return None
+    return norm, g
+
+
+@lru_cache(maxsize=4096)
+def as_pieces(factor: sp.Expr, atoms: tuple) -> tuple[Piece, ...] | None:
+    """Write ``factor`` as ``Π_j g_j(ℓ_j)`` with distinct (non-proportional) linear forms, or None.
+
+    Multiplicands (``Mul.make_args``) are recognised one by one as univariate functions of a
+    linear form; those with proportional linear forms are merged into one piece.
+    """
+    aset = _atomset(atoms)
+    pieces: dict[tuple, sp.Expr] = {}
+    const = sp.S.One
+    for arg in sp.Mul.make_args(factor):
+        if not arg.free_symbols & aset:
+            const *= arg
+            continue
+        uni = _univariate(arg, atoms, aset)
+        if uni is None:
+            return None
+        coeffs, g = uni
+        pieces[coeffs] = pieces.get(coeffs, sp.S.One) * g
+    if not pieces:
+        return None
+    out = [Piece(c, g) for c, g in pieces.items()]
+    out[0] = Piece(out[0].coeffs, const * out[0].func)
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------- features
+@lru_cache(maxsize=4096)
+def features(func: sp.Expr, var: sp.Symbol = T):
+    """Kink points and soft features of a univariate ``func(var)``.
+
+    Returns ``(hard, soft)``: ``hard`` a tuple of sympy values of ``var`` where ``func`` is not
+    smooth (arguments of relu/step/|.|/sign/Max/Min that vanish), ``soft`` a tuple of
+    ``(centre, width)`` of smooth transitions (tanh, sigmoid, erf, gelu).  Returns None when a
+    kink sits at a non-affine argument (its location is not known in closed form).
+    """
+    hard, soft = [], []
+    for node in sp.preorder_traversal(func):
+        if not (isinstance(node, sp.Basic) and node.has(var)):
+            continue
+        if isinstance(node, sp.Piecewise):
+            return None
+        if isinstance(node, (sp.Max, sp.Min)):
+            args = node.args
+            zeros = [args[i] - args[j] for i in range(len(args)) for j in range(i + 1, len(args))]
+        elif isinstance(node, KINK_FUNCTIONS):
+            zeros = [node.args[0]]
+        elif isinstance(node, SOFT_FUNCTIONS):
+            aff = affine_form(node.args[0], (var,))
+            if aff is not None and aff[0][0] != 0:
+                alpha, beta = aff[0][0], aff[1]
+                soft.append((-beta / alpha, 1 / sp.Abs(alpha)))
+            continue
+        else:
+            continue
+        for z in zeros:
+            if not z.has(var):
+                continue
+            aff = affine_form(z, (var,))
+            if aff is None:
+                return None
+            alpha, beta = aff[0][0], aff[1]
+            if alpha != 0:
+                hard.append(-beta / alpha)
+    return tuple(dict.fromkeys(hard)), tuple(dict.fromkeys(soft))
+
+
+def is_kinky(expr: sp.Expr, atoms: tuple) -> bool:
+    """Whether ``expr`` contains a non-smooth function of the atoms."""
+    aset = _atomset(atoms)
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Max, sp.Min, sp.Piecewise) + KINK_FUNCTIONS) \
+                and node.free_symbols & aset:
+            return True
+    return False
+
+
+@lru_cache(maxsize=2048)
+def affine_kinks(expr: sp.Expr, atoms: tuple):
+    """The hyperplanes ``a·x + b = 0`` where ``expr`` may fail to be smooth, as a tuple of
+    ``(a, b)``, or None when some kink sits at a non-affine argument."""
+    aset = _atomset(atoms)
+    out = []
+    for node in sp.preorder_traversal(expr):
+        if not (isinstance(node, sp.Basic) and node.free_symbols & aset):
+            continue
+        if isinstance(node, sp.Piecewise):
+            return None
+        if isinstance(node, (sp.Max, sp.Min)):
+            args = node.args
+            zeros = [args[i] - args[j] for i in range(len(args)) for j in range(i + 1, len(args))]
+        elif isinstance(node, KINK_FUNCTIONS):
+            zeros = [node.args[0]]
+        else:
+            continue
+        for z in zeros:
+            aff = affine_form(z, atoms)
+            if aff is None:
+                return None
+            if any(c != 0 for c in aff[0]):
+                out.append(aff)
+    return tuple(dict.fromkeys(out))
+
+
+# ----------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class Factor:
+    """A factor of a term: ``expr`` depends on ``atoms`` only; ``index`` are their positions in
+    the atom tuple of the whole expectation."""
+
+    expr: sp.Expr
+    atoms: tuple
+    index: tuple
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coef · Π factors`` where ``coef`` is free of atoms and the factors are independent."""
+
+    coef: sp.Expr
+    factors: tuple
+
+
+def _components(n, edges):
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in edges:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+    return [find(i) for i in range(n)]
+
+
+@lru_cache(maxsize=1024)
+def plan_expectation(expr: sp.Expr, atoms: tuple, zero_var: tuple, nonzero: frozenset):
+    """Decompose ``E[expr]`` into a tuple of :class:`Term`.
+
+    ``zero_var[i]`` says atom i has variance 0 at every batch point; ``nonzero`` is the set of
+    pairs ``(i, j)`` (i < j) whose covariance is not identically zero.
+    """
+    zeros = {a: sp.S.Zero for a, z in zip(atoms, zero_var) if z}
+    if zeros:
+        expr = expr.xreplace(zeros)
+    position = {a: i for i, a in enumerate(atoms)}
+    aset = _atomset(atoms)
+    terms = []
+    for term in sp.Add.make_args(expr):
+        if term == 0:
+            continue
+        coef, rest = term.as_independent(*atoms, as_Add=False)
+        if not rest.free_symbols & aset:
+            terms.append(Term(coef * rest, ()))
+            continue
+        args = [a for a in sp.Mul.make_args(rest)]
+        used = sorted({position[s] for s in rest.free_symbols & aset})
+        local = {g: n for n, g in enumerate(used)}
+        edges = [(local[i], local[j]) for i in used for j in used
+                 if i < j and (i, j) in nonzero]
+        arg_atoms = []
+        for a in args:
+            idx = sorted(local[position[s]] for s in a.free_symbols & aset)
+            arg_atoms.append(idx)
+            edges += [(idx[0], j) for j in idx[1:]]
+        comp = _components(len(used), edges)
+        groups: dict[int, list] = {}
+        for a, idx in zip(args, arg_atoms):
+            if not idx:
+                coef *= a
+                continue
+            groups.setdefault(comp[idx[0]], []).append(a)
+        factors = []
+        for root, members in sorted(groups.items()):
+            fexpr = sp.Mul(*members)
+            fidx = tuple(g for g in used if comp[local[g]] == root and atoms[g] in fexpr.free_symbols)
+            factors.append(Factor(fexpr, tuple(atoms[g] for g in fidx), fidx))
+        terms.append(Term(coef, tuple(factors)))
+    return tuple(terms)

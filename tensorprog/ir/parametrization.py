@@ -1,0 +1,35 @@
+"""abc-parametrizations of trainable tensors (Tensor Programs IV, TP IIb Setup 5.2).
+
+A trainable tensor ``W`` is written ``W = n^{-a} w`` with ``w`` initialised ``N(0, σ² n^{-2b})``
+and trained with learning rate ``η n^{-c}``.  The NTK parametrization (TP IIb Setup 5.2, the
+default everywhere) has ``a = 1/2`` for tensors whose fan-in is the width ``n`` (hidden
+matrices, the readout) and ``a = 0`` for tensors whose fan-in is fixed (the input layer, biases),
+with ``b = c = 0``: every parameter ``w`` is ``N(0, σ²)`` times the multiplier ``1/√fan_in``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """Exponents ``(a, b, c)`` of one trainable tensor; see the module docstring."""
+
+    a: Fraction = Fraction(1, 2)
+    b: Fraction = Fraction(0)
+    c: Fraction = Fraction(0)
+
+    @property
+    def init_exponent(self) -> Fraction:
+        """Exponent ``e`` with ``Var(W_ij) = σ² n^{-e}``: ``2(a + b)``."""
+        return 2 * (self.a + self.b)
+
+    def __str__(self) -> str:
+        return f"abc({self.a}, {self.b}, {self.c})"
+
+
+#: NTK parametrization of a tensor with fan-in ``n`` (hidden matrices, readout).
+NTK_HIDDEN = Parametrization(Fraction(1, 2), Fraction(0), Fraction(0))
+#: NTK parametrization of a tensor with fixed fan-in (input layer, biases).
+NTK_FIXED = Parametrization(Fraction(0), Fraction(0), Fraction(0))

@@ -1,0 +1,396 @@
+"""The Master-Theorem evaluator: the Z of every vector and the limit of every scalar.
+
+Implements the rules of TP IIb Definition B.3 (DESIGN §2), in program order:
+
+* ZINIT     ``Z^{v}`` of an initial vector is its Gaussian atom;
+* ZNONLIN⁺  ``Z^{ψ(x…;θ…)} = ψ(Z^{x}…; θ̊…)``;
+* ZMOMENT   ``θ̊ = E ψ(Z^{x}…; θ̊…)``;
+* ZMATMUL   ``Z^{Wx} = Ẑ^{Wx} + Ż^{Wx}`` with
+  ZHAT  ``Cov(Ẑ^{Wx}, Ẑ^{Wy}) = σ_W² E[Z^x Z^y]`` (one independent family per matrix and
+  orientation), and
+  ZDOT  ``Ż^{Wx} = σ_W² Σ_i Z^{yⁱ} E[∂Z^x/∂Ẑ^{Wᵀyⁱ}]``, the derivative taken with respect to
+  the Ẑ atoms as the program was written (Remark B.5: Z^x is expanded into atoms and
+  differentiated symbolically); where the derivative involves a step function (a DiracDelta),
+  the Stein form of Remark B.6 is used: with ``C_ij = E[Ẑ^{Wᵀyⁱ} Ẑ^{Wᵀyʲ}]`` and
+  ``b_i = E[Ẑ^{Wᵀyⁱ} Z^x]``, the vector of expected derivatives is ``C⁺ b``.
+
+Every Z is a sympy expression over the leaves of :mod:`tensorprog.limit.atoms`; a node stands
+for its whole family over the inputs, and every covariance is an (N, N), (N, 1) or (1, 1) array
+computed by one vectorised Gaussian expectation (:mod:`tensorprog.expectations`).  With
+``symbolic=True`` the arrays hold sympy expressions in the entries ``G_i_j = ξ_iᵀξ_j`` of the
+input Gram matrix and only closed-form expectations are used.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ExpectationError, LimitError
+from ..expectations import expect
+from ..ir.program import Program, symbol
+from .atoms import Base, LeafTable
+
+
+class Limit:
+    """The infinite-width limit of a program (``tp.limit(p)``).
+
+    Attributes
+    ----------
+    z : dict
+        ``name -> sympy expression`` of ``Z^{name}`` over atom and parameter leaves.
+    zdot : dict
+        ``name -> [(coefficient leaf, σ², y, index)]``: the ZDOT terms of each MATMUL.
+    scalars : dict
+        ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
+    """
+
+    def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
+        program.validate()
+        self.program = program
+        self.symbolic = symbolic
+        self.tier = tier
+        self.leaves = LeafTable()
+        self.z: dict[str, sp.Expr] = {}
+        self.zdot: dict[str, list] = {}
+        self.scalars: dict[str, np.ndarray] = {}
+        self.tiers_used: set[str] = set()
+        self.max_error = 0.0
+        self._bases: dict[str, Base] = {}
+        self._pairs: dict[tuple[str, str], np.ndarray] = {}
+        self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
+        self._gram = _GramSymbols(program) if symbolic else None
+        for node in program.nodes():
+            self._evaluate(node)
+
+    # ------------------------------------------------------------------ public queries
+    def size(self, name: str) -> int:
+        return self.program.family_size(self.program.node(name).family)
+
+    def Z(self, name: str) -> sp.Expr:
+        """``Z^{name}`` as a sympy expression over atoms (names like ``Ẑ^{W1 x1}``)."""
+        self._require(name)
+        return self.z[name]
+
+    def scalar(self, name: str) -> np.ndarray:
+        """The limit θ̊ of scalar ``name`` (an array over its family)."""
+        self._require(name)
+        if name not in self.scalars:
+            raise LimitError(f"{name!r} is a vector; use Z({name!r}) or cov({name!r}, ...)")
+        return self.scalars[name]
+
+    def cov(self, a: str, b: str | None = None) -> np.ndarray:
+        """``E[Z^a(ξ_i) Z^b(ξ_j)]`` for all pairs: an (m_a, m_b) array."""
+        b = a if b is None else b
+        self._require(a)
+        self._require(b)
+        key = (a, b)
+        if key not in self._pairs:
+            if (b, a) in self._pairs:
+                return self._pairs[(b, a)].T
+            value = self.expect_pair(self.z[a], self.size(a), self.z[b], self.size(b))
+            if a == b and not self.symbolic:
+                value = (value + value.T) / 2  # exact kernels are symmetric; Monte Carlo ones too
+            self._pairs[key] = value
+        return self._pairs[key]
+
+    def mean(self, name: str) -> np.ndarray:
+        """``E[Z^{name}(ξ_i)]`` for each member of the family."""
+        self._require(name)
+        return self.expect_single(self.z[name], self.size(name))
+
+    def _require(self, name):
+        if name not in self.z and name not in self.scalars:
+            if name in self.program and self.program.node(name).kind == "matrix":
+                raise LimitError(f"{name!r} is a matrix; it has no Z (its MATMULs do)")
+            raise LimitError(f"no variable {name!r} in program {self.program.name!r}")
+
+    # ------------------------------------------------------------------ expectations
+    def z_in(self, name: str, size: int) -> sp.Expr:
+        """``Z^{name}`` seen from a family of ``size`` members (shared vectors broadcast)."""
+        m = self.size(name)
+        if m == size:
+            return self.z[name]
+        return self.leaves.reindex(self.z[name], np.zeros(size, dtype=np.intp))
+
+    def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
+        """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
+        atoms, params = self.leaves.split(expr)
+        cov = self._new((m, len(atoms), len(atoms)))
+        for r, s in enumerate(atoms):
+            for c, t in enumerate(atoms[r:], start=r):
+                block = self._block(s, t)
+                if block is not None:
+                    si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
+                    cov[:, r, c] = cov[:, c, r] = block[si, ti]
+        values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]] for q in params}
+        return self._expect(expr, atoms, cov, values, (m,))
+
+    def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
+        """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
+        A, Pa = self.leaves.split(ea)
+        B, Pb = self.leaves.split(eb)
+        prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
+        atoms = A + [prime[s] for s in B]
+        k = len(atoms)
+        cov = self._new((ma, mb, k, k))
+        sides = [(s, 0) for s in A] + [(s, 1) for s in B]
+        for r, (s, side_s) in enumerate(sides):
+            for c in range(r, k):
+                t, side_t = sides[c]
+                block = self._block(s, t)
+                if block is None:
+                    continue
+                si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
+                if side_s == side_t == 0:
+                    val = block[si, ti][:, None]
+                elif side_s == side_t == 1:
+                    val = block[si, ti][None, :]
+                else:
+                    val = block[np.ix_(si, ti)]
+                cov[:, :, r, c] = val
+                cov[:, :, c, r] = val
+        values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]][:, None] for q in Pa}
+        values.update({prime[q]: self.leaves.info[q][0].values[self.leaves.info[q][1]][None, :]
+                       for q in Pb})
+        return self._expect(ea * eb.xreplace(prime), atoms, cov, values, (ma, mb))
+
+    def _new(self, shape):
+        if self.symbolic:
+            return np.full(shape, sp.S.Zero, dtype=object)
+        return np.zeros(shape)
+
+    def _expect(self, expr, atoms, cov, params, shape):
+        # Distribute products of sums at the top level (E[(a+b)(c+d)] = E[ac] + …) so that each
+        # term factorises over independent atom groups; function arguments are left alone.
+        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
+                           power_exp=False, log=False)
+        if not expr.free_symbols & set(atoms):
+            out = self._new(shape)
+            fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
+            if self.symbolic:
+                out[...] = _broadcast_sym(expr, params, shape)
+            else:
+                out[...] = fn(*params.values()) if params else float(expr)
+            return out
+        try:
+            res = expect(expr, atoms, cov, params, symbolic=self.symbolic, tier=self.tier,
+                         check_psd=False)
+        except ExpectationError:
+            raise
+        self.tiers_used.update(res.tier.split("+"))
+        if not self.symbolic:
+            self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
+        return np.broadcast_to(res.value, shape).copy()
+
+    def _block(self, s, t):
+        """Covariance array of the bases of leaves s and t, or None when independent."""
+        a, b = self.leaves.info[s][0], self.leaves.info[t][0]
+        key = (a.key, b.key)
+        if key in self._base_covs:
+            return self._base_covs[key]
+        if (b.key, a.key) in self._base_covs:
+            other = self._base_covs[(b.key, a.key)]
+            return None if other is None else other.T
+        if a.kind == b.kind == "init":
+            out = self.init_cov(a.node, b.node)
+        elif a.kind == b.kind == "zhat" and a.group == b.group:
+            xa = self.program.args(a.node)[0]
+            xb = self.program.args(b.node)[0]
+            out = self.matrix_var(self.program.node(a.node).attrs["matrix"]) * self.cov(xa, xb)
+        else:
+            out = None
+        self._base_covs[key] = out
+        return out
+
+    def init_cov(self, a: str, b: str) -> np.ndarray:
+        """Covariance of initial vectors a and b (sympy entries when symbolic)."""
+        if self.symbolic:
+            return self._gram.init_cov(a, b)
+        return self.program.init_cov_of(a, b)
+
+    def _var(self, var):
+        return sp.Float(var) if self.symbolic else var
+
+    def matrix_var(self, matrix: str):
+        """σ_W² of a matrix: a number, or the (N, N) input covariance of a generated matrix."""
+        var = self.program.node(matrix).attrs["var"]
+        if isinstance(var, np.ndarray) and self.symbolic:
+            return np.vectorize(sp.Float, otypes=[object])(var)
+        return self._var(var)
+
+    # ------------------------------------------------------------------ the Z rules
+    def _evaluate(self, node) -> None:
+        p, L, name = self.program, self.leaves, node.name
+        kind = node.kind
+        if kind == "matrix":
+            return
+        m = p.family_size(node.family)
+        if kind == "vector":  # ZINIT
+            base = L.add_base(Base(f"init:{name}", "init", m, f"Z^{{{name}}}", "init", name))
+            self.z[name] = L.natural(base, m)
+        elif kind == "scalar":
+            value = sp.Float(node.attrs["value"]) if self.symbolic else node.attrs["value"]
+            self._scalar_base(name, np.array([value], dtype=object if self.symbolic else float))
+        elif kind == "nonlin":  # ZNONLIN+
+            self.z[name] = self._substitute(node, m)
+        elif kind == "select":  # a view of other members: re-index, zero where index is -1
+            index = node.attrs["index"]
+            z = L.reindex(self.z[node.attrs["args"][0]], np.maximum(index, 0))
+            if (index < 0).any():
+                mask = (index >= 0).astype(float)
+                if self.symbolic:
+                    mask = np.array([sp.Integer(int(v)) for v in mask], dtype=object)
+                base = L.add_base(Base(f"mask:{name}", "param", m, f"1[{name}]", node=name,
+                                       values=mask))
+                z = L.natural(base, m) * z
+            self.z[name] = z
+        elif kind == "moment":  # ZMOMENT
+            values = self.expect_single(self._substitute(node, m), m)
+            self._scalar_base(name, values)
+        elif kind == "matmul":  # ZMATMUL = ZHAT + ZDOT
+            W, t = node.attrs["matrix"], node.attrs["transpose"]
+            x = node.attrs["args"][0]
+            group = f"{W}^T" if t else W
+            shown = f"{W}ᵀ" if t else W
+            base = L.add_base(Base(f"zhat:{name}", "zhat", m, f"Ẑ^{{{shown} {x}}}", group, name))
+            terms = self._zdot(name, W, t, x, m)
+            self.zdot[name] = terms
+            self.z[name] = L.natural(base, m) + sum(
+                (sigma2 * c * L.reindex(self.z[y], idx) for c, sigma2, y, idx in terms),
+                sp.S.Zero)
+        else:  # pragma: no cover - kinds are validated by Program
+            raise LimitError(f"unknown node kind {kind!r}")
+
+    def _scalar_base(self, name, values):
+        base = self.leaves.add_base(Base(f"param:{name}", "param", len(values), name,
+                                         node=name, values=values))
+        self._bases[name] = base
+        self.scalars[name] = values
+
+    def _substitute(self, node, m) -> sp.Expr:
+        return self.z_of(node.attrs["expr"], m)
+
+    def z_of(self, expr: sp.Expr, m: int) -> sp.Expr:
+        """An expression over program variables with every vector replaced by its Z and every
+        scalar by its limit θ̊, for a family of ``m`` members (ZNONLIN⁺)."""
+        sub = {}
+        for s in expr.free_symbols:
+            node = self.program.node(s.name)
+            if node.is_vector:
+                sub[s] = self.z_in(s.name, m)
+            elif _all_zero(self.scalars[s.name]):  # e.g. gradients through MOMENTs at init
+                sub[s] = sp.S.Zero
+            else:
+                sub[s] = self.leaves.natural(self._bases[s.name], m)
+        return expr.xreplace(sub)
+
+    def _zdot(self, name, W, transpose, x, m):
+        """ZDOT terms ``(coefficient leaf, σ_W², y, index)`` of ``name := W x`` (or ``Wᵀx``)."""
+        L = self.leaves
+        opposite = W if transpose else f"{W}^T"
+        zx = self.z[x]
+        atoms, _ = L.split(zx)
+        partners = [s for s in atoms if L.info[s][0].kind == "zhat" and L.info[s][0].group == opposite]
+        if not partners:
+            return []
+        derivs = [sp.diff(zx, s) for s in partners]
+        if any(d.has(sp.DiracDelta) for d in derivs):
+            coefs = self._stein(zx, partners, m)
+        else:
+            coefs = [self.expect_single(d, m) for d in derivs]
+        sigma2 = self.matrix_var(W)
+        terms = []
+        for s, c in zip(partners, coefs):
+            if _all_zero(c):
+                continue
+            base_s, idx = L.info[s]
+            if isinstance(sigma2, np.ndarray):  # generated matrix: σ² of member j and idx[j]
+                c = c * sigma2[np.arange(m), idx]
+            y = self.program.args(base_s.node)[0]
+            coef = L.add_base(Base(f"coef:{name}:{s.name}", "param", m,
+                                   f"E[∂Z^{{{x}}}/∂{s.name}]", node=name, values=c))
+            terms.append((L.natural(coef, m), 1 if isinstance(sigma2, np.ndarray) else sigma2,
+                          y, idx))
+        return terms
+
+    def _stein(self, zx, partners, m):
+        """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""
+        k = len(partners)
+        b = self._new((m, k))
+        for r, s in enumerate(partners):
+            b[:, r] = self.expect_single(s * zx, m)
+        if _all_zero(b):  # e.g. a backward vector linear in the readout: no ZDOT
+            return [self._new((m,)) for _ in partners]
+        C = self._new((m, k, k))
+        for r, s in enumerate(partners):
+            for c in range(r, k):
+                C[:, r, c] = C[:, c, r] = self.expect_single(s * partners[c], m)
+        if self.symbolic:
+            out = self._new((m, k))
+            for i in range(m):
+                out[i] = list(sp.Matrix(C[i]).pinv() * sp.Matrix(b[i]))
+        else:
+            out = np.einsum("mij,mj->mi", np.linalg.pinv(C, rcond=1e-10, hermitian=True), b)
+        return [out[:, r] for r in range(k)]
+
+    # ------------------------------------------------------------------ printing
+    def __str__(self) -> str:
+        from .printing import limit_to_text
+
+        return limit_to_text(self)
+
+
+def _all_zero(values) -> bool:
+    if values.dtype == object:
+        return all(sp.sympify(v).is_zero for v in values.ravel())
+    return not np.any(values)
+
+
+def _broadcast_sym(expr, params, shape):
+    out = np.empty(shape, dtype=object)
+    arrays = {k: np.broadcast_to(v, shape) for k, v in params.items()}
+    for idx in np.ndindex(shape):
+        out[idx] = expr.xreplace({k: v[idx] for k, v in arrays.items()})
+    return out
+
+
+def gram_symbol(program: Program, data_a: str, i: int, data_b: str, j: int) -> sp.Symbol:
+    """The symbol of the Gram entry ``ξ_iᵀξ_j`` (``G_i_j``; prefixed by the data names when a
+    program has several input arrays)."""
+    if (data_b, j) < (data_a, i):
+        data_a, i, data_b, j = data_b, j, data_a, i
+    if len(program.data) == 1:
+        return sp.Symbol(f"G_{i}_{j}", real=True)
+    return sp.Symbol(f"G_{data_a}_{i}_{data_b}_{j}", real=True)
+
+
+class _GramSymbols:
+    """Initial covariances as sympy expressions in the Gram entries ``G_i_j = ξ_iᵀξ_j``."""
+
+    def __init__(self, program: Program):
+        self.program = program
+
+    def init_cov(self, a: str, b: str) -> np.ndarray:
+        p = self.program
+        na, nb = p.node(a), p.node(b)
+        if na.attrs.get("source") == "embed" and nb.attrs.get("source") == "embed" and \
+                (a == b or (a, b) in p.init_cov):
+            da, db = na.attrs["data"], nb.attrs["data"]
+            d = p.data[da].shape[1]
+            out = np.empty((len(p.data[da]), len(p.data[db])), dtype=object)
+            var, bias = sp.Float(na.attrs["var"]), sp.Float(na.attrs["bias_var"])
+            for i, j in np.ndindex(out.shape):
+                out[i, j] = var * gram_symbol(p, da, i, db, j) / d + bias
+            return out
+        return np.vectorize(sp.Float, otypes=[object])(p.init_cov_of(a, b))
+
+
+def gram_values(program: Program) -> dict:
+    """Substitution ``{G_i_j: ξ_iᵀξ_j}`` that evaluates a symbolic kernel on the program's data."""
+    subs = {}
+    for da, Xa in program.data.items():
+        for db, Xb in program.data.items():
+            g = Xa @ Xb.T
+            for i, j in np.ndindex(g.shape):
+                subs[gram_symbol(program, da, i, db, j)] = float(g[i, j])
+    return subs

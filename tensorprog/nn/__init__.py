@@ -1,0 +1,12 @@
+"""Building blocks for writing architectures as programs.
+
+Each block adds instructions to a program through the builder and returns the new variable, so
+architectures compose like ordinary layer code while staying NETSOR⊤+ programs (the raw
+instruction level, ``p.matrix``, ``W @ x``, ``tp.nonlin``, is always available).  Every block
+uses the NTK parametrization (TP IIb Setup 5.2).
+"""
+from .dense import dense, readout
+from .norm import layer_norm
+from .residual import residual
+
+__all__ = ["dense", "readout", "layer_norm", "residual"]
