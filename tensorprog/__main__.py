@@ -1,0 +1,4 @@
+"""``python -m tensorprog``: the command line of :mod:`tensorprog.cli`."""
+from .cli import main
+
+raise SystemExit(main())

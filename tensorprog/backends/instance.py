@@ -1,0 +1,128 @@
+"""Running a program's instructions at width n, for a chunk of seeds at once (DESIGN §5).
+
+Array layout (leading axis: seeds):
+
+* matrix ``W``: (S, n, n) (a generated matrix: :class:`~.sampling.GeneratedMatrix`);
+* vector of a family of m members: (S, n, m), one column per member (the family "inputs":
+  one per input ξ_i);
+* shared vector (a bias, the readout ``v``): (S, n, 1), broadcasting against the families;
+* scalar over a family: (S, 1, m); shared scalar: (S, 1, 1).
+
+The instructions (TP IIb Def. B.1):
+
+* MATMUL ``h := W x`` is the batched product ``W @ x`` (``Wᵀ x``: ``W.transpose(0, 2, 1) @ x``);
+* NONLIN ``x := ψ(x¹…; θ…)`` evaluates the node's sympy expression with
+  :func:`tensorprog.functions.lambdify` on the arrays, broadcasting shared vectors (S, n, 1) and
+  per-input scalars (S, 1, N) against the families (S, n, N);
+* MOMENT ``θ := avg ψ(…)`` is the mean over the n axis, giving (S, 1, m);
+* SELECT ``x' := x[index]`` gathers columns (index −1: the zero vector).
+
+Nothing here knows about particular architectures: the program is walked node by node.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..errors import ProgramError
+from ..functions import SYMPY_FUNCTIONS, lambdify
+from ..ir.program import SHARED, Program, symbol
+from .sampling import GeneratedMatrix
+
+_COMPILED: dict = {}
+
+
+def compiled(expr: sp.Expr, names: tuple[str, ...], xp):
+    """``ψ`` as an array function of the variables ``names`` (memoised per array module)."""
+    key = (expr, names, xp.__name__)
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = lambdify([symbol(a) for a in names], expr, xp)
+        _COMPILED[key] = fn
+    return fn
+
+
+def coordinatewise(expr, names, values, shape, xp, dtype):
+    """``ψ`` applied to the arrays of ``names``, broadcast to ``shape`` (S, n, m)."""
+    out = compiled(expr, tuple(names), xp)(*(values[a] for a in names))
+    out = xp.asarray(out, dtype=dtype)
+    if out.shape != shape:
+        out = xp.broadcast_to(out, shape)
+    return out
+
+
+def run_instructions(p: Program, values: dict, width: int, seeds: int, xp, dtype) -> dict:
+    """Evaluate every instruction of ``p`` in program order into ``values``.
+
+    ``values`` must already hold every matrix and initial vector (see
+    :func:`tensorprog.backends.sampling.draw_initial`); initial scalars and the results of
+    MATMUL, NONLIN, MOMENT and SELECT are added.  Returns ``values``.
+    """
+    S, n = int(seeds), int(width)
+    for node in p.nodes():
+        kind, a, name = node.kind, node.attrs, node.name
+        if kind in ("matrix", "vector"):
+            if name not in values:  # pragma: no cover - draw_initial covers every initial object
+                raise ProgramError(f"initial object {name!r} was not sampled")
+            continue
+        m = p.family_size(node.family)
+        if kind == "scalar":
+            values[name] = xp.full((S, 1, 1), a["value"], dtype=dtype)
+        elif kind == "matmul":
+            W, x = values[a["matrix"]], values[a["args"][0]]
+            if isinstance(W, GeneratedMatrix):
+                values[name] = W.matmul(x, a["transpose"], xp)
+            else:
+                values[name] = xp.matmul(W.transpose(0, 2, 1) if a["transpose"] else W, x)
+        elif kind == "nonlin":
+            names = tuple(a["args"]) + tuple(a["scalars"])
+            values[name] = coordinatewise(a["expr"], names, values, (S, n, m), xp, dtype)
+        elif kind == "select":
+            x = values[a["args"][0]]
+            padded = xp.concatenate([x, xp.zeros((S, n, 1), dtype=dtype)], axis=2)
+            values[name] = padded[:, :, xp.asarray(a["index"])]  # -1 picks the zero column
+        elif kind == "moment":
+            names = tuple(a["args"]) + tuple(a["scalars"])
+            psi = coordinatewise(a["expr"], names, values, (S, n, m), xp, dtype)
+            values[name] = psi.mean(axis=1, keepdims=True)
+        else:  # pragma: no cover - kinds are validated by Program
+            raise ProgramError(f"unknown node kind {kind!r}", name)
+    return values
+
+
+def parse_moments(p: Program, moments: dict | None) -> dict[str, tuple[sp.Expr, tuple, int]]:
+    """Extra empirical moments ``{name: ψ}`` (ψ a sympy expression or a string in the program's
+    variable names) as ``{name: (ψ, argument names, family size)}``."""
+    out = {}
+    for name, expr in (moments or {}).items():
+        where = f"moment {name!r} := avg({expr})"
+        if name in p:
+            raise ProgramError(f"{name!r} is already a variable of the program; pick another name",
+                               where)
+        if isinstance(expr, str):
+            local = {v: symbol(v) for v in p.order}
+            local.update(SYMPY_FUNCTIONS)
+            try:
+                expr = sp.sympify(expr, locals=local)
+            except (sp.SympifyError, SyntaxError, TypeError) as e:
+                raise ProgramError(f"cannot parse the moment expression ({e})", where) from e
+        expr = sp.sympify(expr)
+        used = {s.name for s in expr.free_symbols}
+        unknown = sorted(u for u in used if u not in p)
+        if unknown:
+            raise ProgramError(f"unknown variables {unknown}", where)
+        names = tuple(v for v in p.order if v in used)
+        if not any(p.node(v).is_vector for v in names):
+            raise ProgramError("a moment averages a vector expression over the n coordinates",
+                               where)
+        families = {p.node(v).family for v in names} - {SHARED}
+        if len(families) > 1:
+            raise ProgramError(f"variables from different families {sorted(families)}", where)
+        out[name] = (expr, names, p.family_size(families.pop() if families else SHARED))
+    return out
+
+
+def evaluate_moments(parsed: dict, values: dict, width: int, seeds: int, xp, dtype) -> dict:
+    """The extra moments of :func:`parse_moments` on one chunk: ``{name: (S, 1, m)}``."""
+    return {name: coordinatewise(expr, names, values, (seeds, width, m), xp, dtype)
+            .mean(axis=1, keepdims=True)
+            for name, (expr, names, m) in parsed.items()}

@@ -1,0 +1,351 @@
+"""``tp.validate``: the compiler's limits against the same program run at finite widths.
+
+For every width of a sweep the program is simulated (:func:`.simulate.simulate`) and each
+quantity the compiler derives — the NNGP kernel ``tp.nngp(p)``, the NTK ``tp.ntk(p)`` and the
+limit ``tp.limit(p).scalar(θ)`` of every MOMENT θ — is compared with its finite-width samples
+(DESIGN §5):
+
+* the relative Frobenius error of a single draw, mean over seeds ± standard error, which falls
+  like ``n^{-1/2}`` (the fluctuations of a width-n network are O(n^{-1/2}));
+* the error of the seed mean.  Its *bias* part falls like ``n^{-1}``, but with S seeds it also
+  carries the sampling noise ``~ 1/√(nS)``; the report gives the noise floor at every width and
+  says which of the two dominates ("bias" or "noise" regime) rather than claiming n^{-1};
+* log-log slopes of both, with standard errors (:func:`.stats.loglog_fit`);
+* a z-score check at the largest width: every entry of the seed mean within ``z_threshold``
+  (default 4) standard errors of the limit.  A wrong limit (e.g. the gradient-independence
+  answer for a program that needs ZDOT) fails here.
+
+The checks that decide :attr:`ValidationReport.passed` are the per-draw slope (within
+``slope_tolerance`` or 3 standard errors of −1/2) and the z-score; the seed-mean slope is
+reported, and checked against −1 only where every width is in the bias regime (informational).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ProgramError
+from ..ir.program import Program
+from .arrays import positive_int
+from .simulate import simulate
+from .stats import ErrorStats, Fit, error_stats, loglog_fit
+
+KERNELS = ("nngp", "ntk")
+
+
+@dataclass
+class Row:
+    """One quantity at one width."""
+
+    quantity: str
+    width: int
+    seeds: int
+    stats: ErrorStats
+    seconds: float
+
+    def as_dict(self) -> dict:
+        s = self.stats
+        return dict(quantity=self.quantity, width=self.width, seeds=self.seeds,
+                    draw_error=s.draw_error, draw_error_stderr=s.draw_error_stderr,
+                    mean_error=s.mean_error, noise_floor=s.noise_floor, regime=s.regime,
+                    max_z=s.max_z, relative=s.relative, seconds=self.seconds)
+
+
+@dataclass
+class Check:
+    """A named pass/fail statement; ``required`` checks decide :attr:`ValidationReport.passed`."""
+
+    name: str
+    passed: bool
+    detail: str
+    required: bool = True
+
+
+@dataclass
+class ValidationReport:
+    """Result of :func:`validate`.
+
+    ``table``: one :class:`Row` per (quantity, width); ``slopes``: ``{quantity: (slope, stderr)}``
+    of the per-draw error; ``mean_slopes``: the same for the seed-mean error; ``fits``: the full
+    :class:`~.stats.Fit` objects; ``checks``: list of :class:`Check`; ``limits``: the limits used.
+    """
+
+    program: str
+    widths: list[int]
+    seeds: int
+    backend: str
+    table: list[Row]
+    fits: dict[str, Fit]
+    mean_fits: dict[str, Fit]
+    checks: list[Check]
+    limits: dict[str, np.ndarray]
+    z_threshold: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def quantities(self) -> list[str]:
+        return list(dict.fromkeys(r.quantity for r in self.table))
+
+    @property
+    def slopes(self) -> dict[str, tuple[float, float]]:
+        return {q: (f.slope, f.stderr) for q, f in self.fits.items()}
+
+    @property
+    def mean_slopes(self) -> dict[str, tuple[float, float]]:
+        return {q: (f.slope, f.stderr) for q, f in self.mean_fits.items()}
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks if c.required)
+
+    def rows(self, quantity: str) -> list[Row]:
+        return [r for r in self.table if r.quantity == quantity]
+
+    def regime(self, quantity: str) -> str:
+        """Which term dominates the seed-mean error over the sweep: "bias", "noise" or "mixed"."""
+        regimes = {r.stats.regime for r in self.rows(quantity)}
+        return regimes.pop() if len(regimes) == 1 else "mixed"
+
+    # ------------------------------------------------------------------ output
+    def to_markdown(self) -> str:
+        lines = [f"## Finite-width validation of `{self.program}`", "",
+                 f"Widths {', '.join(map(str, self.widths))}; {self.seeds} seeds per width; "
+                 f"backend {self.backend}.  Errors are relative Frobenius errors "
+                 "‖simulation − limit‖_F / ‖limit‖_F (absolute where the limit is 0).", ""]
+        for q in self.quantities:
+            rows = self.rows(q)
+            kind = "relative" if rows[0].stats.relative else "absolute"
+            lines += [f"### {q} ({kind} error)", "",
+                      "| width | per-draw error | seed-mean error | noise floor | regime | "
+                      "max z | time (s) |",
+                      "|---:|---:|---:|---:|:--|---:|---:|"]
+            for r in rows:
+                s = r.stats
+                lines.append(f"| {r.width} | {s.draw_error:.4g} ± {s.draw_error_stderr:.2g} | "
+                             f"{s.mean_error:.4g} | {s.noise_floor:.4g} | {s.regime} | "
+                             f"{s.max_z:.2f} | {r.seconds:.1f} |")
+            lines.append("")
+        lines += ["### Log-log slopes (error ∝ width^slope)", "",
+                  "| quantity | per-draw slope | expected | seed-mean slope | seed-mean regime |",
+                  "|:--|---:|---:|---:|:--|"]
+        for q in self.quantities:
+            f, m = self.fits[q], self.mean_fits[q]
+            lines.append(f"| {q} | {_pm(f)} | −0.5 | {_pm(m)} | {self._regime_text(q)} |")
+        lines += ["", "### Checks", ""]
+        for c in self.checks:
+            mark = "PASS" if c.passed else "FAIL"
+            extra = "" if c.required else " (informational)"
+            lines.append(f"- **{mark}** {c.name}{extra}: {c.detail}")
+        for note in self.notes:
+            lines.append(f"- note: {note}")
+        lines += ["", f"**Overall: {'PASSED' if self.passed else 'FAILED'}**"]
+        return "\n".join(lines)
+
+    def _regime_text(self, q: str) -> str:
+        return {"bias": "bias-dominated (expect −1)",
+                "noise": "noise-dominated (expect ≈ −0.5, ~1/√(nS))",
+                "mixed": "noise at some widths, bias at others"}[self.regime(q)]
+
+    def plot(self, path: str) -> str:
+        """Error against width on log-log axes, one panel per quantity: per-draw errors with
+        their fitted line and the n^{-1/2} reference, seed-mean errors and their noise floor.
+        Writes a PNG (matplotlib, Agg backend) and returns ``path``."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as e:  # pragma: no cover - matplotlib is a dependency
+            raise ImportError("ValidationReport.plot needs matplotlib (pip install matplotlib)"
+                              ) from e
+        qs = self.quantities
+        cols = min(3, len(qs))
+        rows_ = -(-len(qs) // cols)
+        fig, axes = plt.subplots(rows_, cols, figsize=(4.6 * cols, 3.8 * rows_), squeeze=False)
+        for ax, q in zip(axes.ravel(), qs):
+            rs = self.rows(q)
+            w = np.array([r.width for r in rs], dtype=float)
+            e = np.array([r.stats.draw_error for r in rs])
+            se = np.array([r.stats.draw_error_stderr for r in rs])
+            em = np.array([r.stats.mean_error for r in rs])
+            nf = np.array([r.stats.noise_floor for r in rs])
+            ax.errorbar(w, e, yerr=se, fmt="o", color="C0", label="per draw")
+            f = self.fits[q]
+            if np.isfinite(f.slope):
+                ax.plot(w, f.predict(w), "-", color="C0",
+                        label=f"fit: slope {f.slope:.3f} ± {f.stderr:.3f}")
+            if np.all(e > 0):
+                ref = np.exp(np.mean(np.log(e) + 0.5 * np.log(w))) * w ** -0.5
+                ax.plot(w, ref, ":", color="k", label=r"$n^{-1/2}$ reference")
+            ax.plot(w, em, "s", mfc="none", color="C1", label="seed mean")
+            ax.plot(w, nf, "--", color="C1", alpha=0.6, label="noise floor of mean")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("width n")
+            ax.set_ylabel("relative error" if rs[0].stats.relative else "absolute error")
+            ax.set_title(q)
+            ax.legend(fontsize=7)
+        for ax in axes.ravel()[len(qs):]:
+            ax.axis("off")
+        fig.suptitle(f"{self.program}: {self.seeds} seeds per width")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def _pm(f: Fit) -> str:
+    return "n/a" if not np.isfinite(f.slope) else f"{f.slope:.3f} ± {f.stderr:.3f}"
+
+
+# ---------------------------------------------------------------------- limits
+def _scalar_names(p: Program) -> list[str]:
+    return [n.name for n in p.nodes("moment")]
+
+
+def resolve_quantities(p: Program, quantities) -> tuple[list[str], list[str]]:
+    """Quantity keys (``"nngp"``, ``"ntk"``, ``"scalar:θ"``) to validate, and notes about what
+    the default skipped."""
+    notes = []
+    explicit = quantities is not None
+    if isinstance(quantities, str):
+        quantities = (quantities,)
+    quantities = tuple(quantities) if explicit else ("nngp", "ntk", "scalars")
+    out = []
+    for q in quantities:
+        if q in KERNELS:
+            if p.readout is None:
+                if explicit:
+                    raise ProgramError(f"cannot validate {q!r}: program {p.name!r} has no output")
+                notes.append(f"{q} skipped: the program has no output")
+                continue
+            out.append(q)
+        elif q == "scalars":
+            names = _scalar_names(p)
+            if not names and explicit:
+                raise ProgramError(f"program {p.name!r} has no MOMENT scalars to validate")
+            out += [f"scalar:{s}" for s in names]
+        else:
+            name = q[7:] if q.startswith("scalar:") else q
+            if name not in _scalar_names(p):
+                raise ProgramError(
+                    f"unknown quantity {q!r}: use 'nngp', 'ntk', 'scalars' or the name of a "
+                    f"MOMENT of the program ({_scalar_names(p)})")
+            out.append(f"scalar:{name}")
+    if not out:
+        raise ProgramError(f"nothing to validate in program {p.name!r}: it has neither an output "
+                           "nor MOMENT scalars")
+    return list(dict.fromkeys(out)), notes
+
+
+def compiler_limits(p: Program, quantities: list[str], given: dict | None = None) -> dict:
+    """The limit of every quantity: from ``given`` (keys as in :func:`resolve_quantities`, or
+    ``{"scalars": {θ: value}}``) where present, else from the compiler."""
+    given = dict(given or {})
+    for name, value in given.pop("scalars", {}).items():
+        given.setdefault(f"scalar:{name}", value)
+    unknown = sorted(set(given) - set(quantities))
+    if unknown:
+        raise ProgramError(f"limits given for {unknown}, which are not validated here; "
+                           f"quantities: {quantities}")
+    out, lim = {}, None
+    for q in quantities:
+        if q in given:
+            out[q] = np.asarray(given[q], dtype=float)
+            continue
+        if q == "nngp":
+            from ..kernels import nngp
+            out[q] = np.asarray(nngp(p), dtype=float)
+        elif q == "ntk":
+            from ..kernels import ntk
+            out[q] = np.asarray(ntk(p), dtype=float)
+        else:
+            if lim is None:
+                from ..limit import Limit
+                lim = Limit(p)
+            out[q] = np.asarray(lim.scalar(q[7:]), dtype=float)
+    return out
+
+
+def _samples(sim, q: str) -> np.ndarray:
+    if q == "nngp":
+        return sim.nngp_samples
+    if q == "ntk":
+        return sim.ntk_samples
+    return sim.scalars[q[7:]]
+
+
+# ---------------------------------------------------------------------- validate
+def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
+             backend: str = "auto", quantities=None, limits: dict | None = None,
+             dtype=np.float64, seed: int = 0, z_threshold: float = 4.0,
+             slope_tolerance: float = 0.1, progress=None) -> ValidationReport:
+    """Sweep ``widths`` and compare the simulation with the compiler's limits.
+
+    Parameters
+    ----------
+    quantities : iterable of "nngp", "ntk", "scalars" (all MOMENTs) or MOMENT names
+        Default: all of them that the program has.
+    limits : dict, optional
+        Limits to use instead of the compiler's, keyed "nngp", "ntk", "scalar:θ" (or
+        ``{"scalars": {θ: value}}``), e.g. to check that a wrong limit is caught.
+    z_threshold : float
+        Largest allowed ``|seed mean − limit| / stderr`` over the entries at the largest width.
+    slope_tolerance : float
+        The per-draw slope passes when within ``max(slope_tolerance, 3·stderr)`` of −1/2.
+    progress : callable, optional
+        Called as ``progress(done, total, note)`` after every width.
+    """
+    try:
+        widths = sorted({positive_int(w, "every width") for w in widths})
+    except TypeError:
+        raise ProgramError(f"widths must be a list of positive integers, got {widths!r}") from None
+    if not widths:
+        raise ProgramError("widths must hold at least one width")
+    seeds = positive_int(seeds, "seeds")
+    qs, notes = resolve_quantities(p, quantities)
+    lims = compiler_limits(p, qs, limits)
+    table, used_backend = [], None
+    for k, n in enumerate(widths):
+        start = time.perf_counter()
+        sim = simulate(p, width=n, seeds=seeds, backend=backend, dtype=dtype, seed=(seed, n))
+        used_backend = sim.backend
+        seconds = time.perf_counter() - start
+        for q in qs:
+            table.append(Row(q, n, seeds, error_stats(_samples(sim, q), lims[q]), seconds))
+        del sim
+        if progress is not None:
+            progress(k + 1, len(widths), f"width {n}")
+    fits, mean_fits, checks = {}, {}, []
+    for q in qs:
+        rows = [r for r in table if r.quantity == q]
+        w = [r.width for r in rows]
+        fits[q] = loglog_fit(w, [r.stats.draw_error for r in rows],
+                             [r.stats.draw_error_stderr for r in rows])
+        mean_fits[q] = loglog_fit(w, [r.stats.mean_error for r in rows])
+        checks += _checks(q, rows, fits[q], mean_fits[q], z_threshold, slope_tolerance)
+    return ValidationReport(p.name, widths, seeds, used_backend, table, fits, mean_fits, checks,
+                            lims, z_threshold, notes)
+
+
+def _checks(q, rows, fit: Fit, mean_fit: Fit, z_threshold, tol) -> list[Check]:
+    out = []
+    if len(rows) >= 2 and np.isfinite(fit.slope):
+        allowed = max(tol, 3 * fit.stderr)
+        out.append(Check(
+            f"{q}: per-draw error ∝ n^-1/2", abs(fit.slope + 0.5) <= allowed,
+            f"slope {fit.slope:.3f} ± {fit.stderr:.3f} over widths {rows[0].width}…"
+            f"{rows[-1].width} (allowed |slope + 0.5| ≤ {allowed:.3f})"))
+    last = rows[-1]
+    out.append(Check(
+        f"{q}: seed mean within {z_threshold:g} standard errors of the limit at n={last.width}",
+        last.stats.max_z <= z_threshold,
+        f"max |mean − limit|/stderr = {last.stats.max_z:.2f} over the entries"))
+    if len(rows) >= 3 and all(r.stats.regime == "bias" for r in rows) and \
+            np.isfinite(mean_fit.slope):
+        allowed = max(tol, 3 * mean_fit.stderr)
+        out.append(Check(
+            f"{q}: seed-mean error (bias-dominated) ∝ n^-1", abs(mean_fit.slope + 1) <= allowed,
+            f"slope {mean_fit.slope:.3f} ± {mean_fit.stderr:.3f}", required=False))
+    return out
