@@ -97,7 +97,7 @@ def ntk_terms(p: Program, backward) -> list[Term]:
     for key, members in groups.items():
         for a in members:
             for b in members:
-                terms.append(Term(key, np.asarray(p.init_cov_of(a, b)), ((grad[a], grad[b]),),
+                terms.append(Term(key, np.asarray(p.tangent_of(a, b)), ((grad[a], grad[b]),),
                                   (p.node(a).family, p.node(b).family)))
     if r.trainable:
         terms.append(readout_term(p))

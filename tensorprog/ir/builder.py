@@ -322,7 +322,7 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def vector(self, name: str, cov=1.0, cross: dict | None = None,
-               trainable: bool = False, family: str | None = None) -> Var:
+               trainable: bool = False, family: str | None = None, tangent=None) -> Var:
         """Initial vector: ``cov`` a number (one shared vector with that coordinate variance)
         or an (m, m) covariance over a family (default: the N inputs); ``cross`` gives
         covariances with earlier initial vectors (``{handle_or_name: array}``)."""

@@ -352,12 +352,23 @@ class Program:
         return node
 
     def add_vector(self, name: str, cov, cross: dict | None = None, trainable: bool = False,
-                   source: str = "given", family: str | None = None) -> Node:
+                   source: str = "given", family: str | None = None, tangent=None) -> Node:
         """Initial vector: shared (``cov`` a number, the coordinates' variance) or a family over
         the inputs (``cov`` an (N, N) positive semidefinite array).  ``cross`` maps earlier
-        initial vectors to cross-covariance arrays.  Biases are shared trainable vectors."""
+        initial vectors to cross-covariance arrays.  Biases are shared trainable vectors.
+
+        A trainable family's NTK share is ``K ∘ E[Z^{dv} Z^{dv}]`` with ``K`` its covariance
+        (exact when the vector is a linear layer of its own parameters); ``tangent`` gives
+        another K, the tangent kernel of a vector produced by a network that is trained (a
+        hypernetwork's output, for instance)."""
         instruction = f"VECTOR: {name} ~ N(0, ...)"
         cov = np.asarray(cov, dtype=float)
+        if tangent is not None:
+            tangent = np.asarray(tangent, dtype=float)
+            if not trainable or cov.ndim != 2 or tangent.shape != cov.shape:
+                raise ProgramError("tangent= is the (m, m) tangent kernel of a trainable vector "
+                                   "family, of the shape of its covariance", instruction)
+            _check_psd(tangent, instruction)
         if cov.ndim == 0:
             _check_variance(float(cov), instruction)
             family, cov = SHARED, cov.reshape(1, 1)
@@ -378,6 +389,8 @@ class Program:
             parametrization=NTK_FIXED))
         if family == SHARED:
             node.attrs["var"] = float(cov[0, 0])
+        if tangent is not None:
+            node.attrs["tangent"] = tangent
         self._check_new_name(name, instruction)
         pending = {}
         for other, c in (cross or {}).items():
@@ -433,6 +446,14 @@ class Program:
         fam = Family(name, int(owner.size), owner.astype(np.intp))
         self.families[name] = fam
         return fam
+
+    def tangent_of(self, a: str, b: str) -> np.ndarray:
+        """Weight of the NTK share ``K ∘ E[Z^{da} Z^{db}]`` of trainable initial vectors a, b:
+        their covariance, or the ``tangent`` kernel given for the vector."""
+        tangent = self.node(a).attrs.get("tangent")
+        if tangent is not None:
+            return tangent if a == b else np.zeros((len(tangent), len(tangent)))
+        return self.init_cov_of(a, b)
 
     def init_cov_of(self, a: str, b: str) -> np.ndarray:
         """Covariance of the Gaussian coordinates of initial vectors ``a`` and ``b``."""

@@ -92,7 +92,10 @@ def program_to_text(p: Program, data: bool = True) -> str:
                     key = f"C_{node.name}_{other}"
                     arrays[key] = p.init_cov[(node.name, other)]
                     cross.append(f"{other}={key}")
+            if "tangent" in a:
+                arrays[f"T_{node.name}"] = a["tangent"]
             opts = ["bias" if a["source"] == "bias" else "",
+                    f"tangent=T_{node.name}" if "tangent" in a else "",
                     "trainable=False" if a["source"] == "bias" and not a["trainable"] else "",
                     "trainable=True" if a["source"] != "bias" and a["trainable"] else "",
                     f"cross({', '.join(cross)})" if cross else "", in_family]
@@ -297,7 +300,9 @@ def program_from_text(text: str, cls=Program, data: dict | None = None) -> Progr
                 bias = "bias" in flags
                 trainable = _bool(flags.get("trainable", "True" if bias else "False"), where)
                 p.add_vector(m.group(1), cov, cross=cross, trainable=trainable,
-                             source="bias" if bias else "given", family=flags.get("family"))
+                             source="bias" if bias else "given", family=flags.get("family"),
+                             tangent=array(flags["tangent"], where) if "tangent" in flags
+                             else None)
             elif kind == "MATMUL":
                 m = _ASSIGN.match(main)
                 mm = _MATMUL.match(m.group(2)) if m else None

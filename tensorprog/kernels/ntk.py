@@ -114,7 +114,7 @@ def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "aut
     for key, members in embeds.items():
         for a in members:
             for b in members:
-                K0 = lim.init_cov(a, b)
+                K0 = lim.tangent(a, b)
                 add(key, K0 * lim.cov(bw.grad[a], bw.grad[b]), (a, bw.grad[a]), (b, bw.grad[b]))
     if r.trainable:
         parts["readout"] = _readout_kernel(lim, r, symbolic)

@@ -145,7 +145,7 @@ class _PathSums:
             for a in members:
                 for b in members:
                     add(param, {(param,) + s: v for s, v in self.B(a, b).items()},
-                        lim.init_cov(a, b))
+                        lim.tangent(a, b))
         if self.out.trainable:
             value = self.num(self.out.var) * lim.cov(self.out.node) + self.num(self.out.bias_var)
             self._accumulate(parts, ("readout", ()), np.broadcast_to(value, (N, N)))

@@ -208,6 +208,13 @@ class Limit:
             return self._gram.init_cov(a, b)
         return self.program.init_cov_of(a, b)
 
+    def tangent(self, a: str, b: str) -> np.ndarray:
+        """NTK weight of trainable initial vectors a, b (:meth:`Program.tangent_of`)."""
+        if "tangent" not in self.program.node(a).attrs:
+            return self.init_cov(a, b)
+        value = self.program.tangent_of(a, b)
+        return np.vectorize(sp.Float, otypes=[object])(value) if self.symbolic else value
+
     def _var(self, var):
         return sp.Float(var) if self.symbolic else var
 
