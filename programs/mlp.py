@@ -12,17 +12,13 @@ usual kernel libraries).
 from __future__ import annotations
 
 import tensorprog as tp
-
-ACTIVATIONS = {"relu": tp.relu, "erf": tp.erf, "tanh": tp.tanh, "gelu": tp.gelu,
-               "sigmoid": tp.sigmoid, "step": tp.step, "identity": tp.identity}
+from tensorprog.nn import activation as activation_named
 
 
 def build(X, depth: int = 2, wvar: float = 2.0, bvar: float = 0.1, activation: str = "relu",
           bias: bool = True) -> tp.Program:
     """MLP with ``depth`` hidden n×n matrices on inputs ``X`` (N, d)."""
-    if activation not in ACTIVATIONS:
-        raise tp.ProgramError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
-    phi = ACTIVATIONS[activation]
+    phi = activation_named(activation)
     bvar = bvar if bias else 0.0
     p = tp.Program("mlp")
     h = p.embed(X, var=wvar, bias_var=bvar)

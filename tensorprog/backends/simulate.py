@@ -23,7 +23,8 @@ from ..kernels.backprop import backward_program
 from .arrays import (array_module, available_bytes, check_dtype, chunk_bounds, is_cupy,
                      plan_chunks, positive_int, to_numpy)
 from .instance import evaluate_moments, parse_moments, run_instructions
-from .kernels import Grams, evaluate_terms, network_outputs, ntk_terms, readout_term
+from ..kernels.terms import ntk_terms, readout_term
+from .kernels import Grams, evaluate_terms, network_outputs
 from .sampling import SeedStreams, draw_initial, plan_initial
 
 #: Temporaries of one NONLIN evaluation and of the sampler, in units of one (n × N) vector.
@@ -209,12 +210,13 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
             # nonlinearities were already checked when it was built
             warnings.simplefilter("ignore", PseudoLipschitzWarning)
             bw = backward_program(p)
-        q, v_name = bw.program, bw.readout_vector
-        terms = ntk_terms(p, bw)
-        nngp_term = readout_term(p)
+        q, v_name, network = bw.program, bw.readout_vector, bw.network
+        terms = ntk_terms(bw)
+        nngp_term = readout_term(bw.network)
         readout_bias_var = p.readout.bias_var
     else:
         q, v_name, terms, nngp_term, readout_bias_var = p, None, [], None, 0.0
+        network = p
     extra = parse_moments(q, moments)
     plan = plan_initial(q, readout_bias_var)
     streams = SeedStreams(xp, seed, rng)
@@ -222,21 +224,25 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
     device = "GPU" if is_cupy(xp) else "host"
     chunk = plan_chunks(seeds, per_seed, available_bytes(xp), width, chunk, device)
 
-    scalar_names = [s.name for s in p.nodes() if s.is_scalar]
+    # a lifted network (inputs interacting, tensorprog.kernels.lift) holds a copy of each member
+    # per output that reads it; the program's own scalars are the copies their owners hold
+    restore = getattr(network, "restore", {})
+    scalar_names = {s.name: restore.get(s.family) for s in p.nodes() if s.is_scalar}
     scalars, ntk_parts, nngp, outputs = {}, {}, [], []
     kept: dict | None = {} if keep_parameters else None
     for lo, hi in chunk_bounds(seeds, chunk):
         S = hi - lo
         values, readout_bias = draw_initial(plan, streams, range(lo, hi), width, dt, kept)
         run_instructions(q, values, width, S, xp, dt)
-        moments_ = {s: values[s] for s in scalar_names}
+        moments_ = {s: values[s] if r is None else values[s][..., r]
+                    for s, r in scalar_names.items()}
         moments_.update(evaluate_moments(extra, values, width, S, xp, dt))
         _append(scalars, {k: v[:, 0, :] for k, v in moments_.items()})
         if nngp_term is not None:
             grams = Grams(values, width, xp)
             nngp.append(to_numpy(evaluate_terms([nngp_term], q, grams, S, xp, dt)["readout"]))
             _append(ntk_parts, evaluate_terms(terms, q, grams, S, xp, dt))
-            outputs.append(to_numpy(network_outputs(p, values, v_name, readout_bias, width, xp)))
+            outputs.append(to_numpy(network_outputs(network, values, v_name, readout_bias, width, xp)))
         del values, moments_
         if is_cupy(xp):
             xp.get_default_memory_pool().free_all_blocks()

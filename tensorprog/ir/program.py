@@ -245,6 +245,13 @@ class Program:
             )
         return node
 
+    def declare_inputs(self, n: int) -> None:
+        """Declare the N inputs (the ``"inputs"`` family) before any vector of it exists, e.g.
+        when the first layer acts on another family (the pixels of a CNN)."""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ProgramError(f"the number of inputs must be a positive integer, got {n!r}")
+        self._set_inputs(int(n), f"PROGRAM {self.name} inputs={n}")
+
     def _set_inputs(self, n: int, instruction: str) -> None:
         if self.num_inputs is None:
             self.num_inputs = int(n)

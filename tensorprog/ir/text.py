@@ -201,7 +201,7 @@ def program_from_text(text: str, cls=Program, data: dict | None = None) -> Progr
         raise ParseError("the first line must be `PROGRAM <name> inputs=<N>`", raw[0][1], raw[0][0])
     p = cls(m.group(1))
     if int(m.group(2)):
-        p._set_inputs(int(m.group(2)), raw[0][1])
+        p.declare_inputs(int(m.group(2)))
     arrays = {k: np.asarray(v, dtype=float) for k, v in (data or {}).items()}
     body = []
     for lineno, line in raw[1:]:

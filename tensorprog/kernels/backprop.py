@@ -30,19 +30,24 @@ import sympy as sp
 import numpy as np
 
 from ..ir.program import SHARED, Family, Program, symbol
+from .lift import lift_cross_input
 
 
 @dataclass
 class Backward:
-    """A program with its backward pass.  ``grad[x]`` names the variable holding ``dx``."""
+    """A program with its backward pass.  ``grad[x]`` names the variable holding ``dx``;
+    ``network`` is the forward program the pass differentiates (the user's program, or its
+    lift when inputs interact, see :mod:`.lift`), ``program`` that program plus the pass."""
 
     program: Program
     readout_vector: str
+    network: Program
     grad: dict[str, str] = field(default_factory=dict)
 
 
 def backward_program(p: Program) -> Backward:
     """Append the backward pass of ``p`` (which must have an output) to a copy of ``p``."""
+    p = lift_cross_input(p)
     r = p.require_output()
     q = p.copy()
     v = q.fresh_name("v_out")
@@ -56,7 +61,7 @@ def backward_program(p: Program) -> Backward:
         sel = q.fresh_name("v_slot")
         q.add_select(sel, v, np.asarray(r.slots), q.node(r.node).family)
         seed = symbol(sel) / sp.sqrt(P)
-    out = Backward(q, v)
+    out = Backward(q, v, p)
     vec_terms: dict[str, list[sp.Expr]] = {r.node: [seed]}
     sca_terms: dict[str, list[sp.Expr]] = {}
 

@@ -49,6 +49,7 @@ class LeafTable:
     def __init__(self):
         self._bases: dict[str, Base] = {}
         self._by_key: dict[tuple, sp.Symbol] = {}
+        self._names: set[str] = set()
         self.info: dict[sp.Symbol, tuple[Base, np.ndarray]] = {}
 
     def add_base(self, base: Base) -> Base:
@@ -65,7 +66,12 @@ class LeafTable:
         if sym is None:
             natural = (len(index) == base.size and np.array_equal(index, np.arange(base.size))) \
                 or (base.size == 1 and not index.any())
-            name = base.display if natural else f"{base.display}[{len(self._by_key)}]"
+            # the natural leaf keeps the base's name; other views (and a shared base seen from
+            # a second family size) get a numbered one: a symbol is one (base, index) pair
+            name = base.display
+            if not natural or name in self._names:
+                name = f"{base.display}[{len(self._by_key)}]"
+            self._names.add(name)
             sym = sp.Symbol(name, real=True)
             self._by_key[key] = sym
             self.info[sym] = (base, index)

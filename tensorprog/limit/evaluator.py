@@ -27,7 +27,7 @@ import sympy as sp
 
 from ..errors import ExpectationError, LimitError
 from ..expectations import expect
-from ..ir.program import Program, symbol
+from ..ir.program import Program
 from .atoms import Base, LeafTable
 
 

@@ -5,8 +5,13 @@ architectures compose like ordinary layer code while staying NETSOR⊤+ programs
 instruction level, ``p.matrix``, ``W @ x``, ``tp.nonlin``, is always available).  Every block
 uses the NTK parametrization (TP IIb Setup 5.2).
 """
+from .activations import ACTIVATIONS, activation
+from .conv import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
+                   patches, shift)
 from .dense import dense, readout
-from .norm import layer_norm
+from .norm import batch_norm, layer_norm
 from .residual import residual
 
-__all__ = ["dense", "readout", "layer_norm", "residual"]
+__all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_readout",
+           "global_avg_pool", "image_family", "patches", "shift", "dense", "readout", "layer_norm",
+           "batch_norm", "residual"]

@@ -308,3 +308,45 @@ def test_generated_matrix_converges_to_its_limit():
     for got, se, want in ((sim.nngp, sim.nngp_stderr, tp.nngp(p)),
                           (sim.ntk, sim.ntk_stderr, tp.ntk(p))):
         assert np.max(np.abs(got - want) / se) < 4
+
+
+def batchnorm_program(X, B, eps=1e-3):
+    """BatchNorm over batches of B consecutive inputs: every output reads its whole batch (a
+    SELECT across inputs), so backprop runs on the lifted program (tensorprog.kernels.lift)."""
+    N = len(X)
+    p = tp.Program("batchnorm")
+    h = p.embed(X, var=1.5, bias_var=0.2, name="h1")
+    g = p.matrix("W1", var=1.5) @ tp.tanh(h)
+    base = (np.arange(N) // B) * B
+    members = [p.select(g, base + k, "inputs") for k in range(B)]
+    mu = sum(members) / B
+    var = sum((m - mu) * (m - mu) for m in members) / B
+    x = (g - mu) / (var + eps) ** 0.5
+    p.output(tp.tanh(x), var=1.3, bias_var=0.1)
+    return p
+
+
+def batchnorm_forward(P, X, act, layernorm, n, B=2, eps=1e-3):
+    h1 = P["U_h1"] @ X.T + P["U_h1.bias"][..., None]
+    g = P["W1"] @ np.tanh(h1)
+    gb = g.reshape(g.shape[:-1] + (g.shape[-1] // B, B))
+    mu = gb.mean(axis=-1, keepdims=True)
+    var = ((gb - mu) ** 2).mean(axis=-1, keepdims=True)
+    x = ((gb - mu) / np.sqrt(var + eps)).reshape(g.shape)
+    return (P["v"][..., None, :] @ np.tanh(x))[..., 0, :] / np.sqrt(n) + P["readout.bias"][..., None]
+
+
+def test_batchnorm_across_inputs_ntk_equals_brute_force():
+    X = inputs(N=4)
+    n = 10
+    p = batchnorm_program(X, B=2)
+    sim = tp.simulate(p, width=n, seeds=1, backend="numpy", seed=7, keep_parameters=True)
+    P = sampled_parameters(sim)
+    assert rel(sim.outputs[0], batchnorm_forward(P, X, None, False, n)) < 1e-12
+    bf = group(brute_force_ntk(batchnorm_forward, P, X, multipliers(p, n), n, act=None,
+                               layernorm=False))
+    assert set(bf) == set(sim.ntk_contributions)
+    for k in bf:
+        assert rel(sim.ntk_contributions[k][0], bf[k]) < 1e-8, k
+    # the cross-batch blocks of the NTK are non-zero: inputs of one batch interact
+    assert np.abs(bf["W1"][0, 1]) > 1e-3 * np.abs(bf["W1"][0, 0])

@@ -88,3 +88,19 @@ def test_flatten_readout_with_slots():
     T = tp.ntk(p)
     np.testing.assert_allclose(T, expected + 2.0 / P * owner.T @ (C * same) @ owner, rtol=1e-12)
     assert tp.Program.from_text(p.to_text()) == p
+
+
+def test_shared_vector_seen_from_two_family_sizes():
+    """A bias broadcast into a family of 4 members and into the inputs (2): two distinct leaves."""
+    p = tp.Program("leaf")
+    p.embed(np.eye(2), name="h0")
+    fam = p.family("pix", [0, 0, 1, 1])
+    h = p.embed(np.random.default_rng(0).standard_normal((4, 3)), family=fam)
+    b = p.bias("b", 1.0)
+    x = tp.relu(h + b)
+    pooled = p.select(x, [0, 2], "inputs") + p.select(x, [1, 3], "inputs") + b
+    p.output(pooled)
+    K = tp.nngp(p)
+    assert K.shape == (2, 2) and np.all(np.isfinite(K))
+    T, parts = tp.ntk(p, contributions=True)
+    assert np.linalg.eigvalsh(parts["b"]).min() > 0
