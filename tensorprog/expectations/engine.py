@@ -22,7 +22,7 @@ import sympy as sp
 from ..errors import ExpectationError
 from . import montecarlo, quadrature
 from .closed_forms import evaluate_exact, exact_plan, peval
-from .decompose import plan_expectation
+from .decompose import Factor, Term, plan_expectation
 from .shim import NUMERIC, SYMBOLIC
 
 __all__ = ["Expectation", "expect", "TIERS"]
@@ -165,6 +165,30 @@ def _factor(factor, cov, params, m, tier, whole):
     return value, err, "montecarlo"
 
 
+def _merge_numeric_terms(plan: tuple) -> tuple:
+    """Merge terms that differ only in their one factor without a closed form (same atoms, same
+    closed-form cofactors): ``Σ_t c_t A·F_t = A·(Σ_t c_t F_t)``, one quadrature or Monte-Carlo
+    pass instead of one per term (a pair covariance of two sums of k terms has k² of them)."""
+    merged: dict[tuple, list] = {}
+    out = []
+    for term in plan:
+        numeric = [f for f in term.factors if exact_plan(f.expr, f.atoms) is None]
+        if len(numeric) != 1:
+            out.append(term)
+            continue
+        exact = tuple((f.expr, f.index) for f in term.factors if f is not numeric[0])
+        merged.setdefault((exact, numeric[0].index), []).append((term, numeric[0]))
+    for (exact, index), group in merged.items():
+        if len(group) == 1:
+            out.append(group[0][0])
+            continue
+        numeric = sp.Add(*[t.coef * f.expr for t, f in group])
+        factors = [f for f in group[0][0].factors if f is not group[0][1]]
+        factors.append(Factor(numeric, group[0][1].atoms, index))
+        out.append(Term(sp.S.One, tuple(factors)))
+    return tuple(out)
+
+
 def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str = "auto",
            check_psd: bool = True):
     """``E[expr]`` over zero-mean jointly Gaussian ``atoms`` for every covariance in ``cov``.
@@ -208,6 +232,8 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
     batch = cov.shape[:-2]
     zero_var, nonzero = _zero_pattern(cov, k, symbolic)
     plan = plan_expectation(expr, atoms, zero_var, nonzero)
+    if not symbolic and tier != "exact":
+        plan = _merge_numeric_terms(plan)
 
     total = m.zeros(batch)
     error = np.zeros(batch)

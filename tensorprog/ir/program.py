@@ -544,7 +544,8 @@ class Program:
                 f"ψ uses {sorted(map(str, extra))} which are not among its arguments "
                 f"{list(args + scalars)}", instruction)
         for f in expr.atoms(sp.Function):
-            if f.func in NOT_PSEUDO_LIPSCHITZ and not f.args[0].is_nonpositive:
+            if f.func in NOT_PSEUDO_LIPSCHITZ and not f.args[0].is_nonpositive and \
+                    any(self.node(s.name).is_vector for s in f.args[0].free_symbols):
                 warnings.warn(
                     f"{instruction}: {f.func.__name__} is not pseudo-Lipschitz (TP IIb Def. B.7); "
                     "the Master Theorem is not guaranteed for it", PseudoLipschitzWarning,

@@ -6,6 +6,8 @@ instruction level, ``p.matrix``, ``W @ x``, ``tp.nonlin``, is always available).
 uses the NTK parametrization (TP IIb Setup 5.2).
 """
 from .activations import ACTIVATIONS, activation
+from .attention import (embed_tokens, gather_token, pool_tokens, self_attention, sequence_layout,
+                        token_index, transformer_block)
 from .conv import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
                    patches, shift)
 from .dense import dense, readout
@@ -14,4 +16,5 @@ from .residual import residual
 
 __all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_readout",
            "global_avg_pool", "image_family", "patches", "shift", "dense", "readout", "layer_norm",
-           "batch_norm", "residual"]
+           "batch_norm", "residual", "embed_tokens", "gather_token", "pool_tokens",
+           "self_attention", "sequence_layout", "token_index", "transformer_block"]
