@@ -90,6 +90,21 @@ def backward_program(p: Program) -> Backward:
         total = sp.Add(*terms)
         return None if total.is_zero else total
 
+    def chain(a: dict, inside, outside) -> None:
+        """Push a gradient through ψ: ``dx += outside·inside·∂ψ/∂x`` for its vectors and
+        ``dθ += outside·avg(inside·∂ψ/∂θ)`` for its scalars (a NONLIN: inside = dy, outside = 1;
+        a MOMENT: inside = 1, outside = dθ)."""
+        for x in a["args"]:
+            part = sp.diff(a["expr"], symbol(x))
+            if not part.is_zero:
+                vec_terms.setdefault(x, []).append(outside * inside * part)
+        for s in a["scalars"]:
+            part = sp.diff(a["expr"], symbol(s))
+            if not part.is_zero:
+                m = q.fresh_name(f"d_{s}_")
+                q.add_inferred("moment", m, inside * part)
+                sca_terms.setdefault(s, []).append(outside * symbol(m))
+
     for node in reversed(p.nodes()):
         a, name = node.attrs, node.name
         if node.kind == "matmul":
@@ -114,32 +129,12 @@ def backward_program(p: Program) -> Backward:
                 vec_terms.setdefault(x, []).append(symbol(sel))
         elif node.kind == "nonlin":
             dy = gradient(name)
-            if dy is None:
-                continue
-            for x in a["args"]:
-                part = sp.diff(a["expr"], symbol(x))
-                if not part.is_zero:
-                    vec_terms.setdefault(x, []).append(symbol(dy) * part)
-            for s in a["scalars"]:
-                part = sp.diff(a["expr"], symbol(s))
-                if not part.is_zero:
-                    m = q.fresh_name(f"d_{s}_")
-                    q.add_inferred("moment", m, symbol(dy) * part)
-                    sca_terms.setdefault(s, []).append(symbol(m))
+            if dy is not None:
+                chain(a, symbol(dy), sp.S.One)
         elif node.kind == "moment":
             dth = scalar_gradient(name)
-            if dth is None:
-                continue
-            for x in a["args"]:
-                part = sp.diff(a["expr"], symbol(x))
-                if not part.is_zero:
-                    vec_terms.setdefault(x, []).append(dth * part)
-            for s in a["scalars"]:
-                part = sp.diff(a["expr"], symbol(s))
-                if not part.is_zero:
-                    m = q.fresh_name(f"d_{s}_")
-                    q.add_inferred("moment", m, part)
-                    sca_terms.setdefault(s, []).append(dth * symbol(m))
+            if dth is not None:
+                chain(a, sp.S.One, dth)
         elif node.kind == "vector":
             gradient(name)
     return out

@@ -8,7 +8,7 @@ import sympy as sp
 import tensorprog as tp
 from tensorprog.backends import arrays
 
-from ..conftest import build_mlp
+from ..conftest import build_mlp, layernorm_program
 
 
 def unit_inputs(N=3, d=5, seed=0):
@@ -19,17 +19,6 @@ def unit_inputs(N=3, d=5, seed=0):
 @pytest.fixture
 def mlp():
     return build_mlp(unit_inputs(), depth=2, wvar=2.0, bvar=0.1)
-
-
-def layernorm_program(X, eps=1e-3):
-    p = tp.Program("layernorm")
-    h = p.embed(X, var=1.0, bias_var=0.1)
-    x = p.matrix("W1", var=2.0) @ tp.relu(h)
-    th = (x * x).mean(name="theta")
-    y = tp.nonlin(lambda a, t: a / sp.sqrt(t + eps), x, scalars=[th])
-    z = p.matrix("W2", var=1.5) @ tp.tanh(y)
-    p.output(tp.tanh(z), var=1.0, bias_var=0.0)
-    return p
 
 
 def test_shapes_and_types(mlp):

@@ -8,12 +8,11 @@ for the ZDOT program, or a 10% error in an NTK) is caught by the z-score check.
 """
 import numpy as np
 import pytest
-import sympy as sp
 
 import tensorprog as tp
 from tensorprog.backends.stats import error_stats, loglog_fit
 
-from ..conftest import build_mlp
+from ..conftest import build_mlp, layernorm_program
 
 WIDTHS = (32, 64, 128, 256, 512)
 SEEDS = 200
@@ -49,22 +48,11 @@ def zdot_theta_by_hand():
     return np.array([SIGMA_W2 * d_tanh(SIGMA_W2 * c) * c for c in np.diag(C_X)])
 
 
-def layernorm_program(X, eps=1e-3):
-    p = tp.Program("layernorm")
-    h = p.embed(X, var=1.0, bias_var=0.1)
-    x = p.matrix("W1", var=2.0) @ tp.relu(h)
-    th = (x * x).mean(name="theta")
-    y = tp.nonlin(lambda a, t: a / sp.sqrt(t + eps), x, scalars=[th])
-    z = p.matrix("W2", var=1.5) @ tp.tanh(y)
-    p.output(tp.tanh(z), var=1.0, bias_var=0.05)
-    return p
-
-
 PROGRAMS = {
     "mlp-relu": lambda: build_mlp(unit_inputs(), depth=2, wvar=2.0, bvar=0.1, phi=tp.relu),
     "mlp-erf": lambda: build_mlp(unit_inputs(), depth=2, wvar=2.0, bvar=0.1, phi=tp.erf),
     "zdot": zdot_program,
-    "layernorm": lambda: layernorm_program(unit_inputs()),
+    "layernorm": lambda: layernorm_program(unit_inputs(), out_bias_var=0.05),
 }
 EXPECTED = {"mlp-relu": {"nngp", "ntk"}, "mlp-erf": {"nngp", "ntk"}, "zdot": {"scalar:theta"},
             "layernorm": {"nngp", "ntk", "scalar:theta"}}
