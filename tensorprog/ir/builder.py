@@ -325,9 +325,11 @@ class BuilderProgram(Program):
                trainable: bool = False, family: str | None = None, tangent=None) -> Var:
         """Initial vector: ``cov`` a number (one shared vector with that coordinate variance)
         or an (m, m) covariance over a family (default: the N inputs); ``cross`` gives
-        covariances with earlier initial vectors (``{handle_or_name: array}``)."""
+        covariances with earlier initial vectors (``{handle_or_name: array}``); ``tangent`` the
+        NTK weight of a trainable family (see :meth:`Program.add_vector`)."""
         cross = {(k.name if isinstance(k, Var) else k): v for k, v in (cross or {}).items()}
-        self.add_vector(name, cov, cross=cross, trainable=trainable, family=family)
+        self.add_vector(name, cov, cross=cross, trainable=trainable, family=family,
+                        tangent=tangent)
         return Var(self, symbol(name))
 
     def scalar(self, name: str, value: float) -> Var:

@@ -11,10 +11,14 @@ from .attention import (embed_tokens, gather_token, pool_tokens, self_attention,
 from .conv import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
                    patches, shift)
 from .dense import dense, readout
+from .hypernet import (HyperNet, HypernetSimulation, generated_input, generated_matrix,
+                       generated_readout, hypernet_kernels, hypernet_outputs, simulate_hypernet)
 from .norm import batch_norm, layer_norm
 from .residual import residual
 
 __all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_readout",
            "global_avg_pool", "image_family", "patches", "shift", "dense", "readout", "layer_norm",
            "batch_norm", "residual", "embed_tokens", "gather_token", "pool_tokens",
-           "self_attention", "sequence_layout", "token_index", "transformer_block"]
+           "self_attention", "sequence_layout", "token_index", "transformer_block", "HyperNet",
+           "HypernetSimulation", "generated_input", "generated_matrix", "generated_readout",
+           "hypernet_kernels", "hypernet_outputs", "simulate_hypernet"]
