@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 import tensorprog as tp
-from tensorprog.nn.conv import PADDINGS, conv, conv_embed, flatten_readout, global_avg_pool
+from tensorprog.nn.convolution import PADDINGS, conv, conv_embed, flatten_readout, global_avg_pool
 
 READOUTS = ("gap", "flatten")
 

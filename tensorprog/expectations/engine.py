@@ -166,14 +166,16 @@ def _factor(factor, cov, params, m, tier, whole):
 
 
 def _merge_numeric_terms(plan: tuple) -> tuple:
-    """Merge terms that differ only in their one factor without a closed form (same atoms, same
-    closed-form cofactors): ``Σ_t c_t A·F_t = A·(Σ_t c_t F_t)``, one quadrature or Monte-Carlo
-    pass instead of one per term (a pair covariance of two sums of k terms has k² of them)."""
+    """Merge terms that differ only in their one factor without a closed form over more than
+    three atoms (a Monte-Carlo factor; same atoms, same closed-form cofactors):
+    ``Σ_t c_t A·F_t = A·(Σ_t c_t F_t)``, one Monte-Carlo pass instead of one per term (a pair
+    covariance of two sums of k terms has k² of them).  Low-dimensional factors stay apart:
+    the quadrature tier is fastest on products of two univariate functions (Mehler)."""
     merged: dict[tuple, list] = {}
     out = []
     for term in plan:
         numeric = [f for f in term.factors if exact_plan(f.expr, f.atoms) is None]
-        if len(numeric) != 1:
+        if len(numeric) != 1 or len(numeric[0].atoms) <= 3:
             out.append(term)
             continue
         exact = tuple((f.expr, f.index) for f in term.factors if f is not numeric[0])

@@ -8,12 +8,13 @@ uses the NTK parametrization (TP IIb Setup 5.2).
 from .activations import ACTIVATIONS, activation
 from .attention import (embed_tokens, gather_token, pool_tokens, self_attention, sequence_layout,
                         token_index, transformer_block)
-from .conv import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
+from .convolution import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
                    patches, shift)
 from .dense import dense, readout
 from .hypernet import (HyperNet, HypernetSimulation, generated_input, generated_matrix,
                        generated_readout, hypernet_kernels, hypernet_outputs, simulate_hypernet)
 from .norm import batch_norm, layer_norm
+from .recurrent import gru_cell, rnn_cell
 from .residual import residual
 
 __all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_readout",
@@ -21,4 +22,4 @@ __all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_r
            "batch_norm", "residual", "embed_tokens", "gather_token", "pool_tokens",
            "self_attention", "sequence_layout", "token_index", "transformer_block", "HyperNet",
            "HypernetSimulation", "generated_input", "generated_matrix", "generated_readout",
-           "hypernet_kernels", "hypernet_outputs", "simulate_hypernet"]
+           "hypernet_kernels", "hypernet_outputs", "simulate_hypernet", "rnn_cell", "gru_cell"]

@@ -1,4 +1,4 @@
-"""CNNs (``programs/cnn.py``, ``tensorprog/nn/conv.py``) against an independent CNN-kernel
+"""CNNs (``programs/cnn.py``, ``tensorprog/nn/convolution.py``) against an independent CNN-kernel
 recursion, and at finite width.
 
 The reference below is written from the usual CNN-kernel convention, not from the program:
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import tensorprog as tp
-from tensorprog.nn import conv as C
+from tensorprog.nn import convolution as C
 
 _spec = importlib.util.spec_from_file_location(
     "programs_cnn", Path(__file__).resolve().parents[2] / "programs" / "cnn.py")

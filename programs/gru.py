@@ -1,0 +1,54 @@
+"""Gated recurrent unit (Cho et al. 2014) unrolled over T steps, weights shared across time.
+
+Inputs ``X`` of shape (N, T, d) (an (N, D) array: ``steps`` steps of D/steps features).
+With h_0 = 0 and, at every step t = 1 … T,
+
+    z_t = σ(W_z h_{t−1} + U_z ξ_t + b_z)             update gate   (a 2-argument NONLIN)
+    r_t = σ(W_r h_{t−1} + U_r ξ_t + b_r)             reset gate    (a 2-argument NONLIN)
+    h̃_t = tanh(W_h (r_t ⊙ h_{t−1}) + U_h ξ_t + b_h)  candidate     (a 2-argument NONLIN)
+    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t            new state     (a 3-argument NONLIN)
+    f(ξ) = v·h_T/√n + b_out
+
+(σ the logistic sigmoid; at t = 1 the matrices act on h_0 = 0, so h_1 = σ(U_z ξ_1 + b_z) ⊙
+tanh(U_h ξ_1 + b_h)).  The three n×n matrices W_z, W_r, W_h (N(0, wvar/n)) and the three input
+layers (U_·, b_·) (N(0, uvar/d), N(0, bvar)) are the *same* at every step; readout
+v_i ~ N(0, vvar), b_out ~ N(0, bvar).  NTK parametrization, every parameter trained.
+
+**Limit and its accuracy.**  The gates are NONLINs of several Gaussian atoms; the state h_t is
+a function of all the atoms of steps 1 … t (two at step 1, six more at each further step:
+Ẑ^{W_z h}, Ẑ^{W_r h}, Ẑ^{W_h(r⊙h)} and the three input layers), so the covariance of h_T for
+a pair of inputs is an expectation over up to 2·(2 + 6(T−1)) correlated Gaussians, without a
+closed form.  Tiers used (``tp.limit(p).tiers_used``) and the largest error estimate of one
+expectation (``tp.limit(p).max_error``), measured:
+
+* T = 1 (N = 3): quadrature only, max_error 1.5e-13; against an independent Gauss–Hermite
+  reference the NNGP and NTK agree to 4e-13;
+* T = 2 (N = 3, the tests): quadrature + Monte Carlo, max_error 2.3e-6; an all-Monte-Carlo
+  re-evaluation (``tier="montecarlo"``) agrees within 1.3e-5, path sums and backprop to
+  1.8e-5; the finite-width check (n ≤ 512, 120 seeds) passes with a seed-mean noise floor of
+  ~4e-3, far above the integration error;
+* T = 3 (N = 4, benchmarks/study_architectures_a.py): quadrature + Monte Carlo, max_error
+  1.6e-4, paths vs backprop 1.5e-4; validation up to n = 2048 (50 seeds) passes with a noise
+  floor of 2.3e-3.
+
+The cost is those expectations for every pair of inputs (N = 6, T = 3: ~45 s); see
+``docs/architectures/gru.md``.
+"""
+from __future__ import annotations
+
+import tensorprog as tp
+from tensorprog.nn.dense import readout
+from tensorprog.nn.recurrent import as_sequences, gru_cell
+
+
+def build(X, wvar: float = 1.0, uvar: float = 1.0, bvar: float = 0.1,
+          vvar: float = 1.0, steps: int = 2) -> tp.Program:
+    """GRU on sequences ``X`` (N, T, d), read out from the last state."""
+    X = as_sequences(X, steps)
+    p = tp.Program("gru")
+    h = None
+    for t in range(X.shape[1]):
+        h = gru_cell(p, h, X[:, t, :], wvar=wvar, uvar=uvar, bvar=bvar, name="gru",
+                     step=t + 1)
+    readout(h, vvar, bvar)
+    return p
