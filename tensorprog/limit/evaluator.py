@@ -60,7 +60,12 @@ class Limit:
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
         for node in program.nodes():
-            self._evaluate(node)
+            try:
+                self._evaluate(node)
+            except ExpectationError as e:
+                raise ExpectationError(
+                    f"in {node.kind.upper()} {node.name!r} (line {program.line_of(node.name)}): "
+                    f"{e}") from None
 
     # ------------------------------------------------------------------ public queries
     def size(self, name: str) -> int:
@@ -175,8 +180,13 @@ class Limit:
         try:
             res = expect(expr, atoms, cov, params, symbolic=self.symbolic, tier=self.tier,
                          check_psd=False)
-        except ExpectationError:
-            raise
+        except ExpectationError as e:
+            # Blocks estimated by quadrature or Monte Carlo (each within its error) can make the
+            # joint covariance slightly indefinite: project onto the PSD cone and retry once.
+            if self.symbolic or "positive semidefinite" not in str(e):
+                raise
+            res = expect(expr, atoms, _nearest_psd(cov), params, tier=self.tier,
+                         check_psd=False)
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
             self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
@@ -345,6 +355,12 @@ class Limit:
         from .printing import limit_to_text
 
         return limit_to_text(self)
+
+
+def _nearest_psd(cov: np.ndarray) -> np.ndarray:
+    """Each (k, k) matrix of the batch with its negative eigenvalues set to 0."""
+    lam, V = np.linalg.eigh(cov)
+    return np.einsum("...ij,...j,...kj->...ik", V, np.maximum(lam, 0.0), V)
 
 
 def _all_zero(values) -> bool:

@@ -36,3 +36,11 @@ def test_symbolic_without_closed_form_is_an_error():
     p = build_mlp(X, depth=1, phi=tp.tanh)
     with pytest.raises(tp.ExpectationError):
         tp.nngp(p, symbolic=True)
+
+
+def test_expectation_error_names_the_instruction():
+    p = tp.Program("moment")
+    x = p.vector("x", 1.0)
+    th = (tp.tanh(x) * x).mean()
+    with pytest.raises(tp.ExpectationError, match=rf"in MOMENT '{th.name}' \(line 3\)"):
+        tp.limit(p, symbolic=True)

@@ -90,3 +90,22 @@ def test_zero_variance_and_batched_inputs():
     expected = 2 / np.sqrt(np.pi) / np.sqrt(1 + 2 * q) * q
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     assert np.all(np.isfinite(value))
+
+
+def test_slightly_indefinite_estimated_covariance_is_projected():
+    """Covariance blocks estimated by quadrature or Monte Carlo can make a joint covariance
+    slightly indefinite; the evaluator projects it onto the PSD cone instead of failing."""
+    import sympy as sp
+
+    p = tp.Program("psd")
+    p.vector("x", 1.0)
+    lim = tp.limit(p)
+    a, b, c = sp.symbols("a b c", real=True)
+    C = np.array([[1.0, 0.999, 0.0], [0.999, 1.0, 0.999], [0.0, 0.999, 1.0]])  # λ_min < 0
+    lam, V = np.linalg.eigh(C)
+    slightly = V @ np.diag(np.maximum(lam, -1e-6)) @ V.T  # one eigenvalue −1e-6
+    expr = sp.tanh(a) * sp.tanh(b) * sp.tanh(c) + a * sp.sin(b) * sp.cos(c)
+    value = lim._expect(expr, [a, b, c], slightly[None], {}, (1,))
+    reference = lim._expect(expr, [a, b, c], (V @ np.diag(np.maximum(lam, 0)) @ V.T)[None], {},
+                            (1,))
+    np.testing.assert_allclose(value, reference, rtol=1e-9)
