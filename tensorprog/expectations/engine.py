@@ -22,7 +22,7 @@ import sympy as sp
 from ..errors import ExpectationError
 from . import montecarlo, quadrature
 from .closed_forms import evaluate_exact, exact_plan, peval
-from .decompose import Factor, Term, plan_expectation
+from .decompose import Factor, Term, as_pieces, plan_expectation
 from .shim import NUMERIC, SYMBOLIC
 
 __all__ = ["Expectation", "expect", "TIERS"]
@@ -166,16 +166,17 @@ def _factor(factor, cov, params, m, tier, whole):
 
 
 def _merge_numeric_terms(plan: tuple) -> tuple:
-    """Merge terms that differ only in their one factor without a closed form over more than
-    three atoms (a Monte-Carlo factor; same atoms, same closed-form cofactors):
-    ``Σ_t c_t A·F_t = A·(Σ_t c_t F_t)``, one Monte-Carlo pass instead of one per term (a pair
-    covariance of two sums of k terms has k² of them).  Low-dimensional factors stay apart:
-    the quadrature tier is fastest on products of two univariate functions (Mehler)."""
+    """Merge terms that differ only in their one factor without a closed form (same atoms, same
+    closed-form cofactors): ``Σ_t c_t A·F_t = A·(Σ_t c_t F_t)``, one quadrature or Monte-Carlo
+    pass instead of one per term (a pair covariance of two sums of k terms has k² of them).
+    Factors that are products of univariate functions of at most three linear forms stay
+    apart: quadrature is fastest on those (Mehler's formula for two), and a sum would lose it."""
     merged: dict[tuple, list] = {}
     out = []
     for term in plan:
         numeric = [f for f in term.factors if exact_plan(f.expr, f.atoms) is None]
-        if len(numeric) != 1 or len(numeric[0].atoms) <= 3:
+        pieces = as_pieces(numeric[0].expr, numeric[0].atoms) if len(numeric) == 1 else None
+        if len(numeric) != 1 or (pieces is not None and len(pieces) <= 3):
             out.append(term)
             continue
         exact = tuple((f.expr, f.index) for f in term.factors if f is not numeric[0])
