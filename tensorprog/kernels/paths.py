@@ -47,6 +47,14 @@ def path_contributions(program: Program, symbolic: bool = False, tier: str = "au
     return _PathSums(red, Limit(red, symbolic=symbolic, tier=tier), symbolic).contributions()
 
 
+def by_parameter(parts: dict) -> dict:
+    """Path-class shares ``{(parameter, matrix sequence): Θ}`` summed to ``{parameter: Θ}``."""
+    out: dict = {}
+    for (param, _), value in parts.items():
+        out[param] = out[param] + value if param in out else value
+    return out
+
+
 def _label(node) -> str:
     return node.attrs["matrix"] + ("ᵀ" if node.attrs["transpose"] else "")
 

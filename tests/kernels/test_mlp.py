@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tensorprog as tp
+from tensorprog.kernels import by_parameter
 
 from ..conftest import build_mlp
 from .reference import mlp_kernels
@@ -38,9 +39,7 @@ def test_paths_agree_with_backprop(inputs, activation, bias):
     T_path, parts_path = tp.ntk(p, method="paths", contributions=True)
     assert rel(T_path, T_bp) < 1e-10
     # per-parameter shares agree too (path classes summed by parameter)
-    by_param = {}
-    for (param, seq), value in parts_path.items():
-        by_param[param] = by_param.get(param, 0) + value
+    by_param = by_parameter(parts_path)
     for param, value in parts_bp.items():
         key = param if param in by_param else next(k for k in by_param if k.startswith("U_"))
         np.testing.assert_allclose(by_param[key], value, rtol=1e-10, atol=1e-12)

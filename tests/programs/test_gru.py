@@ -138,16 +138,3 @@ def test_finite_width_validation(two_steps):
         # the compiler's Monte-Carlo error is far below the finite-width resolution
         last = rep.rows(q)[-1].stats
         assert two_steps[1].max_error < 0.1 * last.noise_floor * np.linalg.norm(rep.limits[q])
-
-
-def test_bad_arguments():
-    with pytest.raises(tp.ProgramError, match="N, T, d"):
-        build(np.zeros((3, 4, 5, 2)))
-    with pytest.raises(tp.ProgramError, match="steps"):
-        build(np.zeros((3, 5)), steps=2)
-
-
-def test_flat_inputs_are_split_into_steps():
-    X = np.random.default_rng(1).standard_normal((3, 6))
-    p, q = build(X, steps=3), build(X.reshape(3, 3, 2))
-    np.testing.assert_allclose(tp.nngp(p), tp.nngp(q), rtol=1e-12)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tensorprog as tp
+from tensorprog.kernels import by_parameter
 from programs.mlp import build as build_mlp
 from programs.resnet import build
 
@@ -97,9 +98,7 @@ def test_path_classes_and_parameter_shares():
     p = build(unit_inputs(), blocks=3, wvar=2.0, bvar=0.1, alpha=0.8)
     T_bp, parts_bp = tp.ntk(p, contributions=True)
     T_path, parts_path = tp.ntk(p, method="paths", contributions=True)
-    by_param = {}
-    for (param, _), value in parts_path.items():
-        by_param[param] = by_param.get(param, 0) + value
+    by_param = by_parameter(parts_path)
     assert set(by_param) == set(parts_bp) == {"U_h1", "W_1", "W_2", "W_3", "b_1", "b_2", "b_3",
                                               "readout"}
     for key, value in parts_bp.items():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tensorprog as tp
+from tensorprog.kernels import by_parameter
 from programs.mlp import build as build_mlp
 from programs.rnn import build
 
@@ -96,9 +97,7 @@ def test_paths_agree_with_backprop(activation, readout):
     T_bp, parts_bp = tp.ntk(p, contributions=True)
     T_path, parts_path = tp.ntk(p, method="paths", contributions=True)
     assert rel(T_path, T_bp) < 1e-10
-    by_param = {}
-    for (param, seq), value in parts_path.items():
-        by_param[param] = by_param.get(param, 0) + value
+    by_param = by_parameter(parts_path)
     assert set(by_param) == set(parts_bp) == {"W", "U", "readout"}
     for key, value in parts_bp.items():
         np.testing.assert_allclose(by_param[key], value, rtol=1e-9, atol=1e-12)
@@ -161,16 +160,6 @@ def test_one_step_is_the_one_layer_mlp():
 
 
 def test_bad_arguments():
-    with pytest.raises(tp.ProgramError, match="N, T, d"):
-        build(np.zeros((3, 4, 5, 2)))
-    with pytest.raises(tp.ProgramError, match="steps"):
-        build(np.zeros((3, 5)), steps=2)
-
-
-def test_flat_inputs_are_split_into_steps():
-    X = np.random.default_rng(1).standard_normal((3, 6))
-    p, q = build(X, steps=3), build(X.reshape(3, 3, 2))
-    np.testing.assert_allclose(tp.nngp(p), tp.nngp(q), rtol=1e-12)
     with pytest.raises(tp.ProgramError, match="activation"):
         build(sequences(), activation="softplus")
     with pytest.raises(tp.ProgramError, match="readout"):
