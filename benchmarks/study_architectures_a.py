@@ -5,9 +5,7 @@ For each of the five programs (``programs/{resnet,rnn,gru,layernorm,autoencoder}
 1. a full-size finite-width validation sweep, ``tp.validate(p, widths=64…2048, seeds=S)``,
    plotted into ``docs/img/validate_<arch>.png`` (``report.plot``), with its markdown tables;
 2. the program drawn into ``docs/img/program_<arch>.png`` (``tp.render``);
-3. build time and kernel time (``tp.nngp`` + ``tp.ntk``) on N = 100 inputs (the GRU, whose
-   expectations need quadrature and quasi-Monte Carlo on every input pair, is timed at small N
-   and its N = 100 time extrapolated from the measured growth — see its section);
+3. build time and kernel time (``tp.nngp`` + ``tp.ntk``) on N = 100 inputs;
 4. architecture-specific numbers: the ResNet's agreement with the residual recursion, the
    GRU's expectation tiers and Monte-Carlo error, the autoencoder's distance from the
    gradient-independence (untied) kernels and the z-scores of the finite-width samples against
@@ -212,24 +210,9 @@ def block(key, rep, secs, timing, extra_lines, img_rel):
     lines += ["", f"**Overall: {'PASSED' if rep.passed else 'FAILED'}.**", ""]
     lines += extra_lines
     lines += ["#### Timings", ""]
-    if key == "gru":
-        lines += ["| N | build (s) | tp.nngp (s) | tp.ntk (s) |", "|---:|---:|---:|---:|"]
-        lines += [f"| {t['N']} | {t['build']:.3f} | {t['nngp']:.2f} | {t['ntk']:.2f} |"
-                  for t in timing["small"]]
-        b100 = timing["build100"]
-        lines += ["", f"Build on N = 100: {b100:.3f} s.  The kernels' cost grows with N: the "
-                  f"fitted exponent over the measured N is {timing['exponent']:.2f}, and "
-                  "asymptotically the cost is proportional to the number of input pairs, N².  "
-                  f"Extrapolated to N = 100, tp.nngp + tp.ntk would take between "
-                  f"{timing['extrapolated'] / 3600:.1f} h (fitted growth) and "
-                  f"{timing['extrapolated_pairs'] / 3600:.1f} h (∝ N²) on this machine, so "
-                  "N = 100 is not run here.  Almost all of it is the quadrature and quasi-Monte "
-                  "Carlo expectations of the gates, evaluated for every pair of inputs "
-                  "(see *Cost* above).", ""]
-    else:
-        t = timing
-        lines += ["| N | build (s) | tp.nngp (s) | tp.ntk (s) |", "|---:|---:|---:|---:|",
-                  f"| {t['N']} | {t['build']:.3f} | {t['nngp']:.2f} | {t['ntk']:.2f} |", ""]
+    t = timing
+    lines += ["| N | build (s) | tp.nngp (s) | tp.ntk (s) |", "|---:|---:|---:|---:|",
+              f"| {t['N']} | {t['build']:.3f} | {t['nngp']:.2f} | {t['ntk']:.2f} |", ""]
     lines += ["<details><summary>Full validation tables</summary>", ""]
     md = rep.to_markdown().split("\n")
     lines += [ln.replace("### ", "##### ") for ln in md[2:] if not ln.startswith("## ")]
@@ -268,10 +251,9 @@ def main():
         print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
 
     if args.quick:
-        widths, seeds, N_val, N_time, gru_Ns = [32, 64, 128], 20, 3, 10, [2, 3]
+        widths, seeds, N_val, N_time = [32, 64, 128], 20, 3, 10
     else:
-        widths, seeds, N_val, N_time, gru_Ns = [64, 128, 256, 512, 1024, 2048], 50, 4, 100, \
-            [2, 4, 6]
+        widths, seeds, N_val, N_time = [64, 128, 256, 512, 1024, 2048], 50, 4, 100
     summary = []
     for key in args.only or list(ARCHS):
         spec = ARCHS[key]
@@ -283,25 +265,11 @@ def main():
         rep.plot(str(img / f"validate_{key}.png"))
         log(f"{key}: validation {secs:.1f}s, passed={rep.passed}")
         extra_lines, note = extras(key, p, rep, log)
-        if key == "gru":
-            small = [kernel_timing(key, n) for n in gru_Ns]
-            b100 = timed(lambda: spec["build"](make_inputs(N_time, seed=1, T=spec["T"])))[1]
-            Ns = np.array([t["N"] for t in small], float)
-            tot = np.array([t["nngp"] + t["ntk"] for t in small])
-            expo = float(np.polyfit(np.log(Ns[1:]), np.log(tot[1:]), 1)[0]) if len(Ns) > 2 \
-                else float(np.polyfit(np.log(Ns), np.log(tot), 1)[0])
-            timing = dict(small=small, build100=b100, exponent=expo,
-                          extrapolated=float(tot[-1] * (N_time / Ns[-1]) ** expo),
-                          extrapolated_pairs=float(tot[-1] * (N_time / Ns[-1]) ** 2))
-            tline = (f"N={small[-1]['N']}: {small[-1]['nngp'] + small[-1]['ntk']:.1f} s; "
-                     f"N=100 ≈ {timing['extrapolated'] / 3600:.1f}–"
-                     f"{timing['extrapolated_pairs'] / 3600:.1f} h (extrapolated)")
-        else:
-            timing = kernel_timing(key, N_time)
-            tline = f"{timing['build']:.3f} s / {timing['nngp'] + timing['ntk']:.2f} s"
+        timing = kernel_timing(key, N_time)
+        tline = f"{timing['build']:.3f} s / {timing['nngp'] + timing['ntk']:.2f} s"
         log(f"{key}: timings {tline}")
         write_block(out / "architectures" / f"{key}.md",
-                    block(key, rep, secs, timing, extra_lines, "img"))
+                    block(key, rep, secs, timing, extra_lines, "../img"))
         row = [key]
         for q in ("nngp", "ntk"):
             s, se = rep.slopes[q]

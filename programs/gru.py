@@ -18,21 +18,21 @@ v_i ~ N(0, vvar), b_out ~ N(0, bvar).  NTK parametrization, every parameter trai
 a function of all the atoms of steps 1 … t (two at step 1, six more at each further step:
 Ẑ^{W_z h}, Ẑ^{W_r h}, Ẑ^{W_h(r⊙h)} and the three input layers), so the covariance of h_T for
 a pair of inputs is an expectation over up to 2·(2 + 6(T−1)) correlated Gaussians, without a
-closed form.  Tiers used (``tp.limit(p).tiers_used``) and the largest error estimate of one
-expectation (``tp.limit(p).max_error``), measured:
+closed form.  Expectations of at most three effective dimensions go to quadrature; the others
+to the Monte-Carlo tier, which draws the atoms of all inputs jointly
+(``tensorprog/limit/sampling.py``).  Tiers used (``tp.limit(p).tiers_used``) and the largest
+error estimate of one expectation (``tp.limit(p).max_error``), measured:
 
 * T = 1 (N = 3): quadrature only, max_error 1.5e-13; against an independent Gauss–Hermite
   reference the NNGP and NTK agree to 4e-13;
-* T = 2 (N = 3, the tests): quadrature + Monte Carlo, max_error 2.3e-6; an all-Monte-Carlo
-  re-evaluation (``tier="montecarlo"``) agrees within 1.3e-5, path sums and backprop to
-  1.8e-5; the finite-width check (n ≤ 512, 120 seeds) passes with a seed-mean noise floor of
-  ~4e-3, far above the integration error;
-* T = 3 (N = 4, benchmarks/study_architectures_a.py): quadrature + Monte Carlo, max_error
-  1.6e-4, paths vs backprop 1.5e-4; validation up to n = 2048 (50 seeds) passes with a noise
-  floor of 2.3e-3.
+* T = 2 (N = 3, the tests): quadrature + Monte Carlo, max_error 7.5e-5; path sums and backprop
+  (each with its own draws) differ by 1.0e-4 relative, 1.7e-5 with 16× the points;
+  the finite-width check (n ≤ 512, 120 seeds) passes with a seed-mean noise floor of ~4e-3;
+* T = 3 (N = 4, benchmarks/study_architectures_a.py): max_error 1.5e-4, paths vs backprop
+  3.2e-4; validation up to n = 2048 (50 seeds) passes with a noise floor of 2.3e-3.
 
-The cost is those expectations for every pair of inputs (N = 6, T = 3: ~45 s); see
-``docs/architectures/gru.md``.
+Kernel time on N = 100 inputs, T = 3: 4.5 s (``tp.nngp``) and 43 s (``tp.ntk``) on two
+cores; see ``docs/architectures/gru.md``.
 """
 from __future__ import annotations
 

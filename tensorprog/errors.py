@@ -31,6 +31,10 @@ class ExpectationError(TensorProgError):
     """A Gaussian expectation could not be evaluated as asked (e.g. no closed form)."""
 
 
+class NotPositiveSemidefinite(ExpectationError):
+    """A covariance handed to an expectation is not positive semidefinite."""
+
+
 class LimitError(TensorProgError):
     """The Master-Theorem limit of a program could not be derived."""
 

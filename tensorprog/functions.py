@@ -181,9 +181,10 @@ def numeric_namespace(xp):
     }
 
 
-def lambdify(args, expr, xp=None):
-    """``sympy.lambdify`` with this module's numeric implementations for array module ``xp``."""
+def lambdify(args, expr, xp=None, cse: bool = False):
+    """``sympy.lambdify`` with this module's numeric implementations for array module ``xp``
+    (``cse=True``: common subexpressions computed once, for large expressions)."""
     import numpy
 
     xp = numpy if xp is None else xp
-    return sp.lambdify(args, expr, modules=[numeric_namespace(xp), xp.__name__])
+    return sp.lambdify(args, expr, modules=[numeric_namespace(xp), xp.__name__], cse=cse)

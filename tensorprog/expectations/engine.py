@@ -19,16 +19,22 @@ from typing import NamedTuple
 import numpy as np
 import sympy as sp
 
-from ..errors import ExpectationError
+from ..errors import ExpectationError, NotPositiveSemidefinite
 from . import montecarlo, quadrature
 from .closed_forms import evaluate_exact, exact_plan, peval
 from .decompose import Factor, Term, as_pieces, plan_expectation
 from .shim import NUMERIC, SYMBOLIC
 
-__all__ = ["Expectation", "expect", "TIERS"]
+__all__ = ["Expectation", "expect", "TIERS", "NeedsMonteCarlo", "NotPositiveSemidefinite"]
 
 TIERS = ("auto", "exact", "quadrature", "montecarlo")
 _ORDER = ("exact", "quadrature", "montecarlo")
+
+
+class NeedsMonteCarlo(ExpectationError):
+    """Raised by ``expect(..., montecarlo=False)`` when a factor is beyond the exact and quadrature
+    tiers, before any integration: the caller has a better Monte-Carlo route (the limit
+    evaluator samples whole atom families jointly, :mod:`tensorprog.limit.sampling`)."""
 
 
 class Expectation(NamedTuple):
@@ -86,22 +92,22 @@ def _check_inputs(expr, atoms, cov, params, symbolic, tier, check_psd=True):
         tiny = 1e-12 * max(scale, 1e-300)
         for i in range(k):
             if np.any(diag[i] < -tiny):
-                raise ExpectationError(f"E[{expr}]: the covariance has a negative variance "
-                                       "(it is not positive semidefinite)")
+                raise NotPositiveSemidefinite(f"E[{expr}]: the covariance has a negative "
+                                              "variance (it is not positive semidefinite)")
             for j in range(i + 1, k):
                 cij = cov[..., i, j]
                 if np.max(np.abs(cij - cov[..., j, i])) > 1e-9 * max(scale, 1e-300):
                     raise ExpectationError(f"E[{expr}]: the covariance is not symmetric")
                 bound = np.sqrt(np.maximum(diag[i], 0.0) * np.maximum(diag[j], 0.0))
                 if np.any(np.abs(cij) > bound * (1 + 1e-6) + tiny):
-                    raise ExpectationError(
+                    raise NotPositiveSemidefinite(
                         f"E[{expr}]: the covariance is not positive semidefinite "
                         f"(the correlation of {atoms[i]} and {atoms[j]} exceeds 1 in absolute "
                         "value)")
         if k >= 3:
             lam = np.linalg.eigvalsh(cov)
             if np.any(lam[..., 0] < -1e-10 * np.maximum(np.abs(lam[..., -1]), 1e-300)):
-                raise ExpectationError(
+                raise NotPositiveSemidefinite(
                     f"E[{expr}]: the covariance is not positive semidefinite "
                     f"(smallest eigenvalue {float(lam[..., 0].min()):.3g})")
 
@@ -130,7 +136,7 @@ def _subcov(cov, index):
     return cov[..., idx[:, None], idx[None, :]]
 
 
-def _factor(factor, cov, params, m, tier, whole):
+def _factor(factor, cov, params, m, tier, whole, montecarlo_ok=True):
     """``(value, error, tier)`` of one factor."""
     sub = _subcov(cov, factor.index)
     if tier in ("auto", "exact"):
@@ -161,6 +167,8 @@ def _factor(factor, cov, params, m, tier, whole):
                     f"is above what quadrature handles here ({quadrature.MAX_DIMENSION}, or 2 "
                     "for non-smooth integrands without a closed-form conditional); use "
                     "tier='montecarlo' or 'auto'") from None
+    if not montecarlo_ok:
+        raise NeedsMonteCarlo(f"E[{factor.expr}] needs the Monte-Carlo tier")
     value, err = montecarlo.integrate(qp.fn, sub, params, qp.params)
     return value, err, "montecarlo"
 
@@ -192,8 +200,21 @@ def _merge_numeric_terms(plan: tuple) -> tuple:
     return tuple(out)
 
 
+def _check_quadrature_suffices(plan, cov, params):
+    """Raise :class:`NeedsMonteCarlo` if a factor without a closed form has more effective
+    dimensions than quadrature handles (largest factors first, so the check is cheap)."""
+    numeric = {(f.expr, f.index): f for t in plan for f in t.factors
+               if exact_plan(f.expr, f.atoms) is None}
+    for f in sorted(numeric.values(), key=lambda f: -len(f.atoms)):
+        if len(f.atoms) <= quadrature.MAX_DIMENSION:
+            return
+        rank = quadrature.effective_rank(f.expr, f.atoms, _subcov(cov, f.index), params)
+        if rank > quadrature.MAX_DIMENSION:
+            raise NeedsMonteCarlo(f"E[{f.expr}] needs the Monte-Carlo tier")
+
+
 def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str = "auto",
-           check_psd: bool = True):
+           check_psd: bool = True, montecarlo: bool = True):
     """``E[expr]`` over zero-mean jointly Gaussian ``atoms`` for every covariance in ``cov``.
 
     Parameters
@@ -209,6 +230,8 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
         "montecarlo" to force it.
     check_psd : verify that every covariance is symmetric positive semidefinite (callers that
         build covariances that are so by construction, like the limit evaluator, skip it).
+    montecarlo : with ``False`` (and tier "auto"), raise :class:`NeedsMonteCarlo` instead of
+        running the Monte-Carlo tier.
 
     Returns
     -------
@@ -237,6 +260,8 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
     plan = plan_expectation(expr, atoms, zero_var, nonzero)
     if not symbolic and tier != "exact":
         plan = _merge_numeric_terms(plan)
+        if not montecarlo and tier == "auto":
+            _check_quadrature_suffices(plan, cov, params)
 
     total = m.zeros(batch)
     error = np.zeros(batch)
@@ -248,7 +273,7 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
         for f in term.factors:
             key = (f.expr, f.index)
             if key not in cache:
-                cache[key] = _factor(f, cov, params, m, tier, expr)
+                cache[key] = _factor(f, cov, params, m, tier, expr, montecarlo)
             results.append(cache[key])
         val = coef
         for v, _, t in results:

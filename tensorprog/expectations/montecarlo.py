@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import qmc
 
-from ..errors import ExpectationError
+from ..errors import NotPositiveSemidefinite
 from .quadrature import RANK_RTOL
 
 __all__ = ["integrate", "sobol_normal", "POINTS", "REPLICAS", "SEED"]
@@ -46,7 +46,7 @@ def _factor(cov):
     lam, V = np.linalg.eigh(cov)
     top = lam[:, -1:]
     if np.any(lam < -1e-8 * np.maximum(np.abs(top), 1e-300) - 1e-300):
-        raise ExpectationError(f"covariance is not positive semidefinite "
+        raise NotPositiveSemidefinite(f"covariance is not positive semidefinite "
                                f"(eigenvalue {float(lam.min()):.3g})")
     keep = lam > RANK_RTOL * np.maximum(top, 1e-300)
     r = int(keep.sum(axis=1).max()) if len(lam) else 0

@@ -52,7 +52,7 @@ import numpy as np
 import sympy as sp
 from scipy.special import roots_hermitenorm, roots_legendre
 
-from ..errors import ExpectationError
+from ..errors import NotPositiveSemidefinite
 from ..functions import lambdify
 from .closed_forms import ExactPlan, evaluate_exact, exact_plan, peval
 from .decompose import T, affine_kinks, as_pieces, features, is_kinky
@@ -217,7 +217,7 @@ def _whiten(S):
     top = lam[:, -1:]
     if np.any(lam < -1e-8 * np.maximum(np.abs(top), 1e-300) - 1e-300):
         worst = float(lam.min())
-        raise ExpectationError(f"covariance is not positive semidefinite (eigenvalue {worst:.3g})")
+        raise NotPositiveSemidefinite(f"covariance is not positive semidefinite (eigenvalue {worst:.3g})")
     keep = lam > RANK_RTOL * np.maximum(top, 1e-300)
     r = int(keep.sum(axis=1).max()) if len(lam) else 0
     lam = np.where(keep, lam, 0.0)
@@ -225,34 +225,34 @@ def _whiten(S):
     return G, r
 
 
-def _linear_forms(plan, cov, pflat, n):
+def _linear_forms(pieces, cov, pflat, n):
     """Coefficients A (n, k, m) of the pieces' linear forms and their covariance AᵀΣA."""
-    k, m = len(plan.atoms), len(plan.pieces)
-    if all(sp.sympify(c).is_Number for pc in plan.pieces for c in pc.coeffs):
-        A0 = np.array([[float(c) for c in pc.coeffs] for pc in plan.pieces]).T  # (k, m)
+    k, m = cov.shape[-1], len(pieces)
+    if all(sp.sympify(c).is_Number for pc in pieces for c in pc.coeffs):
+        A0 = np.array([[float(c) for c in pc.coeffs] for pc in pieces]).T  # (k, m)
         S = (cov.reshape(n, k * k) @ np.kron(A0, A0)).reshape(n, m, m)
         return np.broadcast_to(A0, (n, k, m)), S
     A = np.zeros((n, k, m))
-    for j, pc in enumerate(plan.pieces):
+    for j, pc in enumerate(pieces):
         for i, c in enumerate(pc.coeffs):
             if c != 0:
                 A[:, i, j] = np.broadcast_to(peval(c, pflat, NUMERIC), (n,))
     return A, np.einsum("nki,nkl,nlj->nij", A, cov, A)
 
 
-def effective_rank(plan: QuadPlan, cov, params) -> int:
-    """Largest numerical rank, over the batch, of what the factor depends on."""
+def effective_rank(expr: sp.Expr, atoms: tuple, cov, params) -> int:
+    """Largest numerical rank, over the batch, of what a factor depends on: its linear forms
+    when it is a product of univariate functions of them, else all its atoms.  Cheap (nothing
+    is compiled), so callers can choose a tier before integrating."""
     cov = np.asarray(cov, dtype=float)
     batch = cov.shape[:-2]
     n = int(np.prod(batch)) if batch else 1
-    k = len(plan.atoms)
-    covf = cov.reshape(n, k, k)
-    pflat = _flat_params(params, plan.params, batch, n)
-    if plan.pieces is not None:
-        _, S = _linear_forms(plan, covf, pflat, n)
-    else:
-        S = covf
-    return _whiten(S)[1]
+    covf = cov.reshape(n, len(atoms), len(atoms))
+    pieces = as_pieces(expr, tuple(atoms))
+    if pieces is None:
+        return _whiten(covf)[1]
+    pflat = _flat_params(params, _symbols(expr, atoms), batch, n)
+    return _whiten(_linear_forms(pieces, covf, pflat, n)[1])[1]
 
 
 # =========================================================================== integrators
@@ -605,7 +605,7 @@ def integrate(plan: QuadPlan, cov, params):
 def _integrate_pieces(plan, covf, pflat, n):
     pieces = plan.pieces
     m = len(pieces)
-    _, S = _linear_forms(plan, covf, pflat, n)
+    _, S = _linear_forms(pieces, covf, pflat, n)
     if not plan.kinky and m == 2:
         s1 = np.sqrt(np.maximum(S[:, 0, 0], 0.0))
         s2 = np.sqrt(np.maximum(S[:, 1, 1], 0.0))

@@ -25,10 +25,12 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import ExpectationError, LimitError
+from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
+from ..expectations.engine import NeedsMonteCarlo
 from ..ir.program import Program
 from .atoms import Base, LeafTable
+from .sampling import JointSampler
 
 
 class Limit:
@@ -59,6 +61,7 @@ class Limit:
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
+        self._joint = JointSampler(self.leaves, self._base_block)
         for node in program.nodes():
             try:
                 self._evaluate(node)
@@ -119,6 +122,8 @@ class Limit:
 
     def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
+        if self._all_sampled:
+            return self._sampled(self._joint.single(expr, m))
         atoms, params = self.leaves.split(expr)
         cov = self._new((m, len(atoms), len(atoms)))
         for r, s in enumerate(atoms):
@@ -128,10 +133,12 @@ class Limit:
                     si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
                     cov[:, r, c] = cov[:, c, r] = block[si, ti]
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]] for q in params}
-        return self._expect(expr, atoms, cov, values, (m,))
+        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
 
     def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
         """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
+        if self._all_sampled:
+            return self._sampled(self._joint.pair(ea, ma, eb, mb))
         A, Pa = self.leaves.split(ea)
         B, Pb = self.leaves.split(eb)
         prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
@@ -157,14 +164,21 @@ class Limit:
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]][:, None] for q in Pa}
         values.update({prime[q]: self.leaves.info[q][0].values[self.leaves.info[q][1]][None, :]
                        for q in Pb})
-        return self._expect(ea * eb.xreplace(prime), atoms, cov, values, (ma, mb))
+        return self._expect(ea * eb.xreplace(prime), atoms, cov, values, (ma, mb),
+                            lambda: self._joint.pair(ea, ma, eb, mb))
 
     def _new(self, shape):
         if self.symbolic:
             return np.full(shape, sp.S.Zero, dtype=object)
         return np.zeros(shape)
 
-    def _expect(self, expr, atoms, cov, params, shape):
+    @property
+    def _all_sampled(self) -> bool:
+        return self.tier == "montecarlo" and not self.symbolic
+
+    def _expect(self, expr, atoms, cov, params, shape, sample):
+        """``E[expr]`` by the engine's exact and quadrature tiers; where a factor needs Monte Carlo,
+        ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`)."""
         # Distribute products of sums at the top level (E[(a+b)(c+d)] = E[ac] + …) so that each
         # term factorises over independent atom groups; function arguments are left alone.
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
@@ -178,23 +192,37 @@ class Limit:
                 out[...] = fn(*params.values()) if params else float(expr)
             return out
         try:
-            res = expect(expr, atoms, cov, params, symbolic=self.symbolic, tier=self.tier,
-                         check_psd=False)
-        except ExpectationError as e:
-            # Blocks estimated by quadrature or Monte Carlo (each within its error) can make the
-            # joint covariance slightly indefinite: project onto the PSD cone and retry once.
-            if self.symbolic or "positive semidefinite" not in str(e):
-                raise
-            res = expect(expr, atoms, _nearest_psd(cov), params, tier=self.tier,
-                         check_psd=False)
+            res = self._engine(expr, atoms, cov, params)
+        except NeedsMonteCarlo:
+            return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
             self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
         return np.broadcast_to(res.value, shape).copy()
 
+    def _engine(self, expr, atoms, cov, params):
+        options = dict(symbolic=self.symbolic, tier=self.tier, check_psd=False, montecarlo=False)
+        try:
+            return expect(expr, atoms, cov, params, **options)
+        except NotPositiveSemidefinite:
+            # Blocks estimated by quadrature or Monte Carlo (each within its error) can make the
+            # joint covariance slightly indefinite: project onto the PSD cone and retry once.
+            if self.symbolic:
+                raise
+            return expect(expr, atoms, _nearest_psd(cov), params, **options)
+
+    def _sampled(self, estimate):
+        value, err = estimate
+        self.tiers_used.add("montecarlo")
+        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        return value
+
     def _block(self, s, t):
         """Covariance array of the bases of leaves s and t, or None when independent."""
-        a, b = self.leaves.info[s][0], self.leaves.info[t][0]
+        return self._base_block(self.leaves.info[s][0], self.leaves.info[t][0])
+
+    def _base_block(self, a: Base, b: Base):
+        """Covariance array (a.size, b.size) of two atom bases, or None when independent."""
         key = (a.key, b.key)
         if key in self._base_covs:
             return self._base_covs[key]

@@ -205,4 +205,4 @@ def test_rank_deficient_high_dimensional_factor_uses_quadrature():
     q = expect(e, (u, v, w, x), C, tier="quadrature")
     mc = expect(e, (u, v, w, x), C, tier="montecarlo")
     assert abs(float(q.value) - float(mc.value)) < 5 * float(mc.error)
-    assert quadrature.effective_rank(quadrature.quad_plan(e, (u, v, w, x)), C, {}) == 2
+    assert quadrature.effective_rank(e, (u, v, w, x), C, {}) == 2

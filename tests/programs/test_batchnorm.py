@@ -34,8 +34,8 @@ def test_batch_statistics_couple_inputs(program):
     assert abs(K[0, 2]) > 0.05
     T = tp.ntk(program)
     np.testing.assert_allclose(T, T.T, atol=1e-12)
-    # PSD up to the Monte-Carlo tier's error (2B = 4 atoms per pair of inputs; its relative
-    # standard error is ~1e-5, and one eigenvalue is ~0 because a batch's outputs are opposite)
+    # PSD up to the Monte-Carlo tier's error (2B = 4 atoms per pair of inputs, sampled jointly;
+    # standard errors ≲ 2e-5, and one eigenvalue is ~0 because a batch's outputs are opposite)
     eig = np.linalg.eigvalsh(T)
     assert eig.min() > -1e-3 * eig.max()
 
