@@ -15,6 +15,8 @@ from tensorprog.expectations.engine import NeedsMonteCarlo
 from tensorprog.limit.atoms import Base, LeafTable
 from tensorprog.limit.sampling import JointSampler
 
+from programs import attention, autoencoder, cnn, hypernet, layernorm, resnet, rnn
+
 from ..conftest import build_mlp
 from ..kernels.reference import mlp_kernels
 
@@ -99,3 +101,30 @@ def test_badly_indefinite_joint_covariance_is_an_error():
     blocks[("a", "b")] = (1 + 1e-4) * np.eye(2)  # within estimation noise: projected
     value, err = sampler.single(expr, 2)
     np.testing.assert_allclose(value, 1.0, atol=7 * err.max() + 1e-3)
+
+
+ARCHITECTURES = {
+    "resnet": lambda r: resnet.build(r.standard_normal((5, 3)), blocks=2, wvar=2.0, bvar=0.1),
+    "cnn": lambda r: cnn.build(r.standard_normal((3, 4, 2)), depth=1, filter_size=3,
+                               padding="zero", readout="flatten", wvar=2.0, bvar=0.1),
+    "rnn": lambda r: rnn.build(r.standard_normal((4, 3, 2))),
+    "layernorm": lambda r: layernorm.build(r.standard_normal((4, 3))),
+    "attention": lambda r: attention.build(r.standard_normal((3, 3, 2))),
+    "autoencoder": lambda r: autoencoder.build(r.standard_normal((4, 3))),
+    "hypernet": lambda r: hypernet.build(r.standard_normal((4, 3)), r.standard_normal((4, 2)),
+                                         2, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_sampled_agrees_with_its_exact_limit(name):
+    """The whole derivation by joint sampling (tier="montecarlo": families of positions and
+    tokens, MOMENTs, ZDOT terms, generated matrices) against the exact/quadrature one.  The
+    readout covariance carries the noise of every sampled expectation upstream, so it is
+    compared with the largest standard error of the derivation (max_error), not its own."""
+    p = ARCHITECTURES[name](np.random.default_rng(0))
+    exact = tp.limit(p).cov(p.readout.node)
+    lim = tp.limit(p, tier="montecarlo")
+    sampled = lim.cov(p.readout.node)
+    assert lim.tiers_used == {"montecarlo"} and lim.max_error > 0
+    assert np.abs(sampled - exact).max() < 7 * lim.max_error
