@@ -10,40 +10,53 @@ agree.  For inputs ξ, ξ' (Eq. 95, extended to trained input and output layers 
 where the first G-vars ``p¹ = W p⁰`` are uses of a trained matrix (weight ``σ_W² E[Z^{p⁰}Z^{q⁰}]``),
 an input layer (weight ``σ_U² ξᵀξ'/d + σ_b²``) or a trained bias (weight σ²), and the paths end
 at the readout vector.  The sum is computed by dynamic programming over *pairs* of variables
-(the product graph), memoised, with each factor an (N, N) array over all input pairs, so the
+(the product graph), memoised, with each factor an array over all pairs of members, so the
 cost grows with the number of isomorphic pairs, not the number of paths.  The result is split
 by path class ``(parameter, matrix sequence)`` so a user can see which paths carry the kernel.
 
+**SELECT views and families** (positions, tokens; TP IIb D.4.3).  A SELECT re-indexes members,
+so between two MATMULs a path may run through several NONLINs joined by SELECTs: a *segment*
+``g → x₁ → s₁ = x₁[idx₁] → x₂ → … → x_k``.  Only the backward vector of the segment's end that
+comes from its MATMUL users and the readout is a sum of Ẑ atoms independent of the forward pass,
+so the derivative factors of a whole segment are taken jointly: one pair expectation of the
+product ``Π_j ∂Z^{x_j}/∂Z^{s_{j−1}}`` (each factor re-indexed onto the end's members) per pair of
+isomorphic segments, scattered back to the members of g by the composed index maps.  Arrays
+live on the members of a family, or on the N outputs for shared vectors (a bias feeds every
+output); parameter shares are summed over the members each input owns.  Programs whose inputs
+interact (BatchNorm) are first lifted to dependency pairs (:mod:`.lift`), as for backprop, so
+that every SELECT stays within one output.  A flatten readout starts the paths with its per-slot
+readout covariance.
+
 This derivation shares no code with backprop-in-the-program (:mod:`.backprop`) beyond the
-forward limit and the expectation engine; the two must agree (tests check 1e-10).  It assumes,
-like Prop. D.3, that no matrix appears with its transpose in the forward pass: for such programs
-(weight-tied autoencoders, TP IIb D.4.2) use ``method="backprop"``.
+forward limit, the lift and the expectation engine; the two must agree (tests check 1e-10 where
+expectations are exact).  It assumes, like Prop. D.3, that no matrix appears with its transpose
+in the forward pass: for such programs (weight-tied autoencoders, TP IIb D.4.2) use
+``method="backprop"``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import sympy as sp
 
 from ..errors import LimitError
-from ..ir.program import Program, symbol
+from ..ir.program import INPUTS, SHARED, Program, symbol
 from ..limit.evaluator import Limit
-from .ntk import parameter_weight
+from .lift import lift_cross_input
+from .ntk import evaluate_term, parameter_weight, to_inputs
+from .terms import readout_term
 
 
 def path_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """``{(parameter, matrix sequence): (N, N) array}`` of path-sum NTK contributions."""
     program.require_output()
-    if program.nodes("select") or program.readout.slots is not None:
-        raise LimitError(
-            "method='paths' does not yet follow SELECT views (convolutions, pooling, attention "
-            "over positions); use method='backprop'")
     for W in program.nodes("matrix"):
         if len({g.attrs["transpose"] for g in program.matmuls_of(W.name)}) == 2:
             raise LimitError(
                 f"method='paths': matrix {W.name!r} is used with its transpose in the forward "
                 "pass, outside Prop. D.3's assumptions; use method='backprop' (which includes "
                 "the ZDOT terms of TP IIb D.4.2)")
-    red = program.reduced()
+    red = lift_cross_input(program).reduced()
     return _PathSums(red, Limit(red, symbolic=symbolic, tier=tier), symbolic).contributions()
 
 
@@ -59,36 +72,73 @@ def _label(node) -> str:
     return node.attrs["matrix"] + ("ᵀ" if node.attrs["transpose"] else "")
 
 
+def _scatter(value, m, mb, rows: int, cols: int):
+    """``out[a, b] = Σ_{m[i] = a, mb[j] = b} value[i, j]`` (maps None: the identity; −1: no
+    member)."""
+    for axis, (idx, size) in enumerate(((m, rows), (mb, cols))):
+        if idx is None:
+            continue
+        P = np.zeros((size, len(idx)))
+        ok = idx >= 0
+        P[idx[ok], np.nonzero(ok)[0]] = 1.0
+        if value.dtype == object:
+            P = P.astype(int).astype(object)
+        value = P @ value if axis == 0 else value @ P.T
+    return value
+
+
+def _compose(outer, inner):
+    """The map ``i ↦ outer[inner[i]]`` (None: the identity; −1 stays −1)."""
+    if inner is None:
+        return outer
+    if outer is None:
+        return inner
+    return np.where(inner >= 0, outer[np.maximum(inner, 0)], -1)
+
+
 class _PathSums:
     def __init__(self, program: Program, lim: Limit, symbolic: bool):
         self.p, self.lim, self.symbolic = program, lim, symbolic
         self.out = program.readout
         self.N = program.num_inputs
         self.num = (lambda x: sp.Float(x)) if symbolic else float
-        self.nonlin_users: dict[str, list[str]] = {}
-        self.matmul_users: dict[str, list] = {}
+        self.users: dict[str, list] = {}
         for node in program.nodes():
-            if node.kind == "nonlin":
-                for g in node.attrs["args"]:
-                    self.nonlin_users.setdefault(g, []).append(node.name)
-            elif node.kind == "matmul":
-                self.matmul_users.setdefault(node.attrs["args"][0], []).append(node)
+            if node.kind in ("nonlin", "matmul", "select"):
+                for arg in dict.fromkeys(node.attrs["args"]):
+                    self.users.setdefault(arg, []).append(node)
+        start = readout_term(program).scale
+        self.start = self.num(start) if np.ndim(start) == 0 else (
+            np.vectorize(sp.Float, otypes=[object])(start) if symbolic else start)
         self._D: dict = {}
         self._B: dict = {}
+        self._segments: dict = {}
+
+    def _users(self, name, kind):
+        return [u for u in self.users.get(name, []) if u.kind == kind]
+
+    def level(self, name: str) -> str:
+        """The family an array of ``name`` lives on: its own, or the outputs for a shared one."""
+        family = self.p.node(name).family
+        return INPUTS if family == SHARED else family
+
+    def size(self, name: str) -> int:
+        return self.p.family_size(self.level(name))
 
     @staticmethod
     def _accumulate(out: dict, seq, value) -> None:
         out[seq] = out[seq] + value if seq in out else value
 
     def D(self, x: str, xb: str) -> dict:
-        """Path sums from X-vars (x, x̄) to the output: ``E[Z^{dx}(ξ) Z^{dx̄}(ξ')]`` by class."""
+        """``E[Z^{dx}(ξ) Z^{dx̄}(ξ')]`` by path class, for the part of the backward vectors of
+        X-vars (x, x̄) that comes from their MATMUL users and the readout (Ẑ atoms and v)."""
         key = (x, xb)
         if key not in self._D:
             out: dict = {}
             if x == xb == self.out.node:
-                out[()] = self.num(self.out.var)
-            for g in self.matmul_users.get(x, []):
-                for gb in self.matmul_users.get(xb, []):
+                out[()] = self.start
+            for g in self._users(x, "matmul"):
+                for gb in self._users(xb, "matmul"):
                     if _label(g) != _label(gb):
                         continue
                     var = self.lim.matrix_var(g.attrs["matrix"])
@@ -97,36 +147,56 @@ class _PathSums:
             self._D[key] = out
         return self._D[key]
 
+    def segments(self, a: str) -> list:
+        """The segments from G-var or SELECT ``a``: ``(end X-var, derivative product on the
+        end's members, map from the end's members to a's)``."""
+        if a not in self._segments:
+            lim, out = self.lim, []
+            for x in self._users(a, "nonlin"):
+                factor = lim.z_of(sp.diff(x.attrs["expr"], symbol(a)), lim.size(x.name))
+                if self.level(a) == self.level(x.name):
+                    to_a = None
+                else:  # a shared vector feeding a family: member ↦ the output that owns it
+                    to_a = self.p.get_family(x.family).owner
+                out.append((x.name, factor, to_a))
+                for s in self._users(x.name, "select"):
+                    idx = s.attrs["index"]
+                    for end, chain, to_s in self.segments(s.name):
+                        to_x = _compose(idx, to_s)
+                        here = lim.leaves.reindex(factor, np.maximum(to_x, 0))
+                        out.append((end, here * chain, _compose(to_a, to_x)))
+            self._segments[a] = out
+        return self._segments[a]
+
     def B(self, g: str, gb: str) -> dict:
-        """Path sums from G-vars (g, ḡ): ``E[Z^{dg}(ξ) Z^{dḡ}(ξ')]`` by class (Eq. 106)."""
+        """``E[Z^{dg}(ξ) Z^{dḡ}(ξ')]`` by path class for G-vars or SELECTs (Eq. 106, segment by
+        segment)."""
         key = (g, gb)
         if key not in self._B:
             out: dict = {}
-            for x in self.nonlin_users.get(g, []):
-                for xb in self.nonlin_users.get(gb, []):
+            for x, chain, m in self.segments(g):
+                for xb, chainb, mb in self.segments(gb):
                     rest = self.D(x, xb)
                     if not rest:
                         continue
-                    factor = self._derivative_pair(x, g, xb, gb)
+                    factor = self.lim.expect_pair(chain, self.lim.size(x), chainb,
+                                                  self.lim.size(xb))
                     for seq, val in rest.items():
-                        self._accumulate(out, seq, factor * val)
+                        value = np.broadcast_to(factor * val, (self.size(x), self.size(xb)))
+                        self._accumulate(out, seq, _scatter(value, m, mb, self.size(g),
+                                                            self.size(gb)))
             self._B[key] = out
         return self._B[key]
 
-    def _derivative_pair(self, x, g, xb, gb):
-        """``E[∂Z^x/∂Z^g(ξ_i) · ∂Z^{x̄}/∂Z^{ḡ}(ξ_j)]`` for all pairs (i, j)."""
-        lim = self.lim
-        ea = lim.z_of(sp.diff(self.p.node(x).attrs["expr"], symbol(g)), lim.size(x))
-        eb = lim.z_of(sp.diff(self.p.node(xb).attrs["expr"], symbol(gb)), lim.size(xb))
-        return lim.expect_pair(ea, lim.size(x), eb, lim.size(xb))
-
     def contributions(self) -> dict:
         parts: dict = {}
-        lim, N = self.lim, self.N
+        lim = self.lim
 
-        def add(param, seqs: dict, weight):
+        def add(param, seqs: dict, weight, a, b):
             for seq, val in seqs.items():
-                self._accumulate(parts, (param, seq), np.broadcast_to(weight * val, (N, N)))
+                value = np.broadcast_to(weight * val, (self.size(a), self.size(b)))
+                self._accumulate(parts, (param, seq),
+                                 to_inputs(self.p, value, self.level(a), self.level(b)))
 
         for W in self.p.trained_matrices():
             var = parameter_weight(lim, W)
@@ -137,24 +207,23 @@ class _PathSums:
                         continue
                     w = var * lim.cov(g.attrs["args"][0], gb.attrs["args"][0])
                     add(W.name, {(_label(g),) + s: v for s, v in self.B(g.name, gb.name).items()},
-                        w)
+                        w, g.name, gb.name)
         groups: dict[str, list[str]] = {}
         for node in self.p.nodes("vector"):
             if not node.attrs["trainable"]:
                 continue
             if node.attrs["source"] == "embed":
                 groups.setdefault(node.attrs["weight"], []).append(node.name)
-            elif node.family == "shared":
+            elif node.family == SHARED:
                 add(node.name, {(node.name,) + s: v for s, v in self.B(node.name, node.name).items()},
-                    self.num(node.attrs["var"]))
+                    self.num(node.attrs["var"]), node.name, node.name)
             else:
                 groups.setdefault(node.name, []).append(node.name)
         for param, members in groups.items():
             for a in members:
                 for b in members:
                     add(param, {(param,) + s: v for s, v in self.B(a, b).items()},
-                        lim.tangent(a, b))
+                        lim.tangent(a, b), a, b)
         if self.out.trainable:
-            value = self.num(self.out.var) * lim.cov(self.out.node) + self.num(self.out.bias_var)
-            self._accumulate(parts, ("readout", ()), np.broadcast_to(value, (N, N)))
+            self._accumulate(parts, ("readout", ()), evaluate_term(readout_term(self.p), lim))
         return parts

@@ -90,8 +90,8 @@ def test_programs_build_and_kernels_are_psd(kw):
         assert np.linalg.eigvalsh(A).min() > 1e-6
     lim = tp.limit(p)
     assert lim.tiers_used <= {"exact", "quadrature"} and lim.max_error < 1e-8
-    with pytest.raises(tp.LimitError, match="SELECT"):
-        tp.ntk(p, method="paths")
+    # path sums through the token SELECTs and the softmax's MOMENT scalars
+    np.testing.assert_allclose(tp.ntk(p, method="paths"), Th, rtol=1e-10, atol=1e-12)
 
 
 def test_heads_and_family_layout():
@@ -117,9 +117,11 @@ def test_shared_weight_attention_matches_hand_derivation():
     Th, shares = tp.ntk(p, contributions=True)
     np.testing.assert_allclose(Th, sum(parts.values()), rtol=1e-10, atol=1e-12)
     assert not shares["WQ_b1_attn_1"].any()  # query/key weights: no NTK at 1/n scaling
+    by_path = tp.kernels.by_parameter(tp.ntk(p, method="paths", contributions=True)[1])
     for mine, theirs in (("readout", "readout"), ("WO_b1_attn_1", "WO"),
                          ("WV_b1_attn_1", "WV"), ("U_x0", "U")):
         np.testing.assert_allclose(shares[mine], parts[theirs], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(by_path[mine], parts[theirs], rtol=1e-10, atol=1e-12)
     lim = tp.limit(p)
     members, T = sequence_layout(p, "tokens")
     own = np.repeat(np.arange(2), T)

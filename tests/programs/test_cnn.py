@@ -113,6 +113,8 @@ def test_kernels_match_standard_cnn_recursion(shape, k, depth, padding, readout)
     # every expectation of a relu CNN has a closed form: agreement to rounding, not just 1e-6
     assert np.abs(K - K_ref).max() < 1e-12 * np.abs(K_ref).max()
     assert np.abs(T - T_ref).max() < 1e-12 * np.abs(T_ref).max()
+    # path sums through the shift SELECTs, pooling and the per-slot flatten readout
+    assert np.abs(tp.ntk(p, method="paths") - T_ref).max() < 1e-12 * np.abs(T_ref).max()
 
 
 def test_ntk_contributions_by_layer():
