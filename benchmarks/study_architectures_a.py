@@ -18,20 +18,17 @@ minutes on two CPU cores); ``--quick`` for a smoke run that writes to a temporar
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import Log, output_dirs, study_arguments
 
 import tensorprog as tp  # noqa: E402
+from tests.programs.test_resnet import resnet_reference  # noqa: E402
 from programs import autoencoder, gru, layernorm, resnet, rnn  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN study_architectures_a -->", "<!-- END study_architectures_a -->"
@@ -93,24 +90,6 @@ def kernel_timing(key, N):
     _, t_nngp = timed(lambda: tp.nngp(p))
     _, t_ntk = timed(lambda: tp.ntk(p))
     return dict(N=N, build=t_build, nngp=t_nngp, ntk=t_ntk)
-
-
-def resnet_reference(X, blocks, wvar, bvar, alpha):
-    """The residual recursion (see programs/resnet.py and tests/programs/test_resnet.py)."""
-    def relu_pair(K):
-        kd = np.diag(K)
-        nrm = np.sqrt(np.outer(kd, kd))
-        th = np.arctan2(np.sqrt(np.maximum(np.outer(kd, kd) - K**2, 0.0)), K)
-        return (nrm * (np.sin(th) + (np.pi - th) * np.cos(th)) / (2 * np.pi),
-                (np.pi - th) / (2 * np.pi))
-    K = wvar * X @ X.T / X.shape[1] + bvar
-    T = K.copy()
-    for _ in range(blocks):
-        E, Ed = relu_pair(K)
-        T = T + alpha**2 * (wvar * Ed * T + wvar * E + bvar)
-        K = K + alpha**2 * (wvar * E + bvar)
-    E, Ed = relu_pair(K)
-    return wvar * E + bvar, wvar * E + bvar + wvar * Ed * T
 
 
 def extras(key, p, rep, log):
@@ -235,20 +214,10 @@ def write_block(doc: Path, text: str):
 
 # ---------------------------------------------------------------------- main
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small smoke run into a temp dir")
-    ap.add_argument("--out", default=None, help="docs directory (default: docs/)")
-    ap.add_argument("--only", nargs="*", default=None, help="architectures to run")
-    args = ap.parse_args()
-    out = Path(args.out) if args.out else (
-        Path(tempfile.mkdtemp()) if args.quick else ROOT / "docs")
-    img = out / "img"
-    img.mkdir(parents=True, exist_ok=True)
-    (out / "architectures").mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
+    args = study_arguments(__doc__, lambda ap: ap.add_argument(
+        "--only", nargs="*", default=None, help="architectures to run"))
+    out, img = output_dirs(args)
+    log = Log()
 
     if args.quick:
         widths, seeds, N_val, N_time = [32, 64, 128], 20, 3, 10
@@ -282,7 +251,7 @@ def main():
         row.append(tline)
         row.append(note)
         summary.append(row)
-    total = time.perf_counter() - start
+    total = log.elapsed
     print()
     print(f"Architecture study A: widths {widths}, {seeds} seeds, N = {N_val} "
           f"({total / 60:.1f} min on {os.cpu_count()} CPU cores)")

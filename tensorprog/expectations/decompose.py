@@ -157,6 +157,17 @@ def as_pieces(factor: sp.Expr, atoms: tuple) -> tuple[Piece, ...] | None:
 
 
 # ----------------------------------------------------------------------------------- features
+def _kink_zeros(node):
+    """The expressions whose zeros are the kinks of ``node`` (Max/Min, relu/step/|.|/sign), or
+    None when ``node`` is none of those."""
+    if isinstance(node, (sp.Max, sp.Min)):
+        args = node.args
+        return [args[i] - args[j] for i in range(len(args)) for j in range(i + 1, len(args))]
+    if isinstance(node, KINK_FUNCTIONS):
+        return [node.args[0]]
+    return None
+
+
 @lru_cache(maxsize=4096)
 def features(func: sp.Expr, var: sp.Symbol = T):
     """Kink points and soft features of a univariate ``func(var)``.
@@ -172,18 +183,14 @@ def features(func: sp.Expr, var: sp.Symbol = T):
             continue
         if isinstance(node, sp.Piecewise):
             return None
-        if isinstance(node, (sp.Max, sp.Min)):
-            args = node.args
-            zeros = [args[i] - args[j] for i in range(len(args)) for j in range(i + 1, len(args))]
-        elif isinstance(node, KINK_FUNCTIONS):
-            zeros = [node.args[0]]
-        elif isinstance(node, SOFT_FUNCTIONS):
+        if isinstance(node, SOFT_FUNCTIONS):
             aff = affine_form(node.args[0], (var,))
             if aff is not None and aff[0][0] != 0:
                 alpha, beta = aff[0][0], aff[1]
                 soft.append((-beta / alpha, 1 / sp.Abs(alpha)))
             continue
-        else:
+        zeros = _kink_zeros(node)
+        if zeros is None:
             continue
         for z in zeros:
             if not z.has(var):
@@ -218,12 +225,8 @@ def affine_kinks(expr: sp.Expr, atoms: tuple):
             continue
         if isinstance(node, sp.Piecewise):
             return None
-        if isinstance(node, (sp.Max, sp.Min)):
-            args = node.args
-            zeros = [args[i] - args[j] for i in range(len(args)) for j in range(i + 1, len(args))]
-        elif isinstance(node, KINK_FUNCTIONS):
-            zeros = [node.args[0]]
-        else:
+        zeros = _kink_zeros(node)
+        if zeros is None:
             continue
         for z in zeros:
             aff = affine_form(z, atoms)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..errors import ExpectationError
+from ..errors import ExpectationError, ResourceError
 from ..expectations.montecarlo import sobol_normal
 from ..functions import lambdify
 from .atoms import Base, LeafTable
@@ -52,6 +52,9 @@ SEED = 20241123
 #: Relative size of a negative eigenvalue that is estimation noise, not a wrong covariance.
 NEGATIVE_RTOL = 1e-2
 RANK_RTOL = 1e-13
+#: Largest independence group factored (an eigendecomposition of this size takes minutes and
+#: gigabytes); beyond it the family is too large for joint draws.
+MAX_GROUP_DIMENSION = 16384
 
 
 class JointSampler:
@@ -133,6 +136,12 @@ class JointSampler:
         if key in self._factors:
             return self._factors[key]
         offsets = np.cumsum([0] + [b.size for b in group])
+        if offsets[-1] > MAX_GROUP_DIMENSION:
+            raise ResourceError(
+                f"the Monte-Carlo tier would draw {offsets[-1]} jointly Gaussian coordinates "
+                f"({', '.join(b.display for b in group)}: {len(group)} atoms × their members), "
+                f"more than {MAX_GROUP_DIMENSION}; use fewer inputs (or positions) per kernel "
+                "call, e.g. compute the kernel on blocks of inputs")
         C = np.zeros((offsets[-1], offsets[-1]))
         for i, a in enumerate(group):
             for j in range(i, len(group)):

@@ -87,6 +87,17 @@ def test_engine_defers_high_dimensional_factors_when_asked():
     assert low.tier == "quadrature"
 
 
+def test_too_large_a_family_is_a_resource_error(monkeypatch):
+    from tensorprog.limit import sampling
+
+    table = LeafTable()
+    a = table.add_base(Base("a", "init", 3, "Z^{a}", "init", "a"))
+    sampler = JointSampler(table, lambda s, t: np.eye(3))
+    monkeypatch.setattr(sampling, "MAX_GROUP_DIMENSION", 2)
+    with pytest.raises(tp.ResourceError, match=r"3 jointly Gaussian coordinates.*fewer inputs"):
+        sampler.single(table.natural(a, 3) ** 2, 3)
+
+
 def test_badly_indefinite_joint_covariance_is_an_error():
     """Estimated blocks may be indefinite by their noise (projected); far beyond it is a bug
     upstream and is reported, naming the atoms."""
