@@ -7,14 +7,11 @@ import tensorprog as tp
 from tensorprog.kernels import by_parameter
 
 from ..conftest import build_mlp
+from ..helpers import rel
 from .reference import mlp_kernels
 
 ACT = {"relu": tp.relu, "erf": tp.erf, "gelu": tp.gelu}
 TOL = {"relu": 1e-6, "erf": 1e-6, "gelu": 1e-5}
-
-
-def rel(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
 @pytest.mark.parametrize("activation", ["relu", "erf", "gelu"])

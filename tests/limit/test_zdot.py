@@ -2,7 +2,6 @@
 (1/n) zᵀx → σ_W² E[φ'(Z^y)] E[(Z^x)²], not the gradient-independence answer 0."""
 import numpy as np
 import pytest
-from scipy.special import erf
 
 import tensorprog as tp
 

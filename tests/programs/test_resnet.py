@@ -12,29 +12,17 @@ from tensorprog.kernels import by_parameter
 from programs.mlp import build as build_mlp
 from programs.resnet import build
 
+from ..helpers import assert_validates, rel, unit_rows
+from ..kernels.reference import relu_pair
+
 
 def unit_inputs(N=4, d=5, seed=0):
-    X = np.random.default_rng(seed).standard_normal((N, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-def rel(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
+    return unit_rows((N, d), seed)
 
 
 # ---------------------------------------------------------------------- the reference
-def relu_expectations(K):
-    """E[relu(u)relu(v)] and E[relu'(u)relu'(v)] for (u, v) ~ N(0, K of the pair), all pairs:
-    the arc-cosine kernels of order 1 and 0 (Cho & Saul 2009)."""
-    kd = np.diag(K)
-    nrm = np.sqrt(np.outer(kd, kd))
-    # θ = arccos(K/nrm) computed as atan2(√(K_ii K_jj − K_ij²), K_ij): exact on the diagonal
-    theta = np.arctan2(np.sqrt(np.maximum(np.outer(kd, kd) - K**2, 0.0)), K)
-    E = nrm * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
-    Ed = (np.pi - theta) / (2 * np.pi)
-    return E, Ed
-
-
+# E[relu(u)relu(v)], E[relu'(u)relu'(v)]: the arc-cosine kernels of order 1 and 0 (Cho & Saul
+# 2009), from the tests' reference recursion (tests/kernels/reference.py)
 def resnet_reference(X, blocks, wvar, bvar, alpha):
     """NNGP and NTK of Dense → [h + α(Dense(Relu(h)))] × blocks → Relu → Dense.
 
@@ -49,10 +37,10 @@ def resnet_reference(X, blocks, wvar, bvar, alpha):
     K = wvar * X @ X.T / X.shape[1] + bvar
     T = K.copy()
     for _ in range(blocks):
-        E, Ed = relu_expectations(K)
+        E, Ed = relu_pair(K)
         T = T + alpha**2 * (wvar * Ed * T + wvar * E + bvar)
         K = K + alpha**2 * (wvar * E + bvar)
-    E, Ed = relu_expectations(K)
+    E, Ed = relu_pair(K)
     K_out = wvar * E + bvar
     return K_out, K_out + wvar * Ed * T
 
@@ -116,10 +104,7 @@ def test_finite_width_validation():
     """Per-draw error ∝ n^-1/2 (slope within 0.1) and seed mean within 4 standard errors of the
     compiler's NNGP and NTK at n = 512 (fixed seed)."""
     p = build(unit_inputs(N=3), blocks=2, wvar=2.0, bvar=0.1, alpha=0.7)
-    rep = tp.validate(p, widths=(64, 128, 256, 512), seeds=150, backend="numpy", seed=11)
+    rep = assert_validates(p, seeds=150, seed=11)
     assert set(rep.quantities) == {"nngp", "ntk"}
-    assert rep.passed, rep.to_markdown()
     for q in rep.quantities:
-        slope, se = rep.slopes[q]
-        assert abs(slope + 0.5) < 0.1 and se < 0.06, (q, slope, se)
         assert rep.rows(q)[-1].stats.max_z < 4

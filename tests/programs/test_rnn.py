@@ -11,16 +11,13 @@ from tensorprog.kernels import by_parameter
 from programs.mlp import build as build_mlp
 from programs.rnn import build
 
+from ..helpers import assert_validates, rel, unit_rows
+
 WVAR, UVAR, BVAR, VVAR = 1.3, 1.1, 0.1, 1.0
 
 
 def sequences(N=3, T=4, d=5, seed=0):
-    X = np.random.default_rng(seed).standard_normal((N, T, d))
-    return X / np.linalg.norm(X, axis=2, keepdims=True)
-
-
-def rel(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
+    return unit_rows((N, T, d), seed)
 
 
 # ---------------------------------------------------------------------- the reference
@@ -173,9 +170,5 @@ def test_finite_width_validation(activation, readout):
     of the compiler's NNGP and NTK at n = 512."""
     p = build(sequences(N=3, T=4), activation=activation, wvar=WVAR, uvar=UVAR, bvar=BVAR,
               readout=readout)
-    rep = tp.validate(p, widths=(64, 128, 256, 512), seeds=150, backend="numpy", seed=5)
+    rep = assert_validates(p, seeds=150, seed=5)
     assert set(rep.quantities) == {"nngp", "ntk"}
-    assert rep.passed, rep.to_markdown()
-    for q in rep.quantities:
-        slope, se = rep.slopes[q]
-        assert abs(slope + 0.5) < 0.1 and se < 0.06, (q, slope, se)
