@@ -17,8 +17,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import qmc
 
-from ..errors import NotPositiveSemidefinite
-from .quadrature import RANK_RTOL
+from .quadrature import whiten
 
 __all__ = ["integrate", "sobol_normal", "POINTS", "REPLICAS", "SEED"]
 
@@ -42,19 +41,6 @@ def sobol_normal(dim: int, points: int = POINTS, replicas: int = REPLICAS, seed:
     return out
 
 
-def _factor(cov):
-    lam, V = np.linalg.eigh(cov)
-    top = lam[:, -1:]
-    if np.any(lam < -1e-8 * np.maximum(np.abs(top), 1e-300) - 1e-300):
-        raise NotPositiveSemidefinite(f"covariance is not positive semidefinite "
-                               f"(eigenvalue {float(lam.min()):.3g})")
-    keep = lam > RANK_RTOL * np.maximum(top, 1e-300)
-    r = int(keep.sum(axis=1).max()) if len(lam) else 0
-    lam = np.where(keep, lam, 0.0)
-    k = cov.shape[-1]
-    return V[:, :, k - r:] * np.sqrt(lam[:, None, k - r:]), r
-
-
 def integrate(fn, cov, params, param_names, points: int = POINTS, replicas: int = REPLICAS):
     """``(value, stderr)`` of ``E[fn(*x, *params)]`` for every covariance of the batch.
 
@@ -70,7 +56,7 @@ def integrate(fn, cov, params, param_names, points: int = POINTS, replicas: int 
     covf = cov.reshape(n, k, k)
     pflat = [np.broadcast_to(np.asarray(params[s], dtype=float), batch).reshape(n)
              for s in param_names]
-    G, r = _factor(covf)
+    G, r = whiten(covf)
     if r == 0:
         vals = np.broadcast_to(fn(*([np.zeros(n)] * k), *pflat), (n,)).astype(float)
         return vals.reshape(batch), np.zeros(batch)

@@ -210,7 +210,7 @@ def _piece_call(piece, t, pflat, idx):
     return np.broadcast_to(piece.fn(t, *args), np.broadcast_shapes(t.shape, shape))
 
 
-def _whiten(S):
+def whiten(S):
     """``G`` with ``G Gᵀ = S`` for a batch (n, m, m) of PSD matrices, its max rank r and G's
     columns restricted to the r leading eigenvectors."""
     lam, V = np.linalg.eigh(S)
@@ -250,9 +250,9 @@ def effective_rank(expr: sp.Expr, atoms: tuple, cov, params) -> int:
     covf = cov.reshape(n, len(atoms), len(atoms))
     pieces = as_pieces(expr, tuple(atoms))
     if pieces is None:
-        return _whiten(covf)[1]
+        return whiten(covf)[1]
     pflat = _flat_params(params, _symbols(expr, atoms), batch, n)
-    return _whiten(_linear_forms(pieces, covf, pflat, n)[1])[1]
+    return whiten(_linear_forms(pieces, covf, pflat, n)[1])[1]
 
 
 # =========================================================================== integrators
@@ -615,7 +615,7 @@ def _integrate_pieces(plan, covf, pflat, n):
     if m == 1:
         G, r = np.sqrt(np.maximum(S, 0.0)), 1
     else:
-        G, r = _whiten(S)
+        G, r = whiten(S)
     r_eff = max(r, 1)
     if r == 0:
         G = np.zeros((n, m, 1))
@@ -682,7 +682,7 @@ def _general_evaluator(plan, G, pflat):
 
 
 def _integrate_general(plan, covf, pflat, n):
-    G, r = _whiten(covf)
+    G, r = whiten(covf)
     r_eff = max(r, 1)
     if r == 0:
         G = np.zeros((n, len(plan.atoms), 1))
