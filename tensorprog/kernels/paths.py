@@ -43,7 +43,7 @@ from ..errors import LimitError
 from ..ir.program import INPUTS, SHARED, Program, symbol
 from ..limit.evaluator import Limit
 from .lift import lift_cross_input
-from .ntk import evaluate_term, parameter_weight, to_inputs
+from .ntk import _number, evaluate_term, parameter_weight, to_inputs
 from .terms import readout_term
 
 
@@ -100,16 +100,12 @@ class _PathSums:
     def __init__(self, program: Program, lim: Limit, symbolic: bool):
         self.p, self.lim, self.symbolic = program, lim, symbolic
         self.out = program.readout
-        self.N = program.num_inputs
-        self.num = (lambda x: sp.Float(x)) if symbolic else float
         self.users: dict[str, list] = {}
         for node in program.nodes():
             if node.kind in ("nonlin", "matmul", "select"):
                 for arg in dict.fromkeys(node.attrs["args"]):
                     self.users.setdefault(arg, []).append(node)
-        start = readout_term(program).scale
-        self.start = self.num(start) if np.ndim(start) == 0 else (
-            np.vectorize(sp.Float, otypes=[object])(start) if symbolic else start)
+        self.start = _number(readout_term(program).scale, symbolic)
         self._D: dict = {}
         self._B: dict = {}
         self._segments: dict = {}
@@ -216,7 +212,7 @@ class _PathSums:
                 groups.setdefault(node.attrs["weight"], []).append(node.name)
             elif node.family == SHARED:
                 add(node.name, {(node.name,) + s: v for s, v in self.B(node.name, node.name).items()},
-                    self.num(node.attrs["var"]), node.name, node.name)
+                    _number(node.attrs["var"], self.symbolic), node.name, node.name)
             else:
                 groups.setdefault(node.name, []).append(node.name)
         for param, members in groups.items():
