@@ -31,6 +31,9 @@ from tensorprog.nn import activation as activation_named
 from tensorprog.nn import layer_norm
 from tensorprog.nn.attention import embed_tokens, pool_tokens, transformer_block
 
+#: The command line's default inputs: 4 sequences of 3 tokens in R^8.
+DEFAULT_INPUT_SHAPE = (4, 3, 8)
+
 
 def build(X, heads: int = 1, blocks: int = 1, wvar: float = 1.0, bvar: float = 0.0,
           activation: str = "relu", query_key: str = "independent", logit_scale: float = 1.0,

@@ -24,6 +24,7 @@ from .arrays import (array_module, available_bytes, check_dtype, chunk_bounds, i
                      plan_chunks, positive_int, to_numpy)
 from .instance import evaluate_moments, parse_moments, run_instructions
 from ..kernels.terms import ntk_terms, readout_term
+from ..resources import Progress, check_simulation
 from .kernels import Grams, evaluate_terms, network_outputs
 from .sampling import SeedStreams, draw_initial, plan_initial
 
@@ -223,6 +224,7 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
     per_seed = bytes_per_seed(q, width, dt, keep_parameters)
     device = "GPU" if is_cupy(xp) else "host"
     chunk = plan_chunks(seeds, per_seed, available_bytes(xp), width, chunk, device)
+    check_simulation(q, width, seeds, p.num_inputs, len(terms) + 1, dt.itemsize)
 
     # a lifted network (inputs interacting, tensorprog.kernels.lift) holds a copy of each member
     # per output that reads it; the program's own scalars are the copies their owners hold
@@ -230,7 +232,9 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
     scalar_names = {s.name: restore.get(s.family) for s in p.nodes() if s.is_scalar}
     scalars, ntk_parts, nngp, outputs = {}, {}, [], []
     kept: dict | None = {} if keep_parameters else None
+    progress = Progress(f"simulating {p.name!r} at width {width}", seeds)
     for lo, hi in chunk_bounds(seeds, chunk):
+        progress(lo)
         S = hi - lo
         values, readout_bias = draw_initial(plan, streams, range(lo, hi), width, dt, kept)
         run_instructions(q, values, width, S, xp, dt)
@@ -246,6 +250,8 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
         del values, moments_
         if is_cupy(xp):
             xp.get_default_memory_pool().free_all_blocks()
+    progress(seeds)
+    progress.close()
 
     sim = Simulation(
         program=p, width=width, seeds=seeds, backend=xp.__name__, dtype=dt, seed=seed,

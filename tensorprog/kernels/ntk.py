@@ -17,6 +17,7 @@ import sympy as sp
 
 from ..ir.program import INPUTS, Program
 from ..limit.evaluator import Limit
+from ..resources import check_kernel
 from .backprop import backward_program
 from .terms import Term, ntk_terms, readout_term
 
@@ -29,6 +30,7 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto"):
     """Infinite-width NNGP kernel of ``program``'s output on its N inputs: an (N, N) array
     (a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j`` with ``symbolic=True``)."""
     program.require_output()
+    check_kernel(program, "nngp")
     lim = Limit(program, symbolic=symbolic, tier=tier)
     return _to_output(evaluate_term(readout_term(program), lim), symbolic)
 
@@ -42,6 +44,8 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
     ``parts`` maps each parameter (and, for paths, each ``(parameter, matrix sequence)`` path
     class) to its (N, N) share of Θ.
     """
+    program.require_output()
+    check_kernel(program, "ntk")
     if method == "backprop":
         parts = ntk_contributions(program, symbolic=symbolic, tier=tier)
     elif method == "paths":
@@ -59,6 +63,7 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
 def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """Per-parameter NTK contributions by backprop-in-the-program (see :mod:`.terms`)."""
     program.require_output()
+    check_kernel(program, "ntk")
     bw = backward_program(program)
     lim = Limit(bw.program, symbolic=symbolic, tier=tier)
     parts: dict[str, np.ndarray] = {}

@@ -130,18 +130,49 @@ class _PathSums:
         X-vars (x, x̄) that comes from their MATMUL users and the readout (Ẑ atoms and v)."""
         key = (x, xb)
         if key not in self._D:
-            out: dict = {}
-            if x == xb == self.out.node:
-                out[()] = self.start
-            for g in self._users(x, "matmul"):
-                for gb in self._users(xb, "matmul"):
-                    if _label(g) != _label(gb):
-                        continue
-                    var = self.lim.matrix_var(g.attrs["matrix"])
-                    for seq, val in self.B(g.name, gb.name).items():
-                        self._accumulate(out, (_label(g),) + seq, var * val)
-            self._D[key] = out
+            self._resolve(("D", key))
         return self._D[key]
+
+    def _resolve(self, item) -> None:
+        """Fill the caches of :meth:`D` and :meth:`B` for ``item = ("D"|"B", key)`` bottom-up
+        (from the output back), with an explicit stack: a program of depth L would otherwise
+        recurse L levels deep (D → B → D of the next layer …)."""
+        stack = [item]
+        while stack:
+            kind, key = stack[-1]
+            cache = self._D if kind == "D" else self._B
+            if key in cache:
+                stack.pop()
+                continue
+            missing = [d for d in self._needs(kind, key)
+                       if d[1] not in (self._D if d[0] == "D" else self._B)]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            cache[key] = self._compute_D(*key) if kind == "D" else self._compute_B(*key)
+
+    def _needs(self, kind: str, key) -> list:
+        """The D and B entries that ``kind`` at ``key`` is computed from."""
+        a, b = key
+        if kind == "D":
+            return [("B", (g.name, gb.name)) for g in self._users(a, "matmul")
+                    for gb in self._users(b, "matmul") if _label(g) == _label(gb)]
+        return [("D", (x, xb)) for x, _, _ in self.segments(a) for xb, _, _ in self.segments(b)]
+
+    def _compute_D(self, x: str, xb: str) -> dict:
+        """:meth:`D` from the B entries of the MATMUL users of x and x̄ (already computed)."""
+        out: dict = {}
+        if x == xb == self.out.node:
+            out[()] = self.start
+        for g in self._users(x, "matmul"):
+            for gb in self._users(xb, "matmul"):
+                if _label(g) != _label(gb):
+                    continue
+                var = self.lim.matrix_var(g.attrs["matrix"])
+                for seq, val in self.B(g.name, gb.name).items():
+                    self._accumulate(out, (_label(g),) + seq, var * val)
+        return out
 
     def segments(self, a: str) -> list:
         """The segments from G-var or SELECT ``a``: ``(end X-var, derivative product on the
@@ -169,20 +200,24 @@ class _PathSums:
         segment)."""
         key = (g, gb)
         if key not in self._B:
-            out: dict = {}
-            for x, chain, m in self.segments(g):
-                for xb, chainb, mb in self.segments(gb):
-                    rest = self.D(x, xb)
-                    if not rest:
-                        continue
-                    factor = self.lim.expect_pair(chain, self.lim.size(x), chainb,
-                                                  self.lim.size(xb))
-                    for seq, val in rest.items():
-                        value = np.broadcast_to(factor * val, (self.size(x), self.size(xb)))
-                        self._accumulate(out, seq, _scatter(value, m, mb, self.size(g),
-                                                            self.size(gb)))
-            self._B[key] = out
+            self._resolve(("B", key))
         return self._B[key]
+
+    def _compute_B(self, g: str, gb: str) -> dict:
+        """:meth:`B` from the D entries of the segments' ends (already computed)."""
+        out: dict = {}
+        for x, chain, m in self.segments(g):
+            for xb, chainb, mb in self.segments(gb):
+                rest = self.D(x, xb)
+                if not rest:
+                    continue
+                factor = self.lim.expect_pair(chain, self.lim.size(x), chainb,
+                                              self.lim.size(xb))
+                for seq, val in rest.items():
+                    value = np.broadcast_to(factor * val, (self.size(x), self.size(xb)))
+                    self._accumulate(out, seq, _scatter(value, m, mb, self.size(g),
+                                                        self.size(gb)))
+        return out
 
     def contributions(self) -> dict:
         parts: dict = {}

@@ -29,6 +29,7 @@ from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
 from ..expectations.engine import NeedsMonteCarlo
 from ..ir.program import Program
+from ..resources import Progress
 from .atoms import Base, LeafTable
 from .sampling import JointSampler
 
@@ -62,13 +63,16 @@ class Limit:
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
         self._joint = JointSampler(self.leaves, self._base_block)
-        for node in program.nodes():
+        progress = Progress(f"deriving the limit of {program.name!r}", len(program.order))
+        for k, node in enumerate(program.nodes()):
+            progress(k + 1)
             try:
                 self._evaluate(node)
             except ExpectationError as e:
                 raise ExpectationError(
                     f"in {node.kind.upper()} {node.name!r} (line {program.line_of(node.name)}): "
                     f"{e}") from None
+        progress.close()
 
     # ------------------------------------------------------------------ public queries
     def size(self, name: str) -> int:
@@ -91,15 +95,48 @@ class Limit:
         b = a if b is None else b
         self._require(a)
         self._require(b)
-        key = (a, b)
-        if key not in self._pairs:
-            if (b, a) in self._pairs:
-                return self._pairs[(b, a)].T
-            value = self.expect_pair(self.z[a], self.size(a), self.z[b], self.size(b))
-            if a == b and not self.symbolic:
+        if (a, b) not in self._pairs and (b, a) in self._pairs:
+            return self._pairs[(b, a)].T
+        self._resolve_pairs(a, b)
+        return self._pairs[(a, b)]
+
+    def _resolve_pairs(self, a: str, b: str) -> None:
+        """Compute ``cov(a, b)`` after every covariance its ZHAT atoms need (``σ_W² E[Z^x Z^y]``
+        of the MATMUL inputs), bottom-up with an explicit stack: a program of depth L would
+        otherwise recurse L levels deep (cov → ZHAT block → cov of the layer below)."""
+        stack = [(a, b)]
+        while stack:
+            x, y = stack[-1]
+            if (x, y) in self._pairs or (y, x) in self._pairs:
+                stack.pop()
+                continue
+            missing = [d for d in self._zhat_inputs(x, y)
+                       if d not in self._pairs and d[::-1] not in self._pairs]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            value = self.expect_pair(self.z[x], self.size(x), self.z[y], self.size(y))
+            if x == y and not self.symbolic:
                 value = (value + value.T) / 2  # exact kernels are symmetric; Monte Carlo ones too
-            self._pairs[key] = value
-        return self._pairs[key]
+            self._pairs[(x, y)] = value
+
+    def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
+        """The pairs of MATMUL inputs whose covariance the ZHAT atoms of ``Z^x``, ``Z^y`` need."""
+        bases = {}
+        for name in (x, y):
+            for s in self.leaves.split(self.z[name])[0]:
+                base = self.leaves.info[s][0]
+                if base.kind == "zhat":
+                    bases[base.key] = base
+        bases = list(bases.values())
+        out = []
+        for i, p in enumerate(bases):
+            for q in bases[i:]:
+                if p.group == q.group and (p.key, q.key) not in self._base_covs \
+                        and (q.key, p.key) not in self._base_covs:
+                    out.append((self.program.args(p.node)[0], self.program.args(q.node)[0]))
+        return out
 
     def mean(self, name: str) -> np.ndarray:
         """``E[Z^{name}(ξ_i)]`` for each member of the family."""
