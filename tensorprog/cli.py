@@ -117,11 +117,13 @@ def load_inputs(path: str):
 
 
 def _is_text(file: Path) -> bool:
+    """Whether ``file`` starts with printable UTF-8 text."""
     try:
-        file.read_bytes()[:4096].decode("utf-8")
+        head = file.read_bytes()[:4096]
+        head.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return True
+    return bool(head) and all(b >= 32 or b in (9, 10, 13) for b in head)
 
 
 def _load_npy(file: Path) -> np.ndarray:
@@ -603,8 +605,7 @@ def cmd_validate(args) -> int:
         options["dtype"] = np.dtype(args.dtype).type
     if args.seed is not None:
         options["seed"] = args.seed
-    bar = ProgressBar()
-    bar(0, len(widths), f"{args.seeds} seeds per width")
+    bar = ProgressBar(label=f"validating ({args.seeds} seeds per width)")
     try:
         report = validate(p, widths=widths, seeds=args.seeds, backend=args.backend,
                           progress=bar, **options)
