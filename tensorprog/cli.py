@@ -159,7 +159,9 @@ def _load_npz(file: Path) -> dict:
 
 def _load_csv(file: Path) -> np.ndarray:
     try:
-        X = np.loadtxt(file, delimiter=",", ndmin=2, dtype=float, comments="#")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: refused below as empty
+            X = np.loadtxt(file, delimiter=",", ndmin=2, dtype=float, comments="#")
     except (ValueError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {file} as comma-separated numbers, one input per row: "
                          f"{e}") from None

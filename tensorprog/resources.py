@@ -74,7 +74,9 @@ def max_seconds() -> float:
 
 
 def format_seconds(seconds: float) -> str:
-    """``"42 s"``, ``"17 min"``, ``"3.2 h"`` or ``"4.1 days"``."""
+    """``"0.05 s"``, ``"42 s"``, ``"17 min"``, ``"3.2 h"`` or ``"4.1 days"``."""
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
