@@ -113,7 +113,7 @@ def load_inputs(path: str):
             "no NumPy header"
         raise UsageError(f"{path} is not a .npy file ({kind}); inputs are .npy arrays "
                          "(numpy.save), .npz archives (numpy.savez) or .csv files")
-    return _check_data(_load_npy(file), path)
+    return _check_data(_read_numpy(file, ".npy"), path)
 
 
 def _is_text(file: Path) -> bool:
@@ -126,32 +126,27 @@ def _is_text(file: Path) -> bool:
     return bool(head) and all(b >= 32 or b in (9, 10, 13) for b in head)
 
 
-def _load_npy(file: Path) -> np.ndarray:
+def _read_numpy(file: Path, kind: str):
+    """The array of a ``.npy`` file or the ``{name: array}`` of a ``.npz`` archive (``kind``),
+    never unpickled."""
     try:
+        if kind == ".npz":
+            with np.load(file, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
         return np.load(file, allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise UsageError(f"{file} holds Python objects, not numbers; tensorprog does not "
-                             "unpickle files (that could run code): save a numeric array with "
-                             "numpy.save") from None
-        raise UsageError(f"{file} is a corrupt or truncated .npy file ({e})") from None
-    except (OSError, EOFError) as e:
-        raise UsageError(f"{file} is a corrupt or truncated .npy file ({e})") from None
+                             "unpickle files (that could run code): save numeric arrays with "
+                             "numpy.save or numpy.savez") from None
+        raise UsageError(f"{file} is a corrupt or truncated {kind} file ({e})") from None
+    except Exception as e:  # OSError, EOFError, zipfile.BadZipFile
+        raise UsageError(f"{file} is a corrupt or truncated {kind} file "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def _load_npz(file: Path) -> dict:
-    try:
-        with np.load(file, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise UsageError(f"{file} holds Python objects, not numbers; tensorprog does not "
-                             "unpickle files (that could run code): save numeric arrays with "
-                             "numpy.savez") from None
-        raise UsageError(f"{file} is not a readable .npz archive ({e})") from None
-    except Exception as e:  # zipfile.BadZipFile, EOFError, OSError
-        raise UsageError(f"{file} is not a readable .npz archive ({type(e).__name__}: {e})"
-                         ) from None
+    arrays = _read_numpy(file, ".npz")
     if not arrays:
         raise UsageError(f"{file} holds no arrays")
     return {name: _check_data(X, f"{file}[{name}]") for name, X in arrays.items()}

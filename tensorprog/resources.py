@@ -110,7 +110,6 @@ def host_available_bytes() -> int:
         return 4 * 2**30
 
 
-
 def kernel_estimate(program, what: str = "ntk") -> Estimate:
     """:class:`Estimate` of ``tp.nngp`` (``what="nngp"``), ``tp.ntk`` (``"ntk"``) or
     ``tp.limit`` (``"limit"``) on ``program``.
@@ -144,13 +143,13 @@ def check_kernel(program, what: str = "ntk") -> Estimate:
 
     Parameters
     ----------
-    program : Program
-    what : "nngp" | "ntk" | "limit"
+    program, what
+        As for :func:`kernel_estimate`.
 
     Returns
     -------
     Estimate
-        The estimate, when it fits.
+        :func:`kernel_estimate`'s, when it fits.
 
     Raises
     ------

@@ -93,7 +93,7 @@ CASES = [
     (["kernel", MLP, "--inputs", "{t}/letters.csv"], ["comma-separated numbers", "'x'"]),
     (["kernel", MLP, "--inputs", "{t}/ragged.csv"], ["comma-separated numbers"]),
     (["kernel", MLP, "--inputs", "{t}/blank.csv"], ["non-empty"]),
-    (["kernel", MLP, "--inputs", "{t}/broken.npz"], ["not a readable .npz"]),
+    (["kernel", MLP, "--inputs", "{t}/broken.npz"], ["corrupt or truncated .npz"]),
     (["kernel", MLP, "--inputs", "{t}/objects.npz"], ["does not unpickle"]),
     (["kernel", MLP, "--inputs", "{t}/two.npz"], ["names its inputs X", "['A', 'B']"]),
     (["kernel", MLP, "--inputs", "{t}/none.npz"], ["holds no arrays"]),
