@@ -519,7 +519,7 @@ class Program:
         ``expr`` mentions, in program order."""
         expr = sp.sympify(expr)
         names = {s.name for s in expr.free_symbols}
-        order = [n for n in self.order if n in names]
+        order = sorted((n for n in names if n in self.graph), key=self.order.index)
         vectors = [n for n in order if self.node(n).is_vector]
         scalars = [n for n in order if self.node(n).is_scalar]
         return self._add_coordinatewise(kind, name, expr, vectors, scalars)
