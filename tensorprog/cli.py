@@ -293,15 +293,13 @@ def _step_data(names: list[str], inputs, path) -> dict:
 
 def _parse_text(text: str, inputs, path):
     """Parse the textual form, ``inputs`` replacing the data of its INPUT lines."""
-    from .ir.builder import BuilderProgram
-
     names = list(dict.fromkeys(_INPUT_DATA.findall(text)))
     if inputs is None:
         missing = sorted(set(names) - set(_DATA_LINE.findall(text)))
         if missing:
             raise UsageError(f"{path} has no DATA line for its input {missing[0]}: "
                              "pass the inputs with --inputs X.npy")
-        return BuilderProgram.from_text(text)
+        return _from_text(text, None, path)
     if not names:
         raise UsageError(f"{path} has no INPUT line, so --inputs does not apply")
     data = _step_data(names, inputs, path)
@@ -314,7 +312,22 @@ def _parse_text(text: str, inputs, path):
         m = _DATA_LINE.match(line)
         lines.append(f"# DATA {m.group(1)} replaced by --inputs"
                      if m and m.group(1) in names else line)
-    return BuilderProgram.from_text("\n".join(lines), data=data)
+    return _from_text("\n".join(lines), data, path)
+
+
+def _from_text(text: str, data, path):
+    """``Program.from_text``, its non-tensorprog exceptions (e.g. complex DATA) as a
+    UsageError naming the file."""
+    from .ir.builder import BuilderProgram
+
+    try:
+        return BuilderProgram.from_text(text, data=data)
+    except TensorProgError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, SyntaxError) as e:
+        raise UsageError(f"cannot read the program in {path} ({type(e).__name__}: {e}); DATA "
+                         "lines hold lists of real numbers and instructions the documented "
+                         "forms (docs/compiler.md)") from None
 
 
 def _load_module(file: Path):

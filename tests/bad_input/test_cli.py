@@ -111,7 +111,7 @@ CASES = [
     (["show", "{t}/no_input.tp", "--inputs", "{t}/flat.npy"], ["no INPUT line"]),
     (["show", "{t}/no_data.tp"], ["no DATA line for its input X1", "--inputs"]),
     (["show", "{t}/two_step.tp", "--param", "depth=2"], ["Python programs only"]),
-    (["show", "{t}/complex_data.tp"], []),
+    (["show", "{t}/complex_data.tp"], ["complex_data.tp"]),
     (["show", "{t}/binary.tp"], ["cannot read"]),
     (["show", "{t}/notes.txt"], ["neither a Python program"]),
     # --- Python program files
