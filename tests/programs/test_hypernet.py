@@ -224,7 +224,7 @@ def test_width_grid_mean_and_variance():
     (n, m) grid: the seed mean is within 4 standard errors of the limit at the largest widths
     (the finite-n bias, ≈ 5/n relative here, is 0.5%), the NNGP diagonal follows the exact
     finite-width law E[K(u, u)] = (1 + 5/n) K_∞(u, u) at n = 32 (E[G²] = (1 + 5/n)S² for f's
-    output kernel G, DESIGN §6), and the across-seed variance of the kernel is small only when
+    output kernel G, docs/theory.md §6), and the across-seed variance of the kernel is small only when
     both widths are large (bootstrap SEs of log variances)."""
     X = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.6, 0.8]])
     Z = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.8, 0.6]])
