@@ -68,16 +68,6 @@ OUTPUT: readout(x3, var=2.0, bias_var=0.1)
 """,
 }
 
-#: ``to_text()`` of the ZDOT program (no input data, so nothing is added to ``print(p)``).
-ZDOT_TO_TEXT = """\
-PROGRAM zdot inputs=0
-VECTOR: x ~ N(0, 1.0)
-MATRIX: W ~ N(0, 2.0/n)
-MATMUL: h1 := W x
-NONLIN: x1 := tanh(h1)
-MATMUL: h2 := W^T x1
-MOMENT: th1 := avg(h2*x)
-"""
 
 
 @pytest.mark.parametrize("name", sorted(PRINTED))
@@ -99,5 +89,12 @@ def test_printed_form_parses_back(name):
     assert q == p and str(q) == PRINTED[name]
 
 
-def test_to_text_without_data():
-    assert PROGRAMS["zdot"]().to_text() == ZDOT_TO_TEXT
+def test_to_text_adds_only_the_data():
+    """``to_text()`` is the printed form without the shape comments, plus one DATA line per
+    input array (none for the ZDOT program)."""
+    assert PROGRAMS["zdot"]().to_text() == PRINTED["zdot"]
+    lines = PROGRAMS["mlp"]().to_text().splitlines()
+    data = [line for line in lines if line.startswith("DATA:")]
+    assert [line for line in lines if line not in data] == \
+        [line.split("   # ")[0] for line in PRINTED["mlp"].splitlines()]
+    assert [line.split(" = ")[0] for line in data] == ["DATA:   X1"]

@@ -71,19 +71,25 @@ def test_zhat_covariances_and_independence():
     assert lim.zdot[wtx.name] == []  # relu(x) holds no Ẑ^{W·}: no ZDOT term
 
 
+def canonical(phi, sw, vx):
+    """The limit of ``z = Wᵀφ(Wx)``, ``θ = avg(z·x)`` with Var x = vx, σ_W² = sw, and the names
+    of z and θ."""
+    p = tp.Program("canonical")
+    x = p.vector("x", vx)
+    W = p.matrix("W", sw)
+    z = W.T @ phi(W @ x)
+    th = (z * x).mean()
+    return tp.limit(p), z.name, th.name
+
+
 def test_zdot_canonical_program():
     """y = Wx, z = Wᵀφ(y): Z^z = Ẑ^{Wᵀφ(y)} + σ_W² Z^x E[φ'(Z^y)] (Def. B.3, ZDOT), so
     avg(z·x) → σ_W² E[φ'(Z^y)] E[(Z^x)²] with Var Z^y = σ_W² Var Z^x."""
     sw, vx = 2.0, 1.3
-    p = tp.Program("zdot")
-    x = p.vector("x", vx)
-    W = p.matrix("W", sw)
-    z = W.T @ tp.tanh(W @ x)
-    th = (z * x).mean()
-    lim = tp.limit(p)
+    lim, z, th = canonical(tp.tanh, sw, vx)
     dphi = gauss_mean(lambda u: 1 - math.tanh(u) ** 2, sw * vx)
-    assert lim.scalar(th.name)[0] == pytest.approx(sw * dphi * vx, rel=1e-9)
-    [(coef, sigma2, partner, _)] = lim.zdot[z.name]
+    assert lim.scalar(th)[0] == pytest.approx(sw * dphi * vx, rel=1e-9)
+    [(coef, sigma2, partner, _)] = lim.zdot[z]
     assert sigma2 == sw and partner == "x"
 
 
@@ -91,13 +97,9 @@ def test_zdot_stein_form_for_a_step_function():
     """φ = step has no classical derivative; Remark B.6's C⁺b gives E[δ(Z^y)] = 1/√(2π Var Z^y),
     so avg(z·x) → σ_W² Var Z^x / √(2π σ_W² Var Z^x)."""
     sw, vx = 1.5, 0.8
-    p = tp.Program("stein")
-    x = p.vector("x", vx)
-    W = p.matrix("W", sw)
-    z = W.T @ tp.step(W @ x)
-    th = (z * x).mean()
+    lim, _, th = canonical(tp.step, sw, vx)
     expected = sw * vx / math.sqrt(2 * math.pi * sw * vx)
-    assert tp.limit(p).scalar(th.name)[0] == pytest.approx(expected, rel=1e-12)
+    assert lim.scalar(th)[0] == pytest.approx(expected, rel=1e-12)
 
 
 def test_zdot_derivative_as_the_program_is_written():
