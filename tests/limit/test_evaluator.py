@@ -93,13 +93,22 @@ def test_zdot_canonical_program():
     assert sigma2 == sw and partner == "x"
 
 
-def test_zdot_stein_form_for_a_step_function():
-    """φ = step has no classical derivative; Remark B.6's C⁺b gives E[δ(Z^y)] = 1/√(2π Var Z^y),
-    so avg(z·x) → σ_W² Var Z^x / √(2π σ_W² Var Z^x)."""
-    sw, vx = 1.5, 0.8
-    lim, _, th = canonical(tp.step, sw, vx)
-    expected = sw * vx / math.sqrt(2 * math.pi * sw * vx)
-    assert lim.scalar(th)[0] == pytest.approx(expected, rel=1e-12)
+def test_zdot_stein_form_with_a_singular_covariance():
+    """Remark B.6 with two partners whose covariance C is singular: x = step(Wu + Wu') with u' a
+    copy of u, so Ẑ^{Wu} and Ẑ^{Wu'} are perfectly correlated.  C⁺b splits the expected
+    derivative between them, and the ZDOT term of Wᵀx is Z^u (a₁ + a₂) with
+    a₁ + a₂ = 2 E[δ(S)] = 2/√(2π Var S), Var S = 4 σ_W² Var u:  avg(z·u) → σ_W² Var u (a₁ + a₂)."""
+    sw, vu = 1.5, 0.8
+    p = tp.Program("stein2")
+    u = p.vector("u", vu)
+    copy = tp.identity(u).named("u_copy")
+    W = p.matrix("W", sw)
+    z = W.T @ tp.step((W @ u) + (W @ copy))
+    th = (z * u).mean()
+    lim = tp.limit(p)
+    assert len(lim.zdot[z.name]) == 2
+    expected = sw * vu * 2 / math.sqrt(2 * math.pi * 4 * sw * vu)
+    assert lim.scalar(th.name)[0] == pytest.approx(expected, rel=1e-10)
 
 
 def test_zdot_derivative_as_the_program_is_written():
