@@ -129,6 +129,31 @@ def test_gradient_descent_in_catapult_band_warns_and_matches_loop(kern, targets)
     np.testing.assert_allclose(te, ref[:, M:], rtol=0, atol=1e-10 * scale)
 
 
+def test_output_columns_train_independently_and_test_blocks_are_optional(kern, targets):
+    """Several output columns give the columns' separate predictions; without the test×test
+    block the ensemble still gives every mean (its test covariance is then None)."""
+    y, f0, fx0 = targets
+    Y, F0 = np.stack([y, f0], 1), np.stack([f0, y], 1)
+    tr, te = P.gradient_descent_mse(kern["ntk_tt"], Y, [0.5, 3.0], fx_train_0=F0,
+                                    fx_test_0=0.0, ntk_test_train=kern["ntk_xt"])
+    assert tr.shape == (2, M, 2) and te.shape == (2, N, 2)
+    for c in range(2):
+        tr_c, te_c = P.gradient_descent_mse(kern["ntk_tt"], Y[:, c], [0.5, 3.0],
+                                            fx_train_0=F0[:, c], ntk_test_train=kern["ntk_xt"])
+        np.testing.assert_allclose(tr[..., c], tr_c, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(te[..., c], te_c, rtol=0, atol=1e-14)
+    ens = P.gradient_descent_mse_ensemble(kern["ntk_tt"], kern["nngp_tt"], Y, 2.0,
+                                          ntk_test_train=kern["ntk_xt"],
+                                          nngp_test_train=kern["nngp_xt"])
+    full = P.gradient_descent_mse_ensemble(kern["ntk_tt"], kern["nngp_tt"], y, 2.0,
+                                           ntk_test_train=kern["ntk_xt"],
+                                           nngp_test_train=kern["nngp_xt"],
+                                           nngp_test_test=kern["nngp_xx"])
+    assert ens.cov_test is None and ens.mean_test.shape == (N, 2)
+    np.testing.assert_allclose(ens.mean_test[:, 0], full.mean_test, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(ens.cov_train, full.cov_train, rtol=0, atol=1e-14)
+
+
 def test_time_zero_gives_initial_outputs(kern, targets):
     y, f0, fx0 = targets
     for kw in ({"t": 0.0}, {"steps": 0}):
@@ -212,7 +237,8 @@ def test_ensemble_matches_dense(kern, targets, get, kind, noise):
         diag_reg=noise)
     for i, k in enumerate(times):
         A = lr / M * Th_full[:M, :M]
-        G = scipy.linalg.expm(-A * k) if kind == "flow" else np.linalg.matrix_power(np.eye(M) - A, k)
+        G = (scipy.linalg.expm(-A * k) if kind == "flow"
+             else np.linalg.matrix_power(np.eye(M) - A, k))
         mean, cov = ensemble_dense(Th_full, K_full, M, y, G)
         np.testing.assert_allclose(ens.mean_train[i], mean[:M], rtol=0, atol=1e-10)
         np.testing.assert_allclose(ens.mean_test[i], mean[M:], rtol=0, atol=1e-10)
@@ -386,7 +412,8 @@ def test_program_predictions_use_the_program_kernels(mlp_predictor):
     np.testing.assert_allclose(ens.mean_test[:, tr], ens.mean_train, rtol=0, atol=1e-10)
     np.testing.assert_allclose(ens.cov_test[np.ix_([0, 1, 2], tr, tr)], ens.cov_train, rtol=0,
                                atol=1e-10)
-    assert pred.max_learning_rate() == pytest.approx(2 * 4 / np.linalg.eigvalsh(Th[np.ix_(tr, tr)])[-1])
+    lam_max = np.linalg.eigvalsh(Th[np.ix_(tr, tr)])[-1]
+    assert pred.max_learning_rate() == pytest.approx(2 * 4 / lam_max)
 
 
 def test_program_with_repeated_input_trains_to_the_mean_target(mlp_predictor):
