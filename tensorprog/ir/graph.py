@@ -27,7 +27,7 @@ from .check import check, check_new_name, check_psd, check_variance, family_of, 
 from .instructions import (INPUTS, KINDS, SHARED, Embedding, InitialMatrix, InitialScalar,
                            InitialVector, Instruction, MatMul, Moment, Nonlin, Readout, Select,
                            same)
-from .parametrization import NTK_FIXED, NTK_HIDDEN, Parametrization
+from .parametrization import NTK_HIDDEN, Parametrization
 
 _COORDINATEWISE = {"nonlin": Nonlin, "moment": Moment}
 

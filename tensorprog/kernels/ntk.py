@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..ir.program import INPUTS, Program
+from ..ir.program import Program
 from ..limit.evaluator import Limit
 from .backprop import backward_program
 from .paths import path_contributions
