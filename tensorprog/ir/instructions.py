@@ -200,17 +200,14 @@ class MatMul(Instruction):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Nonlin(Instruction):
-    """NONLIN⁺ ``name := ψ(args; scalars)`` with ψ the sympy expression ``expr``."""
+class Coordinatewise(Instruction):
+    """Base of NONLIN⁺ and MOMENT: ψ, the sympy expression ``expr`` of the vectors ``args``
+    and the scalars ``scalars`` (held in the fields ``vectors`` and ``parameters``)."""
 
     family: str = SHARED
     expr: sp.Expr = sp.S.Zero
     vectors: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
-
-    kind: ClassVar[str] = "nonlin"
-    output: ClassVar[str] = "vector"
-    is_xvar: ClassVar[bool] = True
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -219,30 +216,26 @@ class Nonlin(Instruction):
     @property
     def scalars(self) -> tuple[str, ...]:
         return self.parameters
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Nonlin(Coordinatewise):
+    """NONLIN⁺ ``name := ψ(args; scalars)``, coordinatewise."""
+
+    kind: ClassVar[str] = "nonlin"
+    output: ClassVar[str] = "vector"
+    is_xvar: ClassVar[bool] = True
 
     def headline(self) -> str:
         return f"NONLIN: {self.name} := {self.expr}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Moment(Instruction):
+class Moment(Coordinatewise):
     """MOMENT ``name := avg ψ(args; scalars)``, the scalar ``(1/n) Σ_α ψ(...)``."""
-
-    family: str = SHARED
-    expr: sp.Expr = sp.S.Zero
-    vectors: tuple[str, ...] = ()
-    parameters: tuple[str, ...] = ()
 
     kind: ClassVar[str] = "moment"
     output: ClassVar[str] = "scalar"
-
-    @property
-    def args(self) -> tuple[str, ...]:
-        return self.vectors
-
-    @property
-    def scalars(self) -> tuple[str, ...]:
-        return self.parameters
 
     def headline(self) -> str:
         return f"MOMENT: {self.name} := avg({self.expr})"

@@ -25,7 +25,7 @@ from ..ir.check import family_of
 from ..ir.instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
                                InitialVector, MatMul, Moment, Nonlin, Select)
 from ..ir.program import Program
-from ..ir.rewrite import Rewrite
+from ..ir.rewrite import Rewrite, keep
 from ..ir.rules import RuleTable
 
 
@@ -152,12 +152,14 @@ def _(node: InitialVector, lf: _Lift) -> None:
                          tangent=None if tangent is None else tangent[np.ix_(rows, rows)])
 
 
-@LIFT.rule(InitialScalar, MatMul, Nonlin, Moment)
+LIFT.rule(InitialScalar)(keep)
+
+
+@LIFT.rule(MatMul, Nonlin, Moment)
 def _(node, lf: _Lift) -> None:
     """Coordinatewise instructions and MATMULs act member by member: their family is the
     lifted family of their operands."""
-    family = family_of(lf.target, node.operands)
-    lf.target.append(node if isinstance(node, InitialScalar) else replace(node, family=family))
+    lf.target.append(replace(node, family=family_of(lf.target, node.operands)))
 
 
 @LIFT.rule(Select)
