@@ -6,7 +6,7 @@
 
 NTK parametrization (every parameter N(0,1) times σ/√fan_in), all parameters trained.  With
 ``bias=False`` every bias variance is 0 and the biases are not parameters.  Its NNGP and NTK are
-the standard recursion of DESIGN §3 (``Dense(W_std, b_std)`` in the NTK parametrization of the
+the standard recursion of docs/theory.md §3 (``Dense(W_std, b_std)`` in the NTK parametrization of the
 usual kernel libraries).
 """
 from __future__ import annotations

@@ -21,8 +21,9 @@ import importlib
 import sys
 import types
 
-from .errors import (ExpectationError, LimitError, ParseError, ProgramError,
-                     PseudoLipschitzWarning, ResourceError, TensorProgError)
+from .errors import (ExpectationError, LearningRateWarning, LimitError, ParseError,
+                     PredictionError, ProgramError, PseudoLipschitzWarning, ResourceError,
+                     TensorProgError)
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,8 @@ def __getattr__(name: str):
         from .ir.builder import BuilderProgram
 
         value = BuilderProgram
+    elif name == "predict":
+        value = importlib.import_module(".predict", __name__)
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     else:
@@ -95,7 +98,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | {"Program"})
+    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict"})
 
 
 __all__ = [
@@ -104,4 +107,5 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
+    "predict", "PredictionError", "LearningRateWarning",
 ]

@@ -498,11 +498,12 @@ def latex_limit(lim) -> str:
 
     p, rows, coefficients = lim.program, [], []
     for node in p.nodes():
-        name, a = node.name, node.attrs
+        name = node.name
         if node.kind in ("nonlin", "moment"):
-            sub = {symbol(v): z(v) for v in a["args"]}
-            sub.update({symbol(s): sp.Symbol(rf"\mathring{{\theta}}_{{{s}}}") for s in a["scalars"]})
-            body = sp.latex(a["expr"].xreplace(sub))
+            sub = {symbol(v): z(v) for v in node.args}
+            sub.update({symbol(s): sp.Symbol(rf"\mathring{{\theta}}_{{{s}}}")
+                        for s in node.scalars})
+            body = sp.latex(node.expr.xreplace(sub))
             if node.kind == "nonlin":
                 rows.append(rf"Z^{{{name}}} &= {body}")
             else:
@@ -511,10 +512,9 @@ def latex_limit(lim) -> str:
         elif node.kind == "vector":
             rows.append(rf"Z^{{{name}}} &\sim \text{{Gaussian atom (ZINIT)}}")
         elif node.kind == "scalar":
-            rows.append(rf"\mathring{{\theta}}_{{{name}}} &= {value(a['value'])}")
+            rows.append(rf"\mathring{{\theta}}_{{{name}}} &= {value(node.value)}")
         elif node.kind == "matmul":
-            W, x = a["matrix"], a["args"][0]
-            terms = [rf"\hat Z^{{{W}{'^T' if a['transpose'] else ''} {x}}}"]
+            terms = [rf"\hat Z^{{{node.matrix}{'^T' if node.transpose else ''} {node.arg}}}"]
             for c, sigma2, y, _ in lim.zdot[name]:
                 k = len(coefficients) + 1
                 coefficients.append(rf"c_{{{k}}} &= {value(lim.leaves.info[c][0].values)}")
@@ -605,9 +605,6 @@ def cmd_validate(args) -> int:
     _check_output(args.plot, args.markdown, args.json)
     if args.plot:
         _require_matplotlib("--plot")
-    validate = getattr(tp, "validate", None)
-    if validate is None:
-        raise UsageError("this installation has no finite-width backend (tp.validate)")
     p = _program(args)
     widths = list(args.widths)
     options = {}
@@ -617,8 +614,8 @@ def cmd_validate(args) -> int:
         options["seed"] = args.seed
     bar = ProgressBar(label=f"validating ({args.seeds} seeds per width)")
     try:
-        report = validate(p, widths=widths, seeds=args.seeds, backend=args.backend,
-                          progress=bar, **options)
+        report = tp.validate(p, widths=widths, seeds=args.seeds, backend=args.backend,
+                             progress=bar, **options)
     finally:
         bar.close()
     markdown = report.to_markdown()

@@ -13,7 +13,7 @@ from tensorprog import cli
 MLP = str(Path(__file__).resolve().parents[1] / "programs" / "mlp.py")
 
 # A two-layer ReLU net at criticality on unit-norm inputs with correlations 0, 0.6 and 0.8,
-# with a MOMENT; its NNGP off-diagonal for correlation 0 is the DESIGN §6 value 0.493731.
+# with a MOMENT; its NNGP off-diagonal for correlation 0 is the docs/theory.md §6 value 0.493731.
 TEXT_PROGRAM = """\
 PROGRAM relu2 inputs=3
 INPUT:  h1 := embed(X1, var=2.0, bias_var=0.0)
@@ -297,14 +297,10 @@ def test_every_program_runs_every_command(capsys, tmp_path, program):
     assert status == 0 and (tmp_path / "p.svg").stat().st_size > 0, err
 
 
-TEXT_ROUND_TRIP_PENDING = {"layernorm", "rnn"}  # program names with '-', which from_text rejects
-
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_show_data_parses_back(capsys, tmp_path, program):
     """``show --data > f.tp`` writes a file that is the same program (the limit as comments)."""
-    if program.stem in TEXT_ROUND_TRIP_PENDING:
-        pytest.xfail("the textual form of this program's name does not parse yet")
     status, out, err = run(capsys, "show", program, "--data")
     assert status == 0, err
     path = tmp_path / "f.tp"

@@ -15,7 +15,8 @@ import sympy as sp
 
 from .. import functions as F
 from ..errors import ProgramError
-from .program import Program, symbol
+from .instructions import InitialMatrix, symbol
+from .program import Program
 
 
 class Var:
@@ -351,6 +352,6 @@ class BuilderProgram(Program):
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``."""
         node = self.node(name)
-        if node.kind == "matrix":
+        if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))

@@ -111,7 +111,7 @@ CASES = [
     (["show", "{t}/no_input.tp", "--inputs", "{t}/flat.npy"], ["no INPUT line"]),
     (["show", "{t}/no_data.tp"], ["no DATA line for its input X1", "--inputs"]),
     (["show", "{t}/two_step.tp", "--param", "depth=2"], ["Python programs only"]),
-    (["show", "{t}/complex_data.tp"], ["complex_data.tp"]),
+    (["show", "{t}/complex_data.tp"], ["(line 9)", "DATA must hold real numbers"]),
     (["show", "{t}/binary.tp"], ["cannot read"]),
     (["show", "{t}/notes.txt"], ["neither a Python program"]),
     # --- Python program files
@@ -197,7 +197,8 @@ def test_simulation_estimates():
     assert 1 < est.seconds < 60 and est.bytes < 2**20  # the default sweep's last width
 
 
-def test_progress_line_after_the_delay(capsys):
+def test_progress_line_after_the_delay(capsys, monkeypatch):
+    monkeypatch.delenv("TENSORPROG_PROGRESS", raising=False)
     bar = resources.Progress("working", 4)
     bar(1)
     assert capsys.readouterr().err == ""  # quiet during the first seconds
