@@ -37,6 +37,7 @@ import sympy as sp
 
 from ..errors import ProgramError, PseudoLipschitzWarning
 from ..functions import NOT_PSEUDO_LIPSCHITZ
+from .expression import as_expression
 from .parametrization import NTK_FIXED, NTK_HIDDEN, Parametrization
 
 INPUTS = "inputs"
@@ -514,10 +515,19 @@ class Program:
         """MOMENT ``name := avg ψ(args; scalars)``, the scalar ``(1/n) Σ_α ψ(...)``."""
         return self._add_coordinatewise("moment", name, expr, args, scalars)
 
+    def expression(self, expr, instruction: str | None = None) -> sp.Basic:
+        """``expr`` as a sympy expression: a string is read by the ψ grammar
+        (:func:`tensorprog.ir.expression.parse_expression`) over this program's vectors and
+        scalars, never evaluated as code; a sympy object or a number is taken as it is."""
+        if not isinstance(expr, str):
+            return as_expression(expr, {}, instruction=instruction)
+        names = {n: symbol(n) for n in self.order if self.node(n).kind != "matrix"}
+        return as_expression(expr, names, instruction=instruction)
+
     def add_inferred(self, kind: str, name: str, expr) -> Node:
         """Add a NONLIN (``kind="nonlin"``) or MOMENT whose arguments are the variables that
         ``expr`` mentions, in program order."""
-        expr = sp.sympify(expr)
+        expr = self.expression(expr)
         names = {s.name for s in expr.free_symbols}
         order = [n for n in self.order if n in names]
         vectors = [n for n in order if self.node(n).is_vector]
@@ -525,7 +535,7 @@ class Program:
         return self._add_coordinatewise(kind, name, expr, vectors, scalars)
 
     def _add_coordinatewise(self, kind, name, expr, args, scalars) -> Node:
-        expr = sp.sympify(expr)
+        expr = self.expression(expr)
         head = "NONLIN" if kind == "nonlin" else "MOMENT"
         body = f"avg({expr})" if kind == "moment" else f"{expr}"
         instruction = f"{head}: {name} := {body}"
