@@ -195,3 +195,89 @@ def test_batchnorm_arguments_are_checked():
         batchnorm.build(np.eye(4), eps=-1e-5)
     with pytest.raises(tp.ProgramError, match="> 0 for batches of one"):
         batchnorm.build(np.eye(4), batch_size=1, eps=0.0)
+
+
+# ---------------------------------------------------------------------- transformer
+def numpy_transformer(P, X, lengths, n, norm, causal, tied, eps=1e-5):
+    """One block (attention with W_Q = W_K, values W_V or W_Q when ``tied``; then the MLP,
+    relu) of programs/attention.py written out in NumPy for one seed's sampled parameters
+    ``P``, with the final LayerNorm and the mean readout over each sequence's real tokens."""
+    def ln(x):
+        mu = x.mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt((x**2).mean(-1, keepdims=True) - mu**2 + eps)
+
+    N, T, _ = X.shape
+    f = np.empty(N)
+    for i in range(N):
+        x = X[i] @ P["U_x0"].T + P["U_x0.bias"]                    # (T, n)
+        y = ln(x) if norm == "pre" else x
+        q = y @ P["WQ_b1_attn_1"].T
+        u = q if tied else y @ P["WV_b1_attn_1"].T
+        logits = q @ q.T / n                                         # W_K = W_Q
+        allowed = np.arange(T)[None, :] < lengths[i]
+        if causal:
+            allowed = allowed & (np.arange(T)[None, :] <= np.arange(T)[:, None])
+        w = np.where(allowed, np.exp(logits), 0.0)
+        x = x + (w / w.sum(1, keepdims=True)) @ u @ P["WO_b1_attn_1"].T
+        if norm == "post":
+            x = ln(x)
+        z = ln(x) if norm == "pre" else x
+        m = np.maximum(z @ P["W1_b1"].T + P["b1_b1"], 0) @ P["W2_b1"].T + P["b2_b1"]
+        x = x + m if norm == "pre" else ln(x + m)
+        pooled = ln(x)[: lengths[i]].mean(0)
+        f[i] = P["v_out1"] @ pooled / np.sqrt(n) + P["readout.bias"]
+    return f
+
+
+@pytest.mark.parametrize("norm, causal, tied, lengths", [
+    ("post", True, True, [2, 3, 1]),
+    ("pre", True, False, [3, 3, 3]),
+    ("post", False, False, [1, 3, 2]),
+])
+def test_transformer_conventions_compute_the_network(norm, causal, tied, lengths):
+    """The program's finite-width network is exactly the masked transformer: its outputs equal
+    a NumPy transformer run on the same sampled parameters (1e-10)."""
+    from programs import attention
+
+    X = unit_rows((3, 3, 4), seed=5)
+    p = attention.build(X, bvar=0.1, norm=norm, query_key="shared",
+                        value="tied" if tied else "separate", causal=causal, lengths=lengths)
+    n = 32
+    sim = tp.simulate(p, width=n, seeds=2, backend="numpy", seed=1, keep_parameters=True)
+    for s in range(2):
+        P = {k: v[s] for k, v in sim.parameters.items()}
+        f = numpy_transformer(P, X, np.array(lengths), n, norm, causal, tied)
+        np.testing.assert_allclose(sim.outputs[s], f, rtol=1e-10, atol=1e-12)
+
+
+def test_masked_post_ln_transformer_limit_at_finite_width():
+    """Post-LN, tied query/key/value, causal mask and sequences of lengths (2, 3): the limit
+    NNGP and NTK against the finite-width network's seed means (n = 256, 48 seeds; 4 standard
+    errors + O(1/n)), and the masks change the kernel by far more than that."""
+    from programs import attention
+
+    X = unit_rows((2, 3, 4), seed=0)
+    kw = dict(mlp=False, norm="post", query_key="shared", value="tied", logit_scale=2.0)
+    p = attention.build(X, causal=True, lengths=[2, 3], **kw)
+    K, T = tp.nngp(p), tp.ntk(p)
+    sim = tp.simulate(p, width=256, seeds=48, backend="numpy", seed=4)
+    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
+        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
+        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 4e-3 * np.abs(limit).max())
+    unmasked = tp.ntk(attention.build(X, **kw))
+    se = sim.ntk_samples.std(0, ddof=1) / np.sqrt(48)
+    assert np.abs(unmasked - T).max() > 10 * se.max()
+
+
+def test_transformer_arguments_are_checked():
+    from programs import attention
+
+    X = unit_rows((2, 3, 4))
+    with pytest.raises(tp.ProgramError, match="norm must be one of"):
+        attention.build(X, norm="sandwich")
+    with pytest.raises(tp.ProgramError, match="value must be one of"):
+        attention.build(X, value="shared")
+    with pytest.raises(tp.ProgramError, match="lengths must be 2 integers in 1 … 3"):
+        attention.build(X, lengths=[0, 3])
+    with pytest.raises(tp.ProgramError, match="lengths must be 2 integers"):
+        attention.build(X, lengths=[4, 3])
