@@ -7,9 +7,10 @@ with ``u`` a shared *untrained* initial vector (coordinates N(0, 1); one per fam
 backprop keeps each family's gradients apart) and ``u⁽ᵗ⁾`` its SELECT
 into the family with index 0 where entry t is allowed and −1 (the zero vector) elsewhere,
 
-    c_t = avg(u⁽ᵗ⁾ ⊙ u⁽ᵗ⁾) = ‖u‖²/n  or exactly 0,        mask_t = step(c_t) ∈ {0, 1}
+    c_t = avg(u⁽ᵗ⁾ ⊙ u⁽ᵗ⁾) = ‖u‖²/n  or exactly 0,        mask_t = H(c_t) ∈ {0, 1}
 
-is exactly 1 or 0 at every width (``step(0) = 0``, ``‖u‖² > 0`` almost surely) and in the limit
+(H the Heaviside step with H(0) = 0, ``Heaviside(c, 0)``) is exactly 1 or 0 at every width
+(``‖u‖² > 0`` almost surely) and in the limit
 (``c̊_t = E[(Z^u)²] = 1`` or 0, ZMOMENT of TP IIb Def. B.3 / Thm. B.4).  ``u`` is not a
 parameter, so masks add nothing to the NTK, and the finite-width network computes exactly the
 masked architecture.
@@ -17,16 +18,17 @@ masked architecture.
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from ..errors import ProgramError
-from ..ir.builder import Var, moment, step
+from ..ir.builder import Var, moment
 
 #: Name of the shared untrained vector the masks of family F select from: ``mask_F``.
 MASK_VECTOR = "mask_{family}"
 
 
 def masks(p, family: str, allowed, name: str) -> list[Var]:
-    """The masks ``step(c_t)`` (scalar expressions, one per column of ``allowed``) of a family.
+    """The masks ``H(c_t)`` (scalar expressions, one per column of ``allowed``) of a family.
 
     Parameters
     ----------
@@ -42,7 +44,7 @@ def masks(p, family: str, allowed, name: str) -> list[Var]:
     Returns
     -------
     list of Var
-        ``[step(c_0), …, step(c_{T−1})]``.
+        ``[H(c_0), …, H(c_{T−1})]``.
 
     Raises
     ------
@@ -64,7 +66,8 @@ def masks(p, family: str, allowed, name: str) -> list[Var]:
     out = []
     for t in range(allowed.shape[1]):
         sel = p.select(u, np.where(allowed[:, t], 0, -1), family, name=f"{name}_u{t}")
-        out.append(step(moment(sel * sel, name=f"{name}_c{t}")))
+        c = moment(sel * sel, name=f"{name}_c{t}")
+        out.append(Var(p, sp.Heaviside(c.expr, 0)))
     return out
 
 

@@ -264,6 +264,7 @@ def test_masked_post_ln_transformer_limit_at_finite_width():
     for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
         se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
         assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 4e-3 * np.abs(limit).max())
+    assert rel(tp.ntk(p, method="paths"), T) < 1e-10
     unmasked = tp.ntk(attention.build(X, **kw))
     se = sim.ntk_samples.std(0, ddof=1) / np.sqrt(48)
     assert np.abs(unmasked - T).max() > 10 * se.max()
