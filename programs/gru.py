@@ -39,19 +39,21 @@ from __future__ import annotations
 
 import tensorprog as tp
 from tensorprog.nn.dense import readout
-from tensorprog.nn.recurrent import as_sequences, gru_cell
+from tensorprog.nn.recurrent import as_sequences, gru_cell, masked_sum
 
 
 def build(X, wvar: float = 1.0, uvar: float = 1.0, bvar: float = 0.1,
           vvar: float = 1.0, steps: int = 2, gate: str = "sigmoid", candidate: str = "tanh",
-          bias_mean=0.0) -> tp.Program:
+          bias_mean=0.0, lengths=None) -> tp.Program:
     """GRU on sequences ``X`` (N, T, d), read out from the last state; ``gate``, ``candidate``
-    and ``bias_mean`` as in :func:`tensorprog.nn.recurrent.gru_cell`."""
+    and ``bias_mean`` as in :func:`tensorprog.nn.recurrent.gru_cell`; with ``lengths`` (N
+    integers ≤ T, the rest of ``X[i]`` padding) from the state at step ``lengths[i]``."""
     X = as_sequences(X, steps)
     p = tp.Program("gru")
-    h = None
+    h, states = None, []
     for t in range(X.shape[1]):
         h = gru_cell(p, h, X[:, t, :], wvar=wvar, uvar=uvar, bvar=bvar, name="gru",
                      step=t + 1, gate=gate, candidate=candidate, bias_mean=bias_mean)
-    readout(h, vvar, bvar)
+        states.append(h)
+    readout(h if lengths is None else masked_sum(states, lengths), vvar, bvar)
     return p

@@ -25,9 +25,12 @@ import numpy as np
 
 from ..errors import ProgramError
 from ..ir.builder import BuilderProgram, Matrix, Var, erf, sigmoid, tanh
+from ..ir.program import INPUTS
 from .activations import activation
+from .masking import masks, sequence_lengths
 
-__all__ = ["rnn_cell", "gru_cell", "shared_matrix", "shared_embed", "as_sequences"]
+__all__ = ["rnn_cell", "gru_cell", "shared_matrix", "shared_embed", "as_sequences",
+           "masked_sum"]
 
 
 def as_sequences(X, steps: int = 2) -> np.ndarray:
@@ -154,3 +157,23 @@ def _bias_means(bias_mean) -> dict[str, float]:
             raise ProgramError(f"gru_cell: the bias mean of {k!r} must be a finite number, "
                                f"got {v!r}")
     return {k: float(v) for k, v in means.items()}
+
+
+def masked_sum(steps: list[Var], lengths, how: str = "last", name: str = "len") -> Var:
+    """Per-step vectors ``steps`` (x_1 … x_T, in the inputs family) of sequences of lengths
+    ``lengths`` (N integers in 1 … T; the inputs hold every sequence padded to T steps) reduced
+    to one vector per sequence: ``how="last"`` gives x_{L_i} (the state at sequence i's own last
+    step, what masking that carries the state past the end reads), ``"mean"`` gives
+    ``(1/L_i) Σ_{t ≤ L_i} x_t``.  A NONLIN ``Σ_t m_t x_t / Σ_t m_t`` with the exact 0/1 masks of
+    :mod:`tensorprog.nn.masking` (``m_t = 1{t = L_i}`` or ``1{t ≤ L_i}``)."""
+    if how not in ("last", "mean"):
+        raise ProgramError(f"how must be 'last' or 'mean', got {how!r}")
+    p = steps[0].program
+    T = len(steps)
+    L = sequence_lengths(lengths, p.num_inputs, T)
+    t = np.arange(1, T + 1)[None, :]
+    on = masks(p, INPUTS, t == L[:, None] if how == "last" else t <= L[:, None], name)
+    total = sum((m.expr * x.expr for m, x in zip(on, steps)), 0)
+    if how == "mean":
+        total = total / sum((m.expr for m in on), 0)
+    return Var(p, total)

@@ -282,3 +282,73 @@ def test_transformer_arguments_are_checked():
         attention.build(X, lengths=[0, 3])
     with pytest.raises(tp.ProgramError, match="lengths must be 2 integers"):
         attention.build(X, lengths=[4, 3])
+
+
+# ---------------------------------------------------------------------- sequences of lengths
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_rnn_sequences_of_different_lengths_against_recursion(activation, readout):
+    from programs import rnn
+
+    from .test_rnn import BVAR, UVAR, VVAR, WVAR, rnn_reference
+
+    X = unit_rows((4, 4, 5), seed=0)
+    X[1] *= 1.5
+    lengths = [4, 2, 1, 3]
+    p = rnn.build(X, activation=activation, wvar=WVAR, uvar=UVAR, bvar=BVAR, readout=readout,
+                  vvar=VVAR, lengths=lengths)
+    K_ref, T_ref = rnn_reference(X, activation, readout, lengths)
+    assert rel(tp.nngp(p), K_ref) < 1e-10
+    if readout == "last":
+        tol = 1e-10 * np.abs(T_ref).max()
+    else:
+        # the backward pass of the masked mean scales each step's gradient by a scalar that
+        # differs per sequence, and those expectations go to the Monte-Carlo tier: each NTK
+        # entry sums T² = 16 step pairs, each within the reported per-expectation error
+        from tensorprog.kernels import backward_program
+
+        bw = backward_program(p).program
+        lim = tp.limit(bw)
+        for node in bw.nodes("nonlin"):
+            lim.cov(node.name)
+        tol = 16 * lim.max_error + 1e-10 * np.abs(T_ref).max()
+    for method in ("backprop", "paths"):
+        assert np.abs(tp.ntk(p, method=method) - T_ref).max() < tol
+    # padding is ignored: other values after the end leave the kernels as they are
+    Y = X.copy()
+    Y[1, 2:] = unit_rows((2, 5), seed=9)
+    q = rnn.build(Y, activation=activation, wvar=WVAR, uvar=UVAR, bvar=BVAR, readout=readout,
+                  vvar=VVAR, lengths=lengths)
+    assert np.abs(tp.ntk(q) - T_ref).max() < tol
+    # and the lengths matter
+    assert rel(rnn_reference(X, activation, readout)[1], T_ref) > 1e-2
+
+
+def test_gru_sequences_of_different_lengths_at_finite_width():
+    """GRU read out at step L_i of each sequence (lengths 1 and 2): the limit against the
+    finite-width network (n = 512, 48 seeds; 4 standard errors + O(1/n)); sequence 0's entry is
+    the one-step GRU's."""
+    from programs import gru
+
+    X = unit_rows((2, 2, 3), seed=4)
+    p = gru.build(X, wvar=1.5, bvar=0.1, lengths=[1, 2])
+    K, T = tp.nngp(p), tp.ntk(p)
+    sim = tp.simulate(p, width=512, seeds=48, backend="numpy", seed=3)
+    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
+        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
+        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 2e-3 * np.abs(limit).max())
+    one_step = gru.build(X[:, :1], wvar=1.5, bvar=0.1)
+    lim = tp.limit(p)
+    lim.cov(p.readout.node)
+    err = 6 * lim.max_error + 1e-12  # the masked program's expectations: Monte Carlo
+    assert np.abs(K[0, 0] - tp.nngp(one_step)[0, 0]) < err
+    assert np.abs(K - tp.nngp(gru.build(X, wvar=1.5, bvar=0.1))).max() > 100 * err
+
+
+def test_lengths_are_checked():
+    from programs import gru, rnn
+
+    with pytest.raises(tp.ProgramError, match="lengths must be 2 integers in 1 … 2"):
+        gru.build(unit_rows((2, 2, 3)), lengths=[1, 3])
+    with pytest.raises(tp.ProgramError, match="lengths must be 2 integers"):
+        rnn.build(unit_rows((2, 2, 3)), lengths=[1.0, 2.0])
