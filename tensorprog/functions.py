@@ -117,6 +117,7 @@ SYMPY_FUNCTIONS = {
     "sqrt": sp.sqrt,
     "Abs": sp.Abs,
     "DiracDelta": sp.DiracDelta,
+    "Heaviside": sp.Heaviside,
 }
 
 #: Functions whose growth is not polynomial: the Master Theorem needs pseudo-Lipschitz ψ

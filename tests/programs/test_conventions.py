@@ -1,5 +1,11 @@
 """Common conventions as arguments of the architecture builders, each against an independent
-recursion or a finite-width simulation: zero-initialised trained biases (programs/mlp.py)."""
+recursion, an independent Monte Carlo, a NumPy network or the finite-width network:
+zero-initialised trained biases (programs/mlp.py), GRU gate functions and bias means
+(programs/gru.py), BatchNorm placement and eps = 0 (programs/batchnorm.py), post-LN
+transformers with tied query/key/value and a causal mask (programs/attention.py), sequences of
+different lengths (attention, rnn, gru); every variant round-trips through the textual form."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -8,6 +14,16 @@ from programs import mlp
 
 from ..helpers import rel, unit_rows
 from ..kernels.reference import PAIRS
+
+
+def assert_seed_means(sim, K, T, bias):
+    """The finite-width network's seed means of the NNGP and NTK samples lie within 4 standard
+    errors of the limits ``K``, ``T``, plus ``bias`` times the largest entry (the O(1/n)
+    finite-width bias).  Returns the NTK's standard errors."""
+    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
+        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
+        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + bias * np.abs(limit).max())
+    return se
 
 
 def zero_bias_mlp_kernels(X, depth, wvar, bvar, activation):
@@ -50,9 +66,7 @@ def test_zero_initialised_biases_at_finite_width():
     sim = tp.simulate(p, width=512, seeds=64, backend="numpy", seed=5, keep_parameters=True)
     for name in ("b0", "b1"):
         assert not np.any(sim.parameters[name])
-    for samples, limit in ((sim.ntk_samples, tp.ntk(p)), (sim.nngp_samples, tp.nngp(p))):
-        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
-        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 1e-12)
+    assert_seed_means(sim, tp.nngp(p), tp.ntk(p), 1e-12)
 
 
 def test_bias_init_is_checked():
@@ -109,12 +123,9 @@ def test_gru_reset_gate_bias_mean_at_finite_width():
     p = gru.build(X, **kw)
     K, T = tp.nngp(p), tp.ntk(p)
     sim = tp.simulate(p, width=512, seeds=48, backend="numpy", seed=11)
-    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
-        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
-        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 2e-3 * np.abs(limit).max())
+    se = assert_seed_means(sim, K, T, 2e-3)
     # the reset gate's mean matters: another μ_r moves the NTK by far more than the tolerance
     T_other = tp.ntk(gru.build(X, **{**kw, "bias_mean": {"z": -0.5, "r": -2.0, "h": 0.3}}))
-    se = sim.ntk_samples.std(0, ddof=1) / np.sqrt(48)
     assert np.abs(T_other - T).max() > 8 * se.max()
 
 
@@ -181,9 +192,7 @@ def test_batchnorm_after_every_layer_at_finite_width():
     X = unit_rows((4, 3), seed=1)
     p = batchnorm.build(X, batch_size=2, depth=0, activation="erf", eps=0.5, placement="every")
     sim = tp.simulate(p, width=512, seeds=64, backend="numpy", seed=2)
-    for samples, limit in ((sim.nngp_samples, tp.nngp(p)), (sim.ntk_samples, tp.ntk(p))):
-        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
-        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 2e-3 * np.abs(limit).max())
+    assert_seed_means(sim, tp.nngp(p), tp.ntk(p), 2e-3)
 
 
 def test_batchnorm_arguments_are_checked():
@@ -261,12 +270,9 @@ def test_masked_post_ln_transformer_limit_at_finite_width():
     p = attention.build(X, causal=True, lengths=[2, 3], **kw)
     K, T = tp.nngp(p), tp.ntk(p)
     sim = tp.simulate(p, width=256, seeds=48, backend="numpy", seed=4)
-    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
-        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
-        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 4e-3 * np.abs(limit).max())
+    se = assert_seed_means(sim, K, T, 4e-3)
     assert rel(tp.ntk(p, method="paths"), T) < 1e-10
     unmasked = tp.ntk(attention.build(X, **kw))
-    se = sim.ntk_samples.std(0, ddof=1) / np.sqrt(48)
     assert np.abs(unmasked - T).max() > 10 * se.max()
 
 
@@ -334,9 +340,7 @@ def test_gru_sequences_of_different_lengths_at_finite_width():
     p = gru.build(X, wvar=1.5, bvar=0.1, lengths=[1, 2])
     K, T = tp.nngp(p), tp.ntk(p)
     sim = tp.simulate(p, width=512, seeds=48, backend="numpy", seed=3)
-    for samples, limit in ((sim.nngp_samples, K), (sim.ntk_samples, T)):
-        se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
-        assert np.all(np.abs(samples.mean(0) - limit) < 4 * se + 2e-3 * np.abs(limit).max())
+    assert_seed_means(sim, K, T, 2e-3)
     one_step = gru.build(X[:, :1], wvar=1.5, bvar=0.1)
     lim = tp.limit(p)
     lim.cov(p.readout.node)
@@ -352,3 +356,15 @@ def test_lengths_are_checked():
         gru.build(unit_rows((2, 2, 3)), lengths=[1, 3])
     with pytest.raises(tp.ProgramError, match="lengths must be 2 integers"):
         rnn.build(unit_rows((2, 2, 3)), lengths=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("name, shape, kwargs", [
+    ("attention", (2, 3, 4), dict(causal=True, lengths=[2, 3], norm="post", value="tied",
+                                  query_key="shared")),
+    ("gru", (2, 2, 3), dict(lengths=[1, 2], bias_mean={"z": 1.0}, gate="erf")),
+    ("mlp", (3, 4), dict(bias_init="zero")),
+    ("batchnorm", (4, 3), dict(eps=0.0, placement="every")),
+], ids=["attention", "gru", "mlp", "batchnorm"])
+def test_conventions_round_trip_through_text(name, shape, kwargs):
+    p = importlib.import_module(f"programs.{name}").build(unit_rows(shape), **kwargs)
+    assert tp.Program.from_text(p.to_text()) == p
