@@ -58,6 +58,22 @@ def test_zero_initialised_biases_against_recursion(activation):
                K_ref) > 1e-2
 
 
+@pytest.mark.parametrize("blocks, alpha", [(1, 1.0), (3, 0.5)])
+def test_zero_initialised_biases_in_resnet_against_recursion(blocks, alpha):
+    from programs import resnet
+
+    from .test_resnet import resnet_reference, unit_inputs
+
+    X = unit_inputs()
+    X[1] *= 1.7
+    p = resnet.build(X, blocks=blocks, wvar=1.8, bvar=0.2, alpha=alpha, bias_init="zero")
+    K_ref, T_ref = resnet_reference(X, blocks, 1.8, 0.2, alpha, bias_init="zero")
+    assert rel(tp.nngp(p), K_ref) < 1e-10
+    assert rel(tp.ntk(p), T_ref) < 1e-10
+    assert rel(tp.ntk(p, method="paths"), T_ref) < 1e-10
+    assert rel(resnet_reference(X, blocks, 1.8, 0.2, alpha)[1], T_ref) > 1e-2
+
+
 def test_zero_initialised_biases_at_finite_width():
     """The simulated network's biases are exactly 0 and its NTK carries their share: the
     finite-width NTK's seed mean agrees with the limit within 4 standard errors."""
