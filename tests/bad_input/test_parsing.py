@@ -125,3 +125,14 @@ def test_strings_within_the_grammar_are_accepted():
     assert a.attrs["expr"] == tp.relu(p.var("h1")).expr - sp.Float(0.5) * h**2 + sp.erf(h) / 3
     sim = tp.simulate(p, width=64, seeds=2, backend="numpy", moments={"m": "h1**2", "e": h**2})
     np.testing.assert_array_equal(sim.scalars["m"], sim.scalars["e"])
+
+
+def test_expectation_integrand_strings(sentinel):
+    from tensorprog.expectations import expect
+
+    u = tp.ir.program.symbol("u")
+    cov = np.array([[1.0]])
+    assert float(expect("relu(u)**2", (u,), cov).value) == pytest.approx(0.5, rel=1e-12)
+    for text in payloads(sentinel):
+        with pytest.raises(tp.ParseError):
+            expect(text.replace("h1", "u"), (u,), cov)
