@@ -8,9 +8,9 @@ NTK parametrization (every parameter N(0,1) times σ/√fan_in), all parameters 
 ``bias=False`` every bias variance is 0 and the biases are not parameters.  With
 ``bias_init="zero"`` the biases b¹ … b^{depth+1} start at 0 and are trained (their NTK share is
 σ_b², ``tensorprog.nn.dense.zero_bias``): the NNGP is that of the network without biases, the
-NTK gains σ_b² per layer; the readout's own bias then is absent (``b_out = 0``, not trained).  Its NNGP and NTK are
-the standard recursion of DESIGN §3 (``Dense(W_std, b_std)`` in the NTK parametrization of the
-usual kernel libraries).
+NTK gains σ_b² per layer; the readout's own bias then is absent (``b_out = 0``, not trained).  Its
+NNGP and NTK are the standard recursion of docs/theory.md §3 (``Dense(W_std, b_std)`` in the NTK
+parametrization of the usual kernel libraries).
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from .kernels import backward_program, nngp, ntk, ntk_contributions
 from .limit import Limit
 from .render import render
 from .backends import simulate, validate, Simulation, ValidationReport
+from . import predict
+from .errors import LearningRateWarning, PredictionError
 
 
 def limit(program, symbolic: bool = False, tier: str = "auto") -> Limit:
@@ -36,4 +38,5 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
+    "predict", "PredictionError", "LearningRateWarning",
 ]

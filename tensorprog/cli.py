@@ -313,15 +313,12 @@ def cmd_validate(args) -> int:
     _check_output(args.plot, args.markdown)
     if args.plot:
         _require_matplotlib("--plot")
-    validate = getattr(tp, "validate", None)
-    if validate is None:
-        raise UsageError("this installation has no finite-width backend (tp.validate)")
     p = _program(args)
     widths = list(args.widths)
     bar = ProgressBar()
     bar(0, len(widths), f"{args.seeds} seeds per width")
     try:
-        report = validate(p, widths=widths, seeds=args.seeds, backend=args.backend,
+        report = tp.validate(p, widths=widths, seeds=args.seeds, backend=args.backend,
                           progress=bar)
     finally:
         bar.close()

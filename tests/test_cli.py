@@ -12,7 +12,7 @@ from tensorprog import cli
 MLP = str(Path(__file__).resolve().parents[1] / "programs" / "mlp.py")
 
 # A two-layer ReLU net at criticality on unit-norm inputs with correlations 0, 0.6 and 0.8,
-# with a MOMENT; its NNGP off-diagonal for correlation 0 is the DESIGN §6 value 0.493731.
+# with a MOMENT; its NNGP off-diagonal for correlation 0 is the docs/theory.md §6 value 0.493731.
 TEXT_PROGRAM = """\
 PROGRAM relu2 inputs=3
 INPUT:  h1 := embed(X1, var=2.0, bias_var=0.0)

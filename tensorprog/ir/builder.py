@@ -16,7 +16,8 @@ import sympy as sp
 from .. import functions as F
 from ..errors import ProgramError
 from .expression import as_expression
-from .program import Program, symbol
+from .instructions import InitialMatrix, symbol
+from .program import Program
 
 
 class Var:
@@ -353,6 +354,6 @@ class BuilderProgram(Program):
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``."""
         node = self.node(name)
-        if node.kind == "matrix":
+        if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))

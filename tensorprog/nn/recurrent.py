@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ProgramError
 from ..ir.builder import BuilderProgram, Matrix, Var, erf, sigmoid, tanh
+from ..ir.instructions import InitialMatrix
 from ..ir.program import INPUTS
 from .activations import activation
 from .masking import masks, sequence_lengths
@@ -57,11 +58,11 @@ def shared_matrix(p: BuilderProgram, name: str, var: float) -> Matrix:
     """The n×n matrix ``name`` of ``p`` (N(0, var/n)), created on its first use."""
     if name in p:
         node = p.node(name)
-        if node.kind != "matrix":
+        if not isinstance(node, InitialMatrix):
             raise ProgramError(f"{name!r} is a {node.kind}, not a matrix")
-        if float(node.attrs["var"]) != float(var):
+        if float(node.var) != float(var):
             raise ProgramError(f"matrix {name!r} already exists with variance "
-                               f"{node.attrs['var']}, not {var}")
+                               f"{node.var}, not {var}")
         return Matrix(p, name)
     return p.matrix(name, var=var)
 

@@ -1,4 +1,4 @@
-"""tp.validate: the finite-width programs converge to the compiler's limits (DESIGN §5).
+"""tp.validate: the finite-width programs converge to the compiler's limits (docs/theory.md §5).
 
 For the README MLP (relu, erf), the canonical ZDOT program and a program with a MOMENT scalar
 (a layernorm), over widths 32…512 with 200 seeds: the per-draw relative error falls like

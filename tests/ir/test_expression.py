@@ -37,11 +37,11 @@ def parse(text, names, **kwargs):
 
 
 def psi_expressions(p):
-    return [n.attrs["expr"] for n in p.nodes() if n.kind in ("nonlin", "moment")]
+    return [n.expr for n in p.nodes() if n.kind in ("nonlin", "moment")]
 
 
 def names_of(p):
-    return {n: symbol(n) for n in p.order if p.node(n).kind != "matrix"}
+    return {n: symbol(n) for n in p.order if p.node(n).output != "matrix"}
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAM_INPUTS))

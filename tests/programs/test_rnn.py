@@ -104,8 +104,8 @@ def test_weight_sharing_structure():
     p = build(sequences(T=T), activation="tanh")
     assert [n.name for n in p.nodes("matrix")] == ["W"]
     assert len(p.matmuls_of("W")) == T - 1
-    embeds = [n for n in p.nodes("vector") if n.attrs.get("source") == "embed"]
-    assert len(embeds) == T and {n.attrs["weight"] for n in embeds} == {"U"}
+    embeds = [n for n in p.nodes("vector") if getattr(n, "source", None) == "embed"]
+    assert len(embeds) == T and {n.weight for n in embeds} == {"U"}
     # the embeddings of different steps are correlated initial vectors (shared U, b)
     X = sequences(T=T)
     C = p.init_cov_of(embeds[0].name, embeds[3].name)
