@@ -378,9 +378,11 @@ def test_lengths_are_checked():
     ("attention", (2, 3, 4), dict(causal=True, lengths=[2, 3], norm="post", value="tied",
                                   query_key="shared")),
     ("gru", (2, 2, 3), dict(lengths=[1, 2], bias_mean={"z": 1.0}, gate="erf")),
+    ("rnn", (3, 3, 4), dict(lengths=[1, 2, 3], readout="mean")),
     ("mlp", (3, 4), dict(bias_init="zero")),
+    ("resnet", (3, 4), dict(bias_init="zero")),
     ("batchnorm", (4, 3), dict(eps=0.0, placement="every")),
-], ids=["attention", "gru", "mlp", "batchnorm"])
+], ids=["attention", "gru", "rnn", "mlp", "resnet", "batchnorm"])
 def test_conventions_round_trip_through_text(name, shape, kwargs):
     p = importlib.import_module(f"programs.{name}").build(unit_rows(shape), **kwargs)
     assert tp.Program.from_text(p.to_text()) == p
