@@ -24,7 +24,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import ProgramError
-from ..functions import SYMPY_FUNCTIONS, lambdify
+from ..functions import lambdify
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
                                Moment, Nonlin, Select)
 from ..ir.program import SHARED, Program, symbol
@@ -131,14 +131,7 @@ def parse_moments(p: Program, moments: dict | None) -> dict[str, tuple[sp.Expr, 
         if name in p:
             raise ProgramError(f"{name!r} is already a variable of the program; pick another name",
                                where)
-        if isinstance(expr, str):
-            local = {v: symbol(v) for v in p.order}
-            local.update(SYMPY_FUNCTIONS)
-            try:
-                expr = sp.sympify(expr, locals=local)
-            except (sp.SympifyError, SyntaxError, TypeError) as e:
-                raise ProgramError(f"cannot parse the moment expression ({e})", where) from e
-        expr = sp.sympify(expr)
+        expr = p.expression(expr, instruction=where)
         used = {s.name for s in expr.free_symbols}
         unknown = sorted(u for u in used if u not in p)
         if unknown:

@@ -24,9 +24,10 @@ import sympy as sp
 
 from ..errors import ProgramError
 from .check import check, check_new_name, check_psd, check_variance, family_of, require
+from .expression import as_expression
 from .instructions import (INPUTS, KINDS, SHARED, Embedding, InitialMatrix, InitialScalar,
                            InitialVector, Instruction, MatMul, Moment, Nonlin, Readout, Select,
-                           same)
+                           same, symbol)
 from .parametrization import NTK_HIDDEN, Parametrization
 
 _COORDINATEWISE = {"nonlin": Nonlin, "moment": Moment}
@@ -388,10 +389,19 @@ class ProgramGraph:
         symbols of its arguments."""
         return self._add_coordinatewise("nonlin", name, expr, args, scalars)
 
+    def expression(self, expr, instruction: str | None = None) -> sp.Basic:
+        """``expr`` as a sympy expression: a string is read by the ψ grammar
+        (:func:`tensorprog.ir.expression.parse_expression`) over this program's vectors and
+        scalars, never evaluated as code; a sympy object or a number is taken as it is."""
+        if not isinstance(expr, str):
+            return as_expression(expr, {}, instruction=instruction)
+        names = {n: symbol(n) for n in self.order if self.node(n).output != "matrix"}
+        return as_expression(expr, names, instruction=instruction)
+
     def add_inferred(self, kind: str, name: str, expr) -> Nonlin | Moment:
         """Add a NONLIN (``kind="nonlin"``) or MOMENT whose arguments are the variables that
         ``expr`` mentions, in program order."""
-        expr = sp.sympify(expr)
+        expr = self.expression(expr)
         names = {s.name for s in expr.free_symbols}
         order = sorted((n for n in names if n in self.graph), key=self.order.index)
         vectors = [n for n in order if self.node(n).is_vector]
@@ -401,7 +411,8 @@ class ProgramGraph:
     def _add_coordinatewise(self, kind, name, expr, args, scalars):
         args, scalars = tuple(args), tuple(scalars)
         family = family_of(self, args + scalars)
-        return self.append(_COORDINATEWISE[kind](name, family, sp.sympify(expr), args, scalars))
+        return self.append(_COORDINATEWISE[kind](name, family, self.expression(expr), args,
+                                                 scalars))
 
     def set_readout(self, node: str, var: float, bias_var: float = 0.0,
                     trainable: bool = True, slots=None) -> Readout:
