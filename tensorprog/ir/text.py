@@ -32,10 +32,9 @@ import re
 import numpy as np
 import sympy as sp
 from sympy.printing.str import StrPrinter
-from sympy.parsing.sympy_parser import auto_number, parse_expr
 
 from ..errors import ParseError, ProgramError
-from ..functions import SYMPY_FUNCTIONS
+from .expression import parse_expression
 from .instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
                            InitialVector, MatMul, Moment, Nonlin, Select, symbol)
 from .rules import RuleTable
@@ -181,9 +180,6 @@ KEYWORDS = {"INPUT": Embedding, "MATRIX": InitialMatrix, "VECTOR": InitialVector
             "SCALAR": InitialScalar, "MATMUL": MatMul, "SELECT": Select, "NONLIN": Nonlin,
             "MOMENT": Moment}
 
-_GLOBALS = {"Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Rational,
-            "pi": sp.pi, "E": sp.E, **SYMPY_FUNCTIONS}
-
 
 def _number(text: str, where) -> float:
     try:
@@ -220,32 +216,20 @@ def _bool(text: str, where) -> bool:
     return text == "True"
 
 
-def _parse_expression(text: str, names) -> sp.Expr:
-    """``text`` as a sympy expression in the symbols ``names`` and the known functions."""
-    local = {name: symbol(name) for name in names}
-    return parse_expr(text, local_dict=local, global_dict=dict(_GLOBALS),
-                      transformations=(auto_number,), evaluate=True)
-
-
 def parse_psi(p, text: str, where, later: dict | None = None) -> sp.Expr:
-    """Parse a ψ expression over the program's variables (``later`` maps names defined further
-    down to their lines, for a precise message when one is used too early)."""
+    """Parse a ψ expression over the program's variables with the project's own grammar
+    (:mod:`.expression`: never ``eval``); ``later`` maps names defined further down to their
+    lines, for a precise message when one is used too early."""
+    names = {n: symbol(n) for n in p.order if p.node(n).output != "matrix"}
     try:
-        expr = _parse_expression(text, [n for n in p.order if p.node(n).output != "matrix"])
-    except NameError as e:
-        missing = re.search(r"name '(\w+)' is not defined", str(e))
-        if missing and missing.group(1) in (later or {}):
-            name = missing.group(1)
+        expr = parse_expression(text, names, line=where[1], instruction=where[0])
+    except ParseError as e:
+        if e.token in (later or {}):
             raise ParseError(
-                f"{name!r} is not defined before this instruction (it is defined on line "
-                f"{later[name]}); a variable cannot depend on a later one, so this is a cycle: "
+                f"{e.token!r} is not defined before this instruction (it is defined on line "
+                f"{later[e.token]}); a variable cannot depend on a later one, so this is a cycle: "
                 "unroll recurrences over time steps", *where) from None
-        raise ParseError(f"unknown name in `{text}` ({e}): use variables defined earlier and "
-                         f"the functions {sorted(SYMPY_FUNCTIONS)}", *where) from None
-    except Exception as e:  # sympy's tokenizer raises many kinds
-        raise ParseError(f"cannot parse `{text}`: {e}", *where) from None
-    if not isinstance(expr, sp.Expr):
-        raise ParseError(f"`{text}` is not an expression", *where)
+        raise
     return expr.xreplace({f: sp.Float(float(f)) for f in expr.atoms(sp.Float)})
 
 

@@ -75,8 +75,6 @@ def test_builder_strings(sentinel):
             tp.Var(p, text)
 
 
-@pytest.mark.xfail(strict=True, reason="Program.from_text still reads ψ with sympy's parser; "
-                   "reading it with tensorprog.ir.expression.parse_expression makes this pass")
 def test_textual_form_does_not_run_code(tmp_path):
     """A program file whose ψ would run a command: refused on its line, and nothing runs."""
     sentinel = tmp_path / "sentinel"
@@ -96,8 +94,6 @@ def test_textual_form_does_not_run_code(tmp_path):
         assert not sentinel.exists(), "reading the program ran its code"
 
 
-@pytest.mark.xfail(strict=True, reason="Program.from_text still reads ψ with sympy's parser; "
-                   "reading it with tensorprog.ir.expression.parse_expression makes this pass")
 def test_variable_named_like_a_function_round_trips():
     p = tp.Program("names")
     h = p.embed(np.eye(2), var=1.0, bias_var=0.0, name="erf")
