@@ -2,8 +2,8 @@
 validation against the compiler's infinite-width limits.
 
 * :func:`simulate` → :class:`Simulation` (:mod:`.simulate`; array modules and memory planning
-  in :mod:`.arrays`, sampling in :mod:`.sampling`, the instructions in :mod:`.instance`, the
-  finite-width NNGP/NTK in :mod:`.kernels`);
+  in :mod:`.arrays`, sampling in :mod:`.sampling`, the instructions in :mod:`.interpreter`, the
+  finite-width NNGP/NTK in :mod:`.empirical`);
 * :func:`validate` → :class:`ValidationReport` (:mod:`.validate`; error statistics and
   log-log fits in :mod:`.stats`).
 """

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import ProgramError
 from ..ir.instructions import Embedding
 from ..ir.program import Program
+from ..linalg import psd_factor
 from .arrays import is_cupy, to_numpy
 
 RNGS = ("auto", "numpy", "device")
@@ -139,19 +140,12 @@ def _joint_cov(p: Program, rows: list[str], cols: list[str]) -> np.ndarray:
     return np.block([[np.asarray(p.init_cov_of(a, b), dtype=float) for b in cols] for a in rows])
 
 
-def _psd_factor(cov: np.ndarray) -> np.ndarray:
-    """``A`` with ``A Aᵀ = cov`` (eigendecomposition, negligible eigenvalues dropped)."""
-    if cov.size == 0:
-        return np.zeros((0, 0))
-    lam, V = np.linalg.eigh((cov + cov.T) / 2)
-    keep = lam > 1e-12 * max(1.0, float(np.abs(lam).max()))
-    return V[:, keep] * np.sqrt(lam[keep])
-
-
 def plan_initial(p: Program, readout_bias_var: float = 0.0) -> InitialPlan:
     """The :class:`InitialPlan` of program ``p`` (see the module docstring)."""
-    matrices = [(m.name, _psd_factor(m.var) if m.generated else m.var)
-                for m in p.nodes("matrix")]
+    def factor(cov):  # A Aᵀ = cov, eigenvalues up to 1e-12 · max(largest, 1) dropped
+        return psd_factor(cov, 1e-12, floor=1.0, symmetrize=True)
+
+    matrices = [(m.name, factor(m.var) if m.generated else m.var) for m in p.nodes("matrix")]
     weights: dict[str, EmbeddingWeight] = {}
     embeddings, others = [], []
     for node in p.nodes("vector"):
@@ -172,7 +166,7 @@ def plan_initial(p: Program, readout_bias_var: float = 0.0) -> InitialPlan:
             C_ee = _joint_cov(p, embeddings, embeddings)
             conditional = C_oe @ np.linalg.pinv(C_ee, rcond=1e-12, hermitian=True)
             C = C - conditional @ C_oe.T
-    return InitialPlan(matrices, list(weights.values()), others, sizes, _psd_factor(C),
+    return InitialPlan(matrices, list(weights.values()), others, sizes, factor(C),
                        conditional, embeddings, float(readout_bias_var))
 
 

@@ -6,7 +6,7 @@ axis, batched matmul), on NumPy or CuPy with the same code (:mod:`.arrays`).  A 
 (:func:`tensorprog.kernels.backward_program`, scaled gradients ``dx = √n ∂f/∂x``) and the whole
 augmented program is instantiated, its readout vector ``v`` being one of its initial vectors.
 From the forward and backward vectors come the exact finite-width NNGP sample and NTK of each
-seed (:mod:`.kernels`), the network's outputs and every scalar of the program.
+seed (:mod:`.empirical`), the network's outputs and every scalar of the program.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from ..ir.program import Program
 from ..kernels.backprop import backward_program
 from .arrays import (array_module, available_bytes, check_dtype, chunk_bounds, is_cupy,
                      plan_chunks, positive_int, to_numpy)
-from .instance import evaluate_moments, parse_moments, run_instructions
+from .interpreter import evaluate_moments, parse_moments, run_instructions
 from ..kernels.terms import ntk_terms, readout_term
 from ..resources import Progress, check_simulation
-from .kernels import Grams, evaluate_terms, network_outputs
+from .empirical import Grams, evaluate_terms, network_outputs
 from .sampling import SeedStreams, draw_initial, plan_initial
 
 #: Temporaries of one NONLIN evaluation and of the sampler, in units of one (n × N) vector.

@@ -24,7 +24,7 @@ from ..ir.expression import as_expression
 from . import montecarlo, quadrature
 from .closed_forms import evaluate_exact, exact_plan, peval
 from .decompose import Factor, Term, as_pieces, plan_expectation
-from .shim import NUMERIC, SYMBOLIC
+from .arraymath import NUMERIC, SYMBOLIC
 
 __all__ = ["Expectation", "expect", "TIERS", "NeedsMonteCarlo", "NotPositiveSemidefinite"]
 

@@ -16,16 +16,13 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtri
 
-from .quadrature import whiten
+from ..linalg import whiten
+from ..numerics import FACTOR_POINTS as POINTS
+from ..numerics import FACTOR_SEED as SEED
+from ..numerics import INTEGRATION_MEMORY_BUDGET as MEMORY_BUDGET
+from ..numerics import REPLICAS
 
 __all__ = ["integrate", "sobol_normal", "POINTS", "REPLICAS", "SEED"]
-
-#: Points per randomisation (a power of 2, as Sobol sequences want).
-POINTS = 2 ** 11
-#: Independent scramblings; the standard error is computed from their spread.
-REPLICAS = 16
-SEED = 20240917
-MEMORY_BUDGET = 200e6
 
 
 @lru_cache(maxsize=32)

@@ -52,11 +52,12 @@ import numpy as np
 import sympy as sp
 from scipy.special import roots_hermitenorm, roots_legendre
 
-from ..errors import NotPositiveSemidefinite
 from ..functions import lambdify
+from ..linalg import whiten
+from ..numerics import INTEGRATION_MEMORY_BUDGET as MEMORY_BUDGET
 from .closed_forms import ExactPlan, evaluate_exact, exact_plan, peval
 from .decompose import T, affine_kinks, as_pieces, features, is_kinky
-from .shim import NUMERIC
+from .arraymath import NUMERIC
 
 __all__ = ["QuadPlan", "quad_plan", "integrate", "effective_rank", "TooManyDimensions",
            "MAX_DIMENSION"]
@@ -66,8 +67,6 @@ L_Z = 10.0
 FIXED_EDGES = np.array([-L_Z, -6.0, -4.0, -2.5, -1.25, 0.0, 1.25, 2.5, 4.0, 6.0, L_Z])
 SOFT_OFFSETS = (0.5, 1.5, 3.0, 5.0, 8.0)
 RTOL = 1e-9
-MEMORY_BUDGET = 200e6  # bytes of temporaries per chunk
-RANK_RTOL = 1e-14
 
 GH_LEVELS = {1: ((48, 36), (96, 72), (192, 144), (384, 288)),
              2: ((24, 18), (48, 36), (96, 72), (160, 120)),
@@ -208,21 +207,6 @@ def _piece_call(piece, t, pflat, idx):
     shape = (len(idx),) + (1,) * (t.ndim - 1)
     args = [pflat[s][idx].reshape(shape) for s in piece.params]
     return np.broadcast_to(piece.fn(t, *args), np.broadcast_shapes(t.shape, shape))
-
-
-def whiten(S):
-    """``G`` with ``G Gᵀ = S`` for a batch (n, m, m) of PSD matrices, its max rank r and G's
-    columns restricted to the r leading eigenvectors."""
-    lam, V = np.linalg.eigh(S)
-    top = lam[:, -1:]
-    if np.any(lam < -1e-8 * np.maximum(np.abs(top), 1e-300) - 1e-300):
-        worst = float(lam.min())
-        raise NotPositiveSemidefinite(f"covariance is not positive semidefinite (eigenvalue {worst:.3g})")
-    keep = lam > RANK_RTOL * np.maximum(top, 1e-300)
-    r = int(keep.sum(axis=1).max()) if len(lam) else 0
-    lam = np.where(keep, lam, 0.0)
-    G = V[:, :, S.shape[1] - r:] * np.sqrt(lam[:, None, S.shape[1] - r:])
-    return G, r
 
 
 def _linear_forms(pieces, cov, pflat, n):

@@ -18,7 +18,7 @@ the program, so every share ``⟨∂f(ξ_i)/∂w, ∂f(ξ_j)/∂w⟩`` is a prod
 
 The same terms give the infinite-width NTK with ``G(a, b) → E[Z^a Z^b]``
 (:func:`tensorprog.kernels.ntk.ntk_contributions`) and the exact finite-width NTK with the
-empirical ``G`` (:mod:`tensorprog.backends.kernels`).  A term lives on the members of two
+empirical ``G`` (:mod:`tensorprog.backends.empirical`).  A term lives on the members of two
 families and is summed over the members each input owns (``Oₐᵀ Θ O_b``).
 """
 from __future__ import annotations

@@ -32,6 +32,7 @@ from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialV
                                Moment, Nonlin, Select)
 from ..ir.program import Program
 from ..ir.rules import RuleTable
+from ..linalg import nearest_psd
 from ..resources import Progress
 from .atoms import Base, LeafTable, init_key, zhat_key
 from .printing import limit_to_text
@@ -250,7 +251,7 @@ class Limit:
             # joint covariance slightly indefinite: project onto the PSD cone and retry once.
             if self.symbolic:
                 raise
-            return expect(expr, atoms, _nearest_psd(cov), params, **options)
+            return expect(expr, atoms, nearest_psd(cov), params, **options)
 
     def _sampled(self, estimate):
         value, err = estimate
@@ -446,12 +447,6 @@ def _(node: MatMul, lim: Limit) -> None:  # ZMATMUL = ZHAT + ZDOT
         (sigma2 * c * L.reindex(lim.z[y], idx) for c, sigma2, y, idx in terms), sp.S.Zero)
 
 
-
-
-def _nearest_psd(cov: np.ndarray) -> np.ndarray:
-    """Each (k, k) matrix of the batch with its negative eigenvalues set to 0."""
-    lam, V = np.linalg.eigh(cov)
-    return np.einsum("...ij,...j,...kj->...ik", V, np.maximum(lam, 0.0), V)
 
 
 def _all_zero(values) -> bool:

@@ -37,21 +37,19 @@ import sympy as sp
 from ..errors import ExpectationError, ResourceError
 from ..expectations.montecarlo import sobol_normal
 from ..functions import lambdify
+from ..linalg import psd_factor
+from ..numerics import JOINT_NEGATIVE_RTOL as NEGATIVE_RTOL
+from ..numerics import JOINT_POINTS as POINTS
+from ..numerics import JOINT_RANK_RTOL as RANK_RTOL
+from ..numerics import JOINT_SEED as SEED
+from ..numerics import REPLICAS
 from .atoms import Base, LeafTable
 
 __all__ = ["JointSampler", "POINTS", "REPLICAS", "SOBOL_DIMENSIONS"]
 
-#: Points per randomisation (a power of 2, as Sobol sequences want).
-POINTS = 2 ** 12
-#: Independent randomisations; the standard error is computed from their spread.
-REPLICAS = 16
 #: Principal components driven by the Sobol sequence; further ones by pseudo-random normals
 #: (on the GRU over three steps and 100 inputs, 64 give the same errors as 512).
 SOBOL_DIMENSIONS = 64
-SEED = 20241123
-#: Relative size of a negative eigenvalue that is estimation noise, not a wrong covariance.
-NEGATIVE_RTOL = 1e-2
-RANK_RTOL = 1e-13
 #: Largest independence group factored (an eigendecomposition of this size takes minutes and
 #: gigabytes); beyond it the family is too large for joint draws.
 MAX_GROUP_DIMENSION = 16384
@@ -149,14 +147,9 @@ class JointSampler:
                 if blk is not None:
                     C[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
                     C[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = np.transpose(blk)
-        lam, V = np.linalg.eigh(C)
-        top = max(float(lam[-1]), 0.0)
-        if lam[0] < -NEGATIVE_RTOL * top:
-            raise ExpectationError(
-                f"the joint covariance of {', '.join(b.display for b in group)} is not positive "
-                f"semidefinite (eigenvalue {lam[0]:.3g} against {top:.3g})")
-        keep = lam > RANK_RTOL * top
-        G = V[:, keep] * np.sqrt(lam[keep])
+        G = psd_factor(C, RANK_RTOL, rtol_negative=NEGATIVE_RTOL, describe=lambda low, top: (
+            f"the joint covariance of {', '.join(b.display for b in group)} is not positive "
+            f"semidefinite (eigenvalue {low:.3g} against {top:.3g})"))
         self._factors[key] = G
         return G
 

@@ -59,6 +59,7 @@ import numpy as np
 
 from ..errors import ProgramError
 from ..ir.builder import Var
+from ..linalg import eigen_sqrt
 
 SQRT2 = np.sqrt(2.0)
 SAMPLERS = ("conditional", "explicit")
@@ -169,15 +170,6 @@ def _pairs(X, Z):
     return X, Z, Xu, np.asarray(index).reshape(-1)
 
 
-def _psd_sqrt(G, tol=1e-12):
-    """Batched eigen-factor of PSD matrices: U, √λ and 1/√λ, negligible eigenvalues zeroed."""
-    lam, U = np.linalg.eigh((G + np.swapaxes(G, -1, -2)) / 2)
-    keep = lam > tol * np.maximum(lam.max(axis=-1, keepdims=True), 1e-300)
-    sq = np.where(keep, np.sqrt(np.where(keep, lam, 1.0)), 0.0)
-    isq = np.where(keep, 1.0 / np.where(keep, sq, 1.0), 0.0)
-    return U, sq, isq
-
-
 class _ExplicitLayer:
     """A weight matrix W (out × in) held transposed, ``Wt`` (S, in, out)."""
 
@@ -209,7 +201,7 @@ class _ConditionalLayer:
         self.Mt, self.eta = Xit, eta
 
     def forward(self, A):
-        U, sq, isq = _psd_sqrt(np.swapaxes(A, -1, -2) @ A)
+        U, sq, isq = eigen_sqrt(np.swapaxes(A, -1, -2) @ A)
         self.B = (A @ U) * isq[:, None, :]                         # (S, in, N_x)
         return (U * sq[:, None, :]) @ self.Mt                      # rows ~ N(0, AᵀA)
 
@@ -218,7 +210,7 @@ class _ConditionalLayer:
         if callable(self.eta):
             eta = self.eta(D, apply)
         else:
-            Us, ms, _ = _psd_sqrt(D)
+            Us, ms, _ = eigen_sqrt(D)
             eta = self.eta @ np.swapaxes(Us * ms[:, None, :], -1, -2)   # Cov = D_ij I
         B = self.B
         return B @ t + eta - B @ (np.swapaxes(B, -1, -2) @ eta)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import tensorprog as tp
+from tensorprog.linalg import eigen_sqrt
 from tensorprog.nn.hypernet import (HyperNet, _ConditionalLayer, _explicit_layers, _pairs,
-                                    _psd_sqrt, _run, hypernet_kernels, hypernet_outputs,
+                                    _run, hypernet_kernels, hypernet_outputs,
                                     simulate_hypernet)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -167,7 +168,7 @@ class _Injected(_ConditionalLayer):
         super().__init__(None, eta=lambda D, apply: apply(self.Wt))
 
     def forward(self, A):
-        U, sq, isq = _psd_sqrt(np.swapaxes(A, -1, -2) @ A)
+        U, sq, isq = eigen_sqrt(np.swapaxes(A, -1, -2) @ A)
         self.Mt = np.swapaxes((A @ U) * isq[:, None, :], -1, -2) @ self.Wt
         return super().forward(A)
 

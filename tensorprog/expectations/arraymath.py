@@ -1,4 +1,4 @@
-"""A tiny math shim: one closed-form code path for float arrays and for sympy expressions.
+"""Array math of the exact tier: one closed-form code path for float arrays and sympy expressions.
 
 The exact tier (:mod:`.closed_forms`) writes every formula once, against an object ``m`` that is
 either :data:`NUMERIC` (numpy float/complex arrays over the batch) or :data:`SYMBOLIC` (numpy
