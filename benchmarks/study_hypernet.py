@@ -1,5 +1,5 @@
 """Figure 1 of *On Infinite-Width Hypernetworks* (Littwin, Galanti, Wolf, Yang), redone with the
-actual finite-width hypernetwork (:func:`tensorprog.nn.hypernet.simulate_hypernet`) against the
+actual finite-width hypernetwork (:func:`tensorprog.backends.hypernet.simulate_hypernet`) against the
 limit kernels of ``programs/hypernet.py``.
 
 Setting (the paper's §5.1): f and g are both four-layer ReLU networks (f_depth = g_depth = 4,
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import tensorprog as tp  # noqa: E402
 from programs import hypernet  # noqa: E402
-from tensorprog.nn.hypernet import simulate_hypernet  # noqa: E402
+from tensorprog.backends.hypernet import simulate_hypernet  # noqa: E402
 
 L = H = 4
 X_A, X_B = (1.0, 0.0), (0.0, 1.0)

@@ -10,11 +10,11 @@ is a clear error rather than an out-of-memory crash.
 """
 from __future__ import annotations
 
-import math
 from types import ModuleType
 
 import numpy as np
 
+from ..chunking import chunk_bounds, chunk_size
 from ..errors import ProgramError, ResourceError
 from ..resources import MEMORY_FRACTION, format_bytes, host_available_bytes
 
@@ -127,10 +127,4 @@ def plan_chunks(seeds: int, bytes_per_seed: int, available: int, width: int,
                 f"{format_bytes(chunk * bytes_per_seed)} but only {format_bytes(budget)} of "
                 f"{device} memory is usable; use chunk≤{fits} or chunk=None (automatic)")
         return min(chunk, seeds)
-    return max(1, min(seeds, fits, MAX_CHUNK_BYTES // bytes_per_seed))
-
-
-def chunk_bounds(seeds: int, chunk: int) -> list[tuple[int, int]]:
-    """``[(start, stop), …]`` covering ``range(seeds)`` in pieces of at most ``chunk``."""
-    k = math.ceil(seeds / chunk)
-    return [(i * chunk, min(seeds, (i + 1) * chunk)) for i in range(k)]
+    return chunk_size(seeds, bytes_per_seed, min(budget, MAX_CHUNK_BYTES))

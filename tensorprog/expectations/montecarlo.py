@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtri
 
+from ..chunking import chunk_bounds, chunk_size
 from ..linalg import whiten
 from ..numerics import FACTOR_POINTS as POINTS
 from ..numerics import FACTOR_SEED as SEED
@@ -62,9 +63,8 @@ def integrate(fn, cov, params, param_names, points: int = POINTS, replicas: int 
     value = np.empty(n)
     err = np.empty(n)
     per_point = replicas * points * 8 * (k + 4)
-    size = max(1, int(MEMORY_BUDGET // per_point))
-    for start in range(0, n, size):
-        sl = slice(start, min(n, start + size))
+    for bounds in chunk_bounds(n, chunk_size(n, per_point, MEMORY_BUDGET)):
+        sl = slice(*bounds)
         Gc = G[sl]  # (c, k, r)
         x = np.einsum("ckr,spr->kcsp", Gc, Z)  # (k, c, R, P)
         args = [p[sl][:, None, None] for p in pflat]

@@ -52,6 +52,7 @@ import numpy as np
 import sympy as sp
 from scipy.special import roots_hermitenorm, roots_legendre
 
+from ..chunking import chunk_bounds, chunk_size
 from ..functions import lambdify
 from ..linalg import whiten
 from ..numerics import INTEGRATION_MEMORY_BUDGET as MEMORY_BUDGET
@@ -135,9 +136,8 @@ def _sdiv(a, b):
 
 
 def _chunks(n, per_point_bytes):
-    size = max(1, int(MEMORY_BUDGET // max(per_point_bytes, 1)))
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+    for bounds in chunk_bounds(n, chunk_size(n, per_point_bytes, MEMORY_BUDGET)):
+        yield slice(*bounds)
 
 
 # =========================================================================== plans

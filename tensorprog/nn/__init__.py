@@ -11,8 +11,7 @@ from .attention import (embed_tokens, gather_token, pool_tokens, self_attention,
 from .convolution import (Grid, conv, conv_embed, flatten_readout, global_avg_pool, image_family,
                    patches, shift)
 from .dense import dense, readout
-from .hypernet import (HyperNet, HypernetSimulation, generated_input, generated_matrix,
-                       generated_readout, hypernet_kernels, hypernet_outputs, simulate_hypernet)
+from .hypernet import generated_input, generated_matrix, generated_readout
 from .norm import batch_norm, layer_norm
 from .recurrent import gru_cell, rnn_cell
 from .residual import residual
@@ -20,6 +19,5 @@ from .residual import residual
 __all__ = ["ACTIVATIONS", "activation", "Grid", "conv", "conv_embed", "flatten_readout",
            "global_avg_pool", "image_family", "patches", "shift", "dense", "readout", "layer_norm",
            "batch_norm", "residual", "embed_tokens", "gather_token", "pool_tokens",
-           "self_attention", "sequence_layout", "token_index", "transformer_block", "HyperNet",
-           "HypernetSimulation", "generated_input", "generated_matrix", "generated_readout",
-           "hypernet_kernels", "hypernet_outputs", "simulate_hypernet", "rnn_cell", "gru_cell"]
+           "self_attention", "sequence_layout", "token_index", "transformer_block",
+           "generated_input", "generated_matrix", "generated_readout", "rnn_cell", "gru_cell"]

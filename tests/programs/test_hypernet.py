@@ -1,4 +1,5 @@
-"""Infinite-width hypernetworks (programs/hypernet.py, tensorprog/nn/hypernet.py).
+"""Infinite-width hypernetworks (programs/hypernet.py, tensorprog/nn/hypernet.py,
+tensorprog/backends/hypernet.py).
 
 * the limit kernels of the program against an independent NumPy implementation of the derived
   recursion (and against Lemma 6 as printed, which they must *not* match);
@@ -16,9 +17,9 @@ import pytest
 
 import tensorprog as tp
 from tensorprog.linalg import eigen_sqrt
-from tensorprog.nn.hypernet import (HyperNet, _ConditionalLayer, _explicit_layers, _pairs,
-                                    _run, hypernet_kernels, hypernet_outputs,
-                                    simulate_hypernet)
+from tensorprog.backends.hypernet import (ConditionalLayer, HyperNet, check_pairs,
+                                         explicit_layers, hypernet_kernels, hypernet_outputs,
+                                         run_layers, simulate_hypernet)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from programs import hypernet  # noqa: E402
@@ -160,7 +161,7 @@ def test_finite_width_forward_and_ntk_by_finite_differences(L, H):
     np.testing.assert_allclose(K[0], Jr @ Jr.T, rtol=1e-6, atol=1e-6 * np.abs(K).max())
 
 
-class _Injected(_ConditionalLayer):
+class _Injected(ConditionalLayer):
     """The conditional layer fed with the Ξ = W B and η = Wᵀ dy of a given explicit W."""
 
     def __init__(self, Wt):
@@ -184,8 +185,9 @@ def test_conditional_sampler_reproduces_the_explicit_network(L, H, n):
     params = [np.stack(ws) for ws in zip(*[net.sample(np.random.default_rng(s))
                                            for s in range(3)])]
     h, K, parts = hypernet_kernels(net, params, X, Z)
-    _, _, Xu, ia = _pairs(X, Z)
-    h2, K2, parts2 = _run(net, [_Injected(e.Mt) for e in _explicit_layers(params)], Xu, ia, Z, 3)
+    _, _, Xu, ia = check_pairs(X, Z)
+    h2, K2, parts2 = run_layers(net, [_Injected(e.Mt) for e in explicit_layers(params)], Xu, ia,
+                                Z, 3)
     np.testing.assert_allclose(h2, h, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(K2, K, rtol=1e-10, atol=1e-12)
     for key in parts:
