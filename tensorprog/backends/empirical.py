@@ -15,15 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.program import INPUTS, Program
-from ..kernels.terms import Term
 
 
 class Grams:
-    """Memoised empirical inner products ``G(a, b) = aᵀb / n`` over the width axis, (S, m_a, m_b)."""
+    """Memoised empirical inner products ``G(a, b) = aᵀb / n`` over the width axis, (S, m_a, m_b),
+    of one chunk of ``seeds`` seeds of program ``p``: the finite-width inner products of
+    :func:`tensorprog.kernels.terms.evaluate_terms`."""
 
-    def __init__(self, values: dict, width: int, xp):
+    def __init__(self, values: dict, width: int, xp, p: Program, seeds: int, dtype):
         self.values, self.n, self.xp = values, width, xp
+        self.p, self.seeds, self.dtype = p, seeds, dtype
         self._cache: dict = {}
+        self._owners: dict = {}
 
     def __call__(self, a: str, b: str):
         if (a, b) in self._cache:
@@ -34,30 +37,25 @@ class Grams:
         self._cache[(a, b)] = G
         return G
 
+    def number(self, x):
+        return self.xp.asarray(x, dtype=self.dtype)
 
-def evaluate_terms(terms: list[Term], p: Program, grams: Grams, seeds: int, xp, dtype) -> dict:
-    """``{param: (S, N, N)}``: the sum of each parameter's terms on one chunk of seeds."""
-    owners: dict = {}
+    def tangent(self, a: str, b: str):
+        return self.number(self.p.tangent_of(a, b))
 
-    def owner(family):
-        if family not in owners:
-            owners[family] = xp.asarray(p.owner_matrix(family), dtype=dtype)
-        return owners[family]
+    def _owner(self, family):
+        if family not in self._owners:
+            self._owners[family] = self.number(self.p.owner_matrix(family))
+        return self._owners[family]
 
-    out: dict = {}
-    for t in terms:
-        value = xp.asarray(t.scale, dtype=dtype)
-        if t.tangent_pair is not None:
-            value = value * xp.asarray(p.tangent_of(*t.tangent_pair), dtype=dtype)
-        for a, b in t.factors:
-            value = value * grams(a, b)
-        fa, fb = t.families
-        value = xp.broadcast_to(value, (seeds, p.family_size(fa), p.family_size(fb)))
-        if (fa, fb) != (INPUTS, INPUTS):
-            value = xp.matmul(xp.matmul(owner(fa).T, value), owner(fb))
-        value = value + t.const
-        out[t.param] = out[t.param] + value if t.param in out else value
-    return out
+    def to_inputs(self, value, family_a: str, family_b: str, const):
+        """``Oₐᵀ value O_b + const`` for every seed: (S, N, N)."""
+        xp, p = self.xp, self.p
+        value = xp.broadcast_to(value, (self.seeds, p.family_size(family_a),
+                                        p.family_size(family_b)))
+        if (family_a, family_b) != (INPUTS, INPUTS):
+            value = xp.matmul(xp.matmul(self._owner(family_a).T, value), self._owner(family_b))
+        return value + const
 
 
 def network_outputs(p: Program, values: dict, readout_vector: str, readout_bias, width: int, xp):

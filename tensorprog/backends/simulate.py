@@ -24,9 +24,9 @@ from ..kernels.backprop import backward_program
 from .arrays import (array_module, available_bytes, check_dtype, chunk_bounds, is_cupy,
                      plan_chunks, positive_int, to_numpy)
 from .interpreter import evaluate_moments, parse_moments, run_instructions
-from ..kernels.terms import ntk_terms, readout_term
+from ..kernels.terms import evaluate_terms, ntk_terms, readout_term
 from ..resources import Progress, check_simulation
-from .empirical import Grams, evaluate_terms, network_outputs
+from .empirical import Grams, network_outputs
 from .sampling import SeedStreams, draw_initial, plan_initial
 
 #: Temporaries of one NONLIN evaluation and of the sampler, in units of one (n × N) vector.
@@ -243,9 +243,9 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
         moments_.update(evaluate_moments(extra, values, width, S, xp, dt))
         _append(scalars, {k: v[:, 0, :] for k, v in moments_.items()})
         if nngp_term is not None:
-            grams = Grams(values, width, xp)
-            nngp.append(to_numpy(evaluate_terms([nngp_term], q, grams, S, xp, dt)["readout"]))
-            _append(ntk_parts, evaluate_terms(terms, q, grams, S, xp, dt))
+            grams = Grams(values, width, xp, q, S, dt)
+            nngp.append(to_numpy(evaluate_terms([nngp_term], grams)["readout"]))
+            _append(ntk_parts, evaluate_terms(terms, grams))
             outputs.append(to_numpy(network_outputs(network, values, v_name, readout_bias, width, xp)))
         del values, moments_
         if is_cupy(xp):

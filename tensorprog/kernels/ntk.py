@@ -20,7 +20,7 @@ from ..limit.evaluator import Limit
 from ..resources import check_kernel
 from .backprop import backward_program
 from .paths import path_contributions
-from .terms import evaluate_term, ntk_terms, readout_term
+from .terms import LimitInnerProducts, evaluate_term, evaluate_terms, ntk_terms, readout_term
 
 
 def _to_output(array: np.ndarray, symbolic: bool):
@@ -65,8 +65,4 @@ def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "aut
     check_kernel(program, "ntk")
     bw = backward_program(program)
     lim = Limit(bw.program, symbolic=symbolic, tier=tier)
-    parts: dict[str, np.ndarray] = {}
-    for term in ntk_terms(bw):
-        value = evaluate_term(term, lim)
-        parts[term.param] = parts[term.param] + value if term.param in parts else value
-    return parts
+    return evaluate_terms(ntk_terms(bw), LimitInnerProducts(lim))

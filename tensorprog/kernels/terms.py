@@ -118,14 +118,51 @@ def readout_term(p: Program) -> Term:
     return Term("readout", scale, ((r.node, r.node),), (family, family), r.bias_var)
 
 
+def evaluate_terms(terms: list[Term], inner) -> dict:
+    """``{param: (…, N, N)}``: the sum of each parameter's terms, with the inner products of
+    ``inner`` — :class:`LimitInnerProducts` (``G(a, b) = E[Z^a Z^b]``) or the finite-width
+    :class:`tensorprog.backends.empirical.Grams`.
+
+    ``inner(a, b)`` is ``G(a, b)`` over the members of a and b, ``inner.number(x)`` a term's
+    scale in the evaluation's number type, ``inner.tangent(a, b)`` the tangent kernel of two
+    initial vectors and ``inner.to_inputs(value, family_a, family_b, const)`` the value summed
+    over the members each input owns, plus ``const``.
+    """
+    out: dict = {}
+    for t in terms:
+        value = inner.number(t.scale)
+        if t.tangent_pair is not None:
+            value = value * inner.tangent(*t.tangent_pair)
+        for a, b in t.factors:
+            value = value * inner(a, b)
+        value = inner.to_inputs(value, *t.families, t.const)
+        out[t.param] = out[t.param] + value if t.param in out else value
+    return out
+
+
+class LimitInnerProducts:
+    """The limit's inner products ``G(a, b) = E[Z^a Z^b]`` of the limit ``lim``, for
+    :func:`evaluate_terms`."""
+
+    def __init__(self, lim):
+        self.lim = lim
+
+    def __call__(self, a: str, b: str):
+        return self.lim.cov(a, b)
+
+    def number(self, x):
+        return limit_number(x, self.lim.symbolic)
+
+    def tangent(self, a: str, b: str):
+        return self.lim.tangent(a, b)
+
+    def to_inputs(self, value, family_a: str, family_b: str, const):
+        return to_inputs(self.lim.program, value, family_a, family_b) + self.number(const)
+
+
 def evaluate_term(term: Term, lim):
     """``term`` in the limit ``lim``, ``G(a, b) = E[Z^a Z^b]``: an (N, N) array."""
-    value = limit_number(term.scale, lim.symbolic)
-    if term.tangent_pair is not None:
-        value = value * lim.tangent(*term.tangent_pair)
-    for a, b in term.factors:
-        value = value * lim.cov(a, b)
-    return to_inputs(lim.program, value, *term.families) + limit_number(term.const, lim.symbolic)
+    return evaluate_terms([term], LimitInnerProducts(lim))[term.param]
 
 
 def parameter_weight(lim, W):
