@@ -229,52 +229,33 @@ def moment(fn, *vectors, scalars=(), name: str | None = None, variables=None) ->
     return Var(p, symbol(name))
 
 
-def relu(x):
-    return _apply(F.relu, x)
+def coordinatewise(name: str, fn):
+    """The builder function ``name(x)``: the NONLIN applying ``fn`` (a sympy function of one
+    expression) to every coordinate of ``x``."""
+    def apply(x):
+        return _apply(fn, x)
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = f"``{name}(x)``: the NONLIN applying {name} to every coordinate of ``x``."
+    return apply
 
 
-def step(x):
-    return _apply(F.step, x)
-
-
-def abs(x):  # noqa: A001 - the name users expect
-    return _apply(F.absolute, x)
+relu = coordinatewise("relu", F.relu)
+step = coordinatewise("step", F.step)
+abs = coordinatewise("abs", F.absolute)  # noqa: A001 - the name users expect
 
 
 def leaky_relu(x, slope=0.01):
     return _apply(lambda e: F.leaky_relu(e, slope), x)
 
 
-def erf(x):
-    return _apply(sp.erf, x)
-
-
-def tanh(x):
-    return _apply(sp.tanh, x)
-
-
-def sigmoid(x):
-    return _apply(F.sigmoid, x)
-
-
-def gelu(x):
-    return _apply(F.gelu, x)
-
-
-def sin(x):
-    return _apply(sp.sin, x)
-
-
-def cos(x):
-    return _apply(sp.cos, x)
-
-
-def exp(x):
-    return _apply(sp.exp, x)
-
-
-def identity(x):
-    return _apply(lambda e: e, x)
+erf = coordinatewise("erf", sp.erf)
+tanh = coordinatewise("tanh", sp.tanh)
+sigmoid = coordinatewise("sigmoid", F.sigmoid)
+gelu = coordinatewise("gelu", F.gelu)
+sin = coordinatewise("sin", sp.sin)
+cos = coordinatewise("cos", sp.cos)
+exp = coordinatewise("exp", sp.exp)
+identity = coordinatewise("identity", lambda e: e)
 
 
 def polynomial(x, coefficients):

@@ -58,6 +58,8 @@ class Instruction:
     #: G-vars are initial vectors and MATMUL results (TP IIb Def. 5.4); X-vars NONLIN results.
     is_gvar: ClassVar[bool] = False
     is_xvar: ClassVar[bool] = False
+    #: :meth:`headline` as a format string of the record (``self``).
+    headline_form: ClassVar[str] = ""
 
     @property
     def is_vector(self) -> bool:
@@ -84,7 +86,7 @@ class Instruction:
 
     def headline(self) -> str:
         """The instruction as error messages name it (``"MATMUL: h := W^T x"``)."""
-        raise NotImplementedError
+        return self.headline_form.format(self=self)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -100,14 +102,12 @@ class InitialMatrix(Instruction):
     kind: ClassVar[str] = "matrix"
     output: ClassVar[str] = "matrix"
     family: ClassVar[None] = None
+    headline_form: ClassVar[str] = "MATRIX: {self.name} ~ N(0, ...)"
 
     @property
     def generated(self) -> bool:
         """Whether the entries depend on the input (``var`` an array)."""
         return isinstance(self.var, np.ndarray)
-
-    def headline(self) -> str:
-        return f"MATRIX: {self.name} ~ N(0, ...)"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -127,9 +127,7 @@ class Embedding(Instruction):
     output: ClassVar[str] = "vector"
     is_gvar: ClassVar[bool] = True
     source: ClassVar[str] = "embed"
-
-    def headline(self) -> str:
-        return f"INPUT: {self.name} := embed(...)"
+    headline_form: ClassVar[str] = "INPUT: {self.name} := embed(...)"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -150,9 +148,7 @@ class InitialVector(Instruction):
     kind: ClassVar[str] = "vector"
     output: ClassVar[str] = "vector"
     is_gvar: ClassVar[bool] = True
-
-    def headline(self) -> str:
-        return f"VECTOR: {self.name} ~ N(0, ...)"
+    headline_form: ClassVar[str] = "VECTOR: {self.name} ~ N(0, ...)"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -164,9 +160,7 @@ class InitialScalar(Instruction):
 
     kind: ClassVar[str] = "scalar"
     output: ClassVar[str] = "scalar"
-
-    def headline(self) -> str:
-        return f"SCALAR: {self.name} := {self.value}"
+    headline_form: ClassVar[str] = "SCALAR: {self.name} := {self.value}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -225,9 +219,7 @@ class Nonlin(Coordinatewise):
     kind: ClassVar[str] = "nonlin"
     output: ClassVar[str] = "vector"
     is_xvar: ClassVar[bool] = True
-
-    def headline(self) -> str:
-        return f"NONLIN: {self.name} := {self.expr}"
+    headline_form: ClassVar[str] = "NONLIN: {self.name} := {self.expr}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -236,9 +228,7 @@ class Moment(Coordinatewise):
 
     kind: ClassVar[str] = "moment"
     output: ClassVar[str] = "scalar"
-
-    def headline(self) -> str:
-        return f"MOMENT: {self.name} := avg({self.expr})"
+    headline_form: ClassVar[str] = "MOMENT: {self.name} := avg({self.expr})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -252,13 +242,11 @@ class Select(Instruction):
 
     kind: ClassVar[str] = "select"
     output: ClassVar[str] = "vector"
+    headline_form: ClassVar[str] = "SELECT: {self.name} := {self.arg}[...] in {self.family}"
 
     @property
     def args(self) -> tuple[str, ...]:
         return (self.arg,)
-
-    def headline(self) -> str:
-        return f"SELECT: {self.name} := {self.arg}[...] in {self.family}"
 
 
 @dataclass(frozen=True, slots=True)
