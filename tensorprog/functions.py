@@ -17,77 +17,77 @@ import math
 import sympy as sp
 
 
-class relu(sp.Function):
-    """ReLU, ``max(x, 0)``."""
+class RealFunction(sp.Function):
+    """A real function of one real argument: ``at_number(x)`` its value at a number,
+    ``at_sign(x)`` its value where the sign of x alone decides it (else None)."""
 
     @classmethod
     def eval(cls, x):
-        if x.is_Number:
-            return sp.Max(x, 0)
+        return cls.at_number(x) if x.is_Number else cls.at_sign(x)
+
+    @classmethod
+    def at_sign(cls, x):
+        return None
+
+    def _eval_is_real(self):
+        return True
+
+
+class relu(RealFunction):
+    """ReLU, ``max(x, 0)``."""
+
+    @classmethod
+    def at_number(cls, x):
+        return sp.Max(x, 0)
+
+    @classmethod
+    def at_sign(cls, x):
         if x.is_nonnegative:
             return x
-        if x.is_nonpositive:
-            return sp.S.Zero
-        return None
+        return sp.S.Zero if x.is_nonpositive else None
 
     def fdiff(self, argindex=1):
         return step(self.args[0])
 
-    def _eval_is_real(self):
-        return True
 
-
-class step(sp.Function):
+class step(RealFunction):
     """Heaviside step ``1{x > 0}`` (value 0 at 0)."""
 
     @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.S.One if x > 0 else sp.S.Zero
+    def at_number(cls, x):
+        return sp.S.One if x > 0 else sp.S.Zero
+
+    @classmethod
+    def at_sign(cls, x):
         if x.is_positive:
             return sp.S.One
-        if x.is_nonpositive:
-            return sp.S.Zero
-        return None
+        return sp.S.Zero if x.is_nonpositive else None
 
     def fdiff(self, argindex=1):
         return sp.DiracDelta(self.args[0])
 
-    def _eval_is_real(self):
-        return True
 
-
-class sigmoid(sp.Function):
+class sigmoid(RealFunction):
     """Logistic sigmoid ``1 / (1 + exp(-x))``."""
 
     @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return 1 / (1 + sp.exp(-x))
-        return None
+    def at_number(cls, x):
+        return 1 / (1 + sp.exp(-x))
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
 
-    def _eval_is_real(self):
-        return True
 
-
-class gelu(sp.Function):
+class gelu(RealFunction):
     """Exact GELU, ``x Φ(x) = x (1 + erf(x/√2)) / 2``."""
 
     @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return x * (1 + sp.erf(x / sp.sqrt(2))) / 2
-        return None
+    def at_number(cls, x):
+        return x * (1 + sp.erf(x / sp.sqrt(2))) / 2
 
     def fdiff(self, argindex=1):
         x = self.args[0]
         return (1 + sp.erf(x / sp.sqrt(2))) / 2 + x * sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)
-
-    def _eval_is_real(self):
-        return True
 
 
 def leaky_relu(x, slope=0.01):

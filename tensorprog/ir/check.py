@@ -42,8 +42,9 @@ def check(p, node) -> None:
     ProgramError
         Naming the instruction and what is wrong with it.
     """
-    check_new_name(p, node.name, node.headline())
-    CHECK(node, p)
+    instruction = node.headline()
+    check_new_name(p, node.name, instruction)
+    CHECK(node, p, instruction)
 
 
 def check_new_name(p, name: str, instruction: str) -> None:
@@ -98,8 +99,7 @@ def check_psd(cov: np.ndarray, instruction: str) -> None:
 
 
 @CHECK.rule(InitialMatrix)
-def _(node: InitialMatrix, p) -> None:
-    instruction = node.headline()
+def _(node: InitialMatrix, p, instruction: str) -> None:
     if not node.generated:
         check_variance(node.var, instruction)
         if node.tangent is not None:
@@ -116,8 +116,7 @@ def _(node: InitialMatrix, p) -> None:
 
 
 @CHECK.rule(Embedding)
-def _(node: Embedding, p) -> None:
-    instruction = node.headline()
+def _(node: Embedding, p, instruction: str) -> None:
     check_variance(node.var, instruction)
     check_variance(node.bias_var, instruction)
     X = p.data[node.data]
@@ -134,8 +133,7 @@ def _(node: Embedding, p) -> None:
 
 
 @CHECK.rule(InitialVector)
-def _(node: InitialVector, p) -> None:
-    instruction = node.headline()
+def _(node: InitialVector, p, instruction: str) -> None:
     p.get_family(node.family)
     if node.family == SHARED:
         check_variance(node.var, instruction)
@@ -147,14 +145,13 @@ def _(node: InitialVector, p) -> None:
 
 
 @CHECK.rule(InitialScalar)
-def _(node: InitialScalar, p) -> None:
+def _(node: InitialScalar, p, instruction: str) -> None:
     if not np.isfinite(node.value):
-        raise ProgramError("an initial scalar must be a finite number", node.headline())
+        raise ProgramError("an initial scalar must be a finite number", instruction)
 
 
 @CHECK.rule(MatMul)
-def _(node: MatMul, p) -> None:
-    instruction = node.headline()
+def _(node: MatMul, p, instruction: str) -> None:
     W = require(p, node.matrix, "matrix", instruction)
     a = require(p, node.arg, "vector", instruction)
     if W.generated and a.family != INPUTS:
@@ -164,8 +161,7 @@ def _(node: MatMul, p) -> None:
 
 
 @CHECK.rule(Select)
-def _(node: Select, p) -> None:
-    instruction = node.headline()
+def _(node: Select, p, instruction: str) -> None:
     a = require(p, node.arg, "vector", instruction)
     size = p.family_size(node.family)
     index, src = node.index, p.family_size(a.family)
@@ -177,8 +173,7 @@ def _(node: Select, p) -> None:
 
 
 @CHECK.rule(Nonlin, Moment)
-def _(node, p) -> None:
-    instruction = node.headline()
+def _(node, p, instruction: str) -> None:
     nodes = [require(p, a, "vector", instruction) for a in node.args]
     for s in node.scalars:
         require(p, s, "scalar", instruction)
