@@ -1,6 +1,6 @@
 """Figure 1 of *On Infinite-Width Hypernetworks* (Littwin, Galanti, Wolf, Yang), redone with the
-actual finite-width hypernetwork (:func:`tensorprog.backends.hypernet.simulate_hypernet`) against the
-limit kernels of ``programs/hypernet.py``.
+actual finite-width hypernetwork (:func:`tensorprog.backends.hypernet.simulate_hypernet`) against
+the limit kernels of ``programs/hypernet.py``.
 
 Setting (the paper's §5.1): f and g are both four-layer ReLU networks (f_depth = g_depth = 4,
 √2 scaling, NTK parametrization), f producing every weight of g.  Inputs (the Figure 1 caption):

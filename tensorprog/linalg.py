@@ -70,7 +70,7 @@ def psd_factor(C: np.ndarray, rtol: float, floor: float = 0.0, symmetrize: bool 
     Example
     -------
     >>> psd_factor(np.diag([4.0, 0.0]), rtol=1e-12).ravel().tolist()
-    [0.0, 2.0]
+    [2.0, 0.0]
     """
     if C.size == 0:
         return np.zeros((0, 0))
@@ -96,7 +96,8 @@ def whiten(S: np.ndarray, rtol: float = FACTOR_RANK_RTOL, rtol_negative: float =
     lam, V = symmetric_eigh(S)
     if is_not_psd(lam, rtol_negative, 1e-300):
         worst = float(lam.min())
-        raise NotPositiveSemidefinite(f"covariance is not positive semidefinite (eigenvalue {worst:.3g})")
+        raise NotPositiveSemidefinite(
+            f"covariance is not positive semidefinite (eigenvalue {worst:.3g})")
     keep = kept_eigenvalues(lam, rtol, 1e-300)
     r = int(keep.sum(axis=1).max()) if len(lam) else 0
     lam = np.where(keep, lam, 0.0)
