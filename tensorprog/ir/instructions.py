@@ -38,6 +38,18 @@ INPUTS = "inputs"
 SHARED = "shared"
 
 
+def record(kind: str, output: str, headline: str = "", **attributes):
+    """Class decorator of an instruction record: a frozen, slotted dataclass whose class
+    attributes ``kind``, ``output`` and ``headline_form`` (and any ``attributes``, such as
+    ``is_gvar=True``) are given here."""
+    def make(cls):
+        for key, value in dict(kind=kind, output=output, headline_form=headline,
+                               **attributes).items():
+            setattr(cls, key, value)
+        return dataclass(frozen=True, slots=True, eq=False)(cls)
+    return make
+
+
 def symbol(name: str) -> sp.Symbol:
     """The sympy symbol that stands for the variable ``name`` inside ψ expressions."""
     return sp.Symbol(name, real=True)
@@ -89,7 +101,7 @@ class Instruction:
         return self.headline_form.format(self=self)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record("matrix", "matrix", "MATRIX: {self.name} ~ N(0, ...)", family=None)
 class InitialMatrix(Instruction):
     """Initial n×n matrix with entries N(0, var/n); ``var`` an (N, N) input covariance for a
     *generated* matrix (a hypernetwork's output), with ``tangent`` its entries' tangent kernel."""
@@ -99,18 +111,13 @@ class InitialMatrix(Instruction):
     parametrization: Parametrization = NTK_HIDDEN
     tangent: np.ndarray | None = None
 
-    kind: ClassVar[str] = "matrix"
-    output: ClassVar[str] = "matrix"
-    family: ClassVar[None] = None
-    headline_form: ClassVar[str] = "MATRIX: {self.name} ~ N(0, ...)"
-
     @property
     def generated(self) -> bool:
         """Whether the entries depend on the input (``var`` an array)."""
         return isinstance(self.var, np.ndarray)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record("vector", "vector", "INPUT: {self.name} := embed(...)", is_gvar=True, source="embed")
 class Embedding(Instruction):
     """Input layer ``h(ξ) = Uξ + b`` on the rows of data array ``data``: ``U_ij ~ N(0, var/d)``,
     ``b ~ N(0, bias_var)``; embeddings naming the same ``weight`` share (U, b)."""
@@ -123,14 +130,8 @@ class Embedding(Instruction):
     trainable: bool = True
     parametrization: Parametrization = NTK_FIXED
 
-    kind: ClassVar[str] = "vector"
-    output: ClassVar[str] = "vector"
-    is_gvar: ClassVar[bool] = True
-    source: ClassVar[str] = "embed"
-    headline_form: ClassVar[str] = "INPUT: {self.name} := embed(...)"
 
-
-@dataclass(frozen=True, slots=True, eq=False)
+@record("vector", "vector", "VECTOR: {self.name} ~ N(0, ...)", is_gvar=True)
 class InitialVector(Instruction):
     """Initial Gaussian vector: ``source`` ``"given"`` (a covariance of the user), ``"bias"``
     (a trainable shared vector) or ``"readout"`` (the readout vector v of a backward pass).
@@ -145,25 +146,16 @@ class InitialVector(Instruction):
     tangent: np.ndarray | None = None
     parametrization: Parametrization = NTK_FIXED
 
-    kind: ClassVar[str] = "vector"
-    output: ClassVar[str] = "vector"
-    is_gvar: ClassVar[bool] = True
-    headline_form: ClassVar[str] = "VECTOR: {self.name} ~ N(0, ...)"
 
-
-@dataclass(frozen=True, slots=True, eq=False)
+@record("scalar", "scalar", "SCALAR: {self.name} := {self.value}")
 class InitialScalar(Instruction):
     """Initial scalar, a deterministic number."""
 
     value: float = 0.0
     family: str = SHARED
 
-    kind: ClassVar[str] = "scalar"
-    output: ClassVar[str] = "scalar"
-    headline_form: ClassVar[str] = "SCALAR: {self.name} := {self.value}"
 
-
-@dataclass(frozen=True, slots=True, eq=False)
+@record("matmul", "vector", is_gvar=True)
 class MatMul(Instruction):
     """MATMUL ``name := matrix arg`` (``matrixᵀ arg`` when ``transpose``)."""
 
@@ -171,10 +163,6 @@ class MatMul(Instruction):
     matrix: str = ""
     arg: str = ""
     transpose: bool = False
-
-    kind: ClassVar[str] = "matmul"
-    output: ClassVar[str] = "vector"
-    is_gvar: ClassVar[bool] = True
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -212,26 +200,17 @@ class Coordinatewise(Instruction):
         return self.parameters
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record("nonlin", "vector", "NONLIN: {self.name} := {self.expr}", is_xvar=True)
 class Nonlin(Coordinatewise):
     """NONLIN⁺ ``name := ψ(args; scalars)``, coordinatewise."""
 
-    kind: ClassVar[str] = "nonlin"
-    output: ClassVar[str] = "vector"
-    is_xvar: ClassVar[bool] = True
-    headline_form: ClassVar[str] = "NONLIN: {self.name} := {self.expr}"
 
-
-@dataclass(frozen=True, slots=True, eq=False)
+@record("moment", "scalar", "MOMENT: {self.name} := avg({self.expr})")
 class Moment(Coordinatewise):
     """MOMENT ``name := avg ψ(args; scalars)``, the scalar ``(1/n) Σ_α ψ(...)``."""
 
-    kind: ClassVar[str] = "moment"
-    output: ClassVar[str] = "scalar"
-    headline_form: ClassVar[str] = "MOMENT: {self.name} := avg({self.expr})"
 
-
-@dataclass(frozen=True, slots=True, eq=False)
+@record("select", "vector", "SELECT: {self.name} := {self.arg}[...] in {self.family}")
 class Select(Instruction):
     """SELECT ``name := arg[index]`` in ``family``: member j is member ``index[j]`` of ``arg``
     (``-1``: the zero vector)."""
@@ -239,10 +218,6 @@ class Select(Instruction):
     family: str = INPUTS
     arg: str = ""
     index: np.ndarray = None
-
-    kind: ClassVar[str] = "select"
-    output: ClassVar[str] = "vector"
-    headline_form: ClassVar[str] = "SELECT: {self.name} := {self.arg}[...] in {self.family}"
 
     @property
     def args(self) -> tuple[str, ...]:

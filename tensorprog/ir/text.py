@@ -120,7 +120,7 @@ def _(node: InitialScalar, p, arrays, data) -> str:
 
 @PRINT.rule(MatMul)
 def _(node: MatMul, p, arrays, data) -> str:
-    return f"MATMUL: {node.name} := {node.matrix}{'^T' if node.transpose else ''} {node.arg}"
+    return node.headline()  # "MATMUL: h := W x" or "MATMUL: h := W^T x"
 
 
 @PRINT.rule(Select)
@@ -130,14 +130,11 @@ def _(node: Select, p, arrays, data) -> str:
     return f"SELECT: {node.name} := {node.arg}[{key}] in {node.family}"
 
 
-@PRINT.rule(Nonlin)
-def _(node: Nonlin, p, arrays, data) -> str:
-    return f"NONLIN: {node.name} := {expr_to_text(node.expr)}"
-
-
-@PRINT.rule(Moment)
-def _(node: Moment, p, arrays, data) -> str:
-    return f"MOMENT: {node.name} := avg({expr_to_text(node.expr)})"
+@PRINT.rule(Nonlin, Moment)
+def _(node, p, arrays, data) -> str:
+    psi = expr_to_text(node.expr)
+    return f"{node.kind.upper()}: {node.name} := " + (
+        f"avg({psi})" if isinstance(node, Moment) else psi)
 
 
 def program_to_text(p, data: bool = True) -> str:
@@ -260,6 +257,17 @@ class _Line:
     def fail(self, message):
         raise ParseError(message, *self.where)
 
+    def assignment(self, form: str, rhs=None):
+        """``(name, right-hand side)`` of an assignment line without options; with the pattern
+        ``rhs``, the right-hand side's match.  Fails with ``form`` when the line does not read
+        so."""
+        self.options()
+        m = _ASSIGN.match(self.main)
+        sub = rhs.match(m.group(2)) if m and rhs is not None else None
+        if not m or (rhs is not None and not sub):
+            self.fail(form)
+        return m.group(1), m.group(2) if rhs is None else sub
+
 
 #: ``PARSE.of(cls)(line)`` adds the instruction of a line whose keyword names record class
 #: ``cls`` (:data:`KEYWORDS`).
@@ -318,53 +326,35 @@ def _(ln: _Line) -> None:
 
 @PARSE.rule(InitialScalar)
 def _(ln: _Line) -> None:
-    ln.options()
-    m = _ASSIGN.match(ln.main)
-    if not m:
-        ln.fail("SCALAR must read `s := value`")
-    ln.p.add_scalar(m.group(1), _number(m.group(2), ln.where))
+    name, value = ln.assignment("SCALAR must read `s := value`")
+    ln.p.add_scalar(name, _number(value, ln.where))
 
 
 @PARSE.rule(MatMul)
 def _(ln: _Line) -> None:
-    ln.options()
-    m = _ASSIGN.match(ln.main)
-    mm = _MATMUL.match(m.group(2)) if m else None
-    if not mm:
-        ln.fail("MATMUL must read `h := W x` or `h := W^T x`")
-    ln.p.add_matmul(m.group(1), mm.group(1), mm.group(3), bool(mm.group(2)))
+    name, mm = ln.assignment("MATMUL must read `h := W x` or `h := W^T x`", _MATMUL)
+    ln.p.add_matmul(name, mm.group(1), mm.group(3), bool(mm.group(2)))
 
 
 @PARSE.rule(Select)
 def _(ln: _Line) -> None:
-    ln.options()
-    m = _ASSIGN.match(ln.main)
-    sel = _SELECT.match(m.group(2)) if m else None
-    if not sel:
-        ln.fail("SELECT must read `y := x[I] in family`")
-    ln.p.add_select(m.group(1), sel.group(1), ln.array(sel.group(2)).astype(np.intp),
-                    sel.group(3))
+    name, sel = ln.assignment("SELECT must read `y := x[I] in family`", _SELECT)
+    ln.p.add_select(name, sel.group(1), ln.array(sel.group(2)).astype(np.intp), sel.group(3))
 
 
 @PARSE.rule(Nonlin)
 def _(ln: _Line) -> None:
-    ln.options()
-    m = _ASSIGN.match(ln.main)
-    if not m:
-        ln.fail("NONLIN must read `x := ψ(...)`")
-    ln.p.add_inferred("nonlin", m.group(1), parse_psi(ln.p, m.group(2), ln.where, ln.later))
+    name, psi = ln.assignment("NONLIN must read `x := ψ(...)`")
+    ln.p.add_inferred("nonlin", name, parse_psi(ln.p, psi, ln.where, ln.later))
 
 
 @PARSE.rule(Moment)
 def _(ln: _Line) -> None:
-    ln.options()
-    m = _ASSIGN.match(ln.main)
-    if not m:
-        ln.fail("MOMENT must read `x := ψ(...)`")
-    call = _CALL.match(m.group(2))
+    name, rhs = ln.assignment("MOMENT must read `x := ψ(...)`")
+    call = _CALL.match(rhs)
     if not call or call.group(1) != "avg":
         ln.fail("MOMENT must read `θ := avg(ψ(...))`")
-    ln.p.add_inferred("moment", m.group(1), parse_psi(ln.p, call.group(2), ln.where, ln.later))
+    ln.p.add_inferred("moment", name, parse_psi(ln.p, call.group(2), ln.where, ln.later))
 
 
 def _family(ln: _Line) -> None:
