@@ -1,0 +1,182 @@
+"""``tp.compile(p)``: a program's kernels as a function of its inputs.
+
+Deriving the limit (the Z of every vector, the ZDOT terms, the backward program and the NTK
+terms of :mod:`tensorprog.kernels.terms`) is symbolic and does not depend on the data; it is
+done once, on a template of two inputs (:mod:`.layout`).  Calling the compiled kernel evaluates
+that derivation on any inputs with :class:`.pairs.PairExecutor`: the N₁ × N₂ cross kernel
+between two input sets without the N₂ × N₂ block, or the symmetric kernel of one set.
+
+Programs whose inputs interact (BatchNorm) or that hold input-indexed arrays computed outside
+them have no per-input template; their compiled kernel evaluates the ordinary limit on the
+program's own inputs (the union of its batches) and says so in :attr:`KernelFn.route`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ProgramError
+from ..ir.program import Program
+from ..kernels.backprop import backward_program
+from ..kernels.terms import ntk_terms, readout_term
+from ..limit.evaluator import Limit
+from .layout import Layout, layout, retarget, split_inputs
+from .pairs import PairExecutor, Unsupported
+
+GETS = ("nngp", "ntk")
+
+
+class KernelFn:
+    """The compiled kernels of a program (``tp.compile(p)``, alias ``tp.kernel_fn(p)``).
+
+    Call it as ``kfn(X1, X2=None, get=("nngp", "ntk"))``.
+
+    Attributes
+    ----------
+    route : str
+        ``"pairs"`` (derived once, evaluated on any inputs) or ``"union"`` (the program's inputs
+        interact; the kernels are those of the program on its own inputs).
+    reason : str
+        Why the union route was taken (empty on the pairs route).
+    """
+
+    def __init__(self, program: Program, tier: str = "auto"):
+        program.require_output()
+        self.program = program
+        self.tier = tier
+        self.reason = ""
+        try:
+            self.layout: Layout | None = layout(program)
+        except ProgramError as exc:
+            self.layout, self.reason = None, str(exc)
+        self._template = None
+        if self.layout is not None:
+            try:
+                self._template = _Template(program, self.layout, tier)
+            except Unsupported as exc:
+                self.reason = f"the pair executor does not handle {exc}"
+        self.route = "pairs" if self._template is not None else "union"
+
+    def __call__(self, X1=None, X2=None, get=GETS):
+        """Kernels on new inputs.
+
+        Parameters
+        ----------
+        X1, X2 : array or dict, optional
+            Inputs of the program's input shape (see :func:`.layout.split_inputs`): an (N, d)
+            array for an MLP, (N, T, d) for a sequence model, or ``{data name: array}``.  With
+            ``X2`` the N₁ × N₂ cross kernels; without, the N₁ × N₁ kernels.  ``X1=None``: the
+            program's own inputs.
+        get : str or tuple
+            ``"nngp"``, ``"ntk"`` or both (then a dict).
+
+        Returns
+        -------
+        ndarray or dict
+            One kernel for a single ``get``, else ``{name: kernel}``.
+
+        Raises
+        ------
+        ProgramError
+            For inputs of the wrong shape, or new inputs on the union route.
+
+        Example
+        -------
+        >>> kfn = tp.compile(p)
+        >>> K_test_train = kfn(X_test, X_train, get="ntk")
+        """
+        single = isinstance(get, str)
+        gets = (get,) if single else tuple(get)
+        for g in gets:
+            if g not in GETS:
+                raise ProgramError(f"get must name kernels among {GETS}, got {g!r}")
+        if self.route == "union":
+            out = self._union(X1, X2, gets)
+        else:
+            left = self._data(X1)
+            right = None if X2 is None else split_inputs(self.layout, X2)
+            out = self._template.evaluate(left, right, gets)
+        return out[gets[0]] if single else out
+
+    def _data(self, X):
+        if X is None:
+            return {name: self.program.data[name].reshape(self.program.num_inputs, -1)
+                    for name in self.layout.data}
+        return split_inputs(self.layout, X)
+
+    def _union(self, X1, X2, gets):
+        from ..kernels.ntk import nngp, ntk
+
+        if X1 is not None or X2 is not None:
+            raise ProgramError(f"this program's kernels cannot be evaluated on new inputs: "
+                               f"{self.reason}; build it on the new inputs")
+        out = {}
+        if "nngp" in gets:
+            out["nngp"] = nngp(self.program, tier=self.tier)
+        if "ntk" in gets:
+            out["ntk"] = ntk(self.program, tier=self.tier)
+        return out
+
+    def __str__(self) -> str:
+        from .printing import plan_to_text
+
+        return plan_to_text(self)
+
+
+class _Template:
+    """The derivation on two template inputs: the limit of the backward program and the NTK
+    and NNGP terms."""
+
+    def __init__(self, program: Program, lay: Layout, tier: str):
+        N = program.num_inputs
+        pick = [0, min(1, N - 1)]
+        data = {name: program.data[name].reshape(N, -1)[pick] for name in lay.data}
+        self.program = retarget(program, lay, data)
+        self.layout = lay
+        self.backward = backward_program(self.program)
+        self.limit = Limit(self.backward.program, tier=tier)
+        self.ntk_terms = ntk_terms(self.backward)
+        self.nngp_term = readout_term(self.backward.network)
+        # check once, on the template, that every quantity is within the executor's reach
+        ex = PairExecutor(self.limit, lay.members, _rows(data))
+        self.evaluate_with(ex, ("nngp", "ntk"))
+
+    def evaluate(self, left, right, gets):
+        ex = PairExecutor(self.limit, self.layout.members, _rows(left),
+                          None if right is None else _rows(right))
+        return self.evaluate_with(ex, gets)
+
+    def evaluate_with(self, ex, gets):
+        out = {}
+        if "nngp" in gets:
+            out["nngp"] = _term(self.nngp_term, ex)
+        if "ntk" in gets:
+            total = 0.0
+            for term in self.ntk_terms:
+                total = total + _term(term, ex)
+            out["ntk"] = total
+        return out
+
+
+def _rows(data):
+    return {name: X.reshape(X.shape[0], -1) for name, X in data.items()}
+
+
+def _term(term, ex: PairExecutor) -> np.ndarray:
+    """A term of :mod:`tensorprog.kernels.terms` on the cross batch, summed over the members
+    each input owns: an (N₁, N₂) array."""
+    Pa, Pb = (ex.P(f) for f in term.families)
+    value = _local_scale(term.scale, Pa, Pb)
+    if term.kernel is not None:
+        A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.kernel)
+        value = value * ex.base_block(A, B).x
+    for a, b in term.factors:
+        value = value * ex.cov(a, b).x
+    value = np.broadcast_to(value, (ex.n["l"], ex.n["r"], Pa, Pb))
+    return value.sum(axis=(2, 3)) + term.const
+
+
+def _local_scale(scale, Pa, Pb):
+    """A term's scale over template members, as its (Pa, Pb) per-input pattern."""
+    if np.ndim(scale) == 0:
+        return scale
+    return np.asarray(scale)[:Pa, :Pb]

@@ -1,0 +1,358 @@
+"""Executing a derived limit on two input sets at once: self blocks and cross arrays.
+
+The limit of a pair-local program is derived once, on a *template* of two inputs (one of each
+side; :mod:`.layout`).  Its Z expressions, ZDOT terms and NTK terms do not depend on the data;
+only the numbers do.  :class:`PairExecutor` evaluates them on inputs ``L`` (N₁ of them) and
+``R`` (N₂), keeping for every pair of vectors (a, b) of families with P_a and P_b members per
+input
+
+* ``l``: ``E[Z^a(L_i)_p Z^b(L_i)_q]``, an (N₁, P_a, P_b) self block (``r`` likewise on R),
+* ``x``: ``E[Z^a(L_i)_p Z^b(R_j)_q]``, the (N₁, N₂, P_a, P_b) cross array,
+* ``y``: ``E[Z^a(R_j)_p Z^b(L_i)_q]`` (the other order, needed when a ≠ b),
+
+and every Gaussian expectation reads the k × k covariance of its atoms entry by entry from these
+blocks (a :class:`BlockCov`), each entry an array that broadcasts against the pair batch: no
+(N₁, N₂, k, k) batch is assembled for closed forms, and two atoms are independent exactly when
+their atom groups say so (TP IIb Def. B.3: ZHAT families of different matrices, initial vectors
+without a given covariance), never because an array holds zeros.  Limit scalars (ZMOMENT) and
+ZDOT coefficients ``E[∂Z^x/∂Ẑ^{Wᵀy}]`` are per-input quantities, (N, P) arrays per side.
+Factors without a closed form fall to quadrature (or Monte Carlo) on the dense covariance of
+that factor only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ExpectationError
+from ..expectations import montecarlo, quadrature
+from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
+from ..expectations.decompose import plan_expectation
+from ..expectations.shim import NUMERIC
+from ..ir.program import SHARED
+
+
+class Unsupported(Exception):
+    """The executor does not handle this program; the caller evaluates on the union."""
+
+
+@dataclass
+class Block:
+    """Self blocks ``l`` (N₁, Pa, Pb), ``r`` (N₂, Pa, Pb) and cross arrays ``x``, ``y``
+    (N₁, N₂, Pa, Pb) of one pair of vectors or atom bases (see module docstring)."""
+
+    l: np.ndarray
+    r: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+    def swap(self) -> "Block":
+        """The block of (b, a)."""
+        t = lambda a: np.swapaxes(a, -1, -2)
+        return Block(t(self.l), t(self.r), t(self.y), t(self.x))
+
+
+class BlockCov:
+    """``cov[..., i, j]`` of k atoms, entry by entry: arrays broadcasting against the batch
+    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms."""
+
+    def __init__(self, entries, batch):
+        self.entries = entries
+        self.k = len(entries)
+        self.shape = tuple(batch) + (self.k, self.k)
+
+    def __getitem__(self, key):
+        _, i, j = key
+        if isinstance(i, (int, np.integer)):
+            return self.entries[i][j]
+        i, j = np.asarray(i).ravel(), np.asarray(j).ravel()
+        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2])
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape)
+        for i in range(self.k):
+            for j in range(self.k):
+                out[..., i, j] = self.entries[i][j]
+        return out
+
+
+class PairExecutor:
+    """Evaluate covariances of a template limit ``lim`` on inputs ``L`` and ``R``.
+
+    Parameters
+    ----------
+    lim : Limit
+        The limit of the two-input template (:func:`.layout.retarget` of the program).
+    members : dict
+        Members per input of each family (:attr:`.layout.Layout.members`).
+    left, right : dict
+        ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
+        symmetric kernel (then ``y`` is the transpose of ``x``).
+    """
+
+    def __init__(self, lim, members, left, right=None):
+        self.lim = lim
+        self.p = lim.program
+        self.members = members
+        self.sym = right is None
+        self.data = {"l": left, "r": left if right is None else right}
+        self.n = {s: next(iter(d.values())).shape[0] for s, d in self.data.items()}
+        self.leaves = lim.leaves
+        self._blocks: dict = {}
+        self._covs: dict = {}
+        self._params: dict = {}
+        self.max_error = 0.0
+        self.tiers: set = set()
+
+    # ------------------------------------------------------------------ structure
+    def P(self, family: str) -> int:
+        return 1 if family == SHARED else self.members[family]
+
+    def _local(self, leaf) -> tuple:
+        """(base, local member index of the base for each local member of the expression)."""
+        base, index = self.leaves.info[leaf]
+        family = self.p.node(base.node).family if base.node in self.p else SHARED
+        P = self.P(family)
+        m = len(index) // 2 if len(index) > 1 else 1
+        return base, np.asarray(index[:m]) % max(P, 1), family
+
+    # ------------------------------------------------------------------ data
+    def _rows(self, side, node):
+        n = self.p.node(node)
+        X = self.data[side][n.attrs["data"]]
+        P = self.P(n.family)
+        return X.reshape(X.shape[0], P, -1)
+
+    def _embed_block(self, a, b):
+        na = self.p.node(a)
+        var, bias = na.attrs["var"], na.attrs["bias_var"]
+        rl, rr = (self._rows("l", a), self._rows("r", a))
+        sl, sr = (self._rows("l", b), self._rows("r", b))
+        d = rl.shape[-1]
+        gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
+        cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
+        x = cross(rl, sr)
+        y = var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
+        return Block(gram(rl, sl), gram(rr, sr), x, y)
+
+    # ------------------------------------------------------------------ base covariances
+    def base_block(self, A, B):
+        """Block of two atom bases, or None when their groups make them independent."""
+        key = (A.key, B.key)
+        if key in self._blocks:
+            return self._blocks[key]
+        if (B.key, A.key) in self._blocks:
+            other = self._blocks[(B.key, A.key)]
+            return None if other is None else other.swap()
+        out = None
+        if A.kind == B.kind == "init":
+            related = A.node == B.node or (A.node, B.node) in self.p.init_cov
+            if related:
+                na, nb = self.p.node(A.node), self.p.node(B.node)
+                if na.attrs.get("source") == "embed" and nb.attrs.get("source") == "embed":
+                    out = self._embed_block(A.node, B.node)
+                elif A.node == B.node and na.family == SHARED:
+                    v = np.full((1, 1, 1), self.p.init_cov_of(A.node, A.node)[0, 0])
+                    out = Block(v, v, v[None], v[None])
+                else:
+                    raise Unsupported(f"initial vector {A.node!r}")
+        elif A.kind == B.kind == "zhat" and A.group == B.group:
+            W = self.p.node(A.node).attrs["matrix"]
+            var = self.lim.matrix_var(W)
+            if isinstance(var, np.ndarray):
+                raise Unsupported(f"generated matrix {W!r}")
+            xa, xb = self.p.args(A.node)[0], self.p.args(B.node)[0]
+            c = self.cov(xa, xb)
+            out = Block(var * c.l, var * c.r, var * c.x, var * c.y)
+        self._blocks[key] = out
+        return out
+
+    # ------------------------------------------------------------------ expectations
+    def _entry(self, s, slot_s, t, slot_t, sides):
+        """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
+        shaped to broadcast against the batch; None when their groups are independent."""
+        bs, ls, fs = self._local(s)
+        bt, lt, ft = self._local(t)
+        blk = self.base_block(bs, bt)
+        if blk is None:
+            return None
+        side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
+        if side_s == side_t or fs == SHARED or ft == SHARED:
+            side = side_t if fs == SHARED else side_s
+            arr = blk.l if side == "l" else blk.r
+            if slot_s == slot_t:
+                v = arr[:, ls, lt]
+                v = v[:, :, None] if slot_s == "a" else v[:, None, :]
+            else:
+                v = arr[:, ls[:, None], lt[None, :]]
+            if sides[0] != sides[1]:
+                v = v[:, None] if side == "l" else v[None, :]
+            return v
+        return blk.x[:, :, ls[:, None], lt[None, :]]
+
+    def _param_values(self, q, slot, sides):
+        base, index = self.leaves.info[q]
+        side = sides[slot == "b"]
+        vals = self.param(base)[side]           # (n, P_base)
+        family = self.p.node(base.node).family if base.node in self.p else SHARED
+        m = len(index) // 2 if len(index) > 1 else 1
+        v = vals[:, np.asarray(index[:m]) % max(self.P(family), 1)]
+        v = v[:, :, None] if slot == "a" else v[:, None, :]
+        if sides[0] != sides[1]:
+            v = v[:, None] if side == "l" else v[None, :]
+        return v
+
+    def expect(self, ea, eb=None, sides=("l", "l")):
+        """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
+        ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        A, Pa = self.leaves.split(ea)
+        if eb is None:
+            B, Pb, prime = [], [], {}
+            expr = ea
+        else:
+            B, Pb = self.leaves.split(eb)
+            prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
+            expr = ea * eb.xreplace(prime)
+        atoms = A + [prime[s] for s in B]
+        sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+        k = len(atoms)
+        if sides[0] != sides[1]:
+            batch = (self.n["l"], self.n["r"], 1, 1)
+        else:
+            batch = (self.n[sides[0]], 1, 1)
+        entries = [[0.0] * k for _ in range(k)]
+        nonzero = set()
+        for r, (s, sl) in enumerate(sides_of):
+            for c in range(r, k):
+                t, tl = sides_of[c]
+                v = self._entry(s, sl, t, tl, sides)
+                if v is None:
+                    continue
+                entries[r][c] = entries[c][r] = v
+                if r != c:
+                    nonzero.add((r, c))
+        params = {q: self._param_values(q, "a", sides) for q in Pa}
+        params.update({prime[q]: self._param_values(q, "b", sides) for q in Pb})
+        zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
+        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
+                           power_exp=False, log=False)
+        total = 0.0
+        shape = _full_shape(batch, ea, eb, self)
+        cov = BlockCov(entries, shape)
+        cache = {}
+        for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
+            val = peval(term.coef, params, NUMERIC)
+            for f in term.factors:
+                key = (f.expr, f.index)
+                if key not in cache:
+                    cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
+                val = val * cache[key]
+            total = total + val
+        out = np.broadcast_to(total, shape).astype(float)
+        if not np.all(np.isfinite(out)):
+            raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
+        return out if eb is not None else out[..., 0]
+
+    def _factor(self, f, sub, params):
+        plan = exact_plan(f.expr, f.atoms)
+        if plan is not None and not any(isinstance(t, GaussTerm) and t.A is not None
+                                        for t in plan.terms):
+            self.tiers.add("exact")
+            return evaluate_exact(plan, sub, params, NUMERIC)
+        dense = sub.dense()
+        if plan is not None:
+            self.tiers.add("exact")
+            return evaluate_exact(plan, dense, params, NUMERIC)
+        qp = quadrature.quad_plan(f.expr, f.atoms)
+        try:
+            value, err = quadrature.integrate(qp, dense, params)
+            self.tiers.add("quadrature")
+        except quadrature.TooManyDimensions:
+            value, err = montecarlo.integrate(qp.fn, dense, params, qp.params)
+            self.tiers.add("montecarlo")
+        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        return value
+
+    # ------------------------------------------------------------------ vectors and scalars
+    def cov(self, a: str, b: str) -> Block:
+        """The :class:`Block` of program vectors a and b."""
+        key = (a, b)
+        if key in self._covs:
+            return self._covs[key]
+        if (b, a) in self._covs:
+            return self._covs[(b, a)].swap()
+        za, zb = self.lim.z[a], self.lim.z[b]
+        l = self.expect(za, zb, ("l", "l"))
+        r = l if self.sym else self.expect(za, zb, ("r", "r"))
+        x = self.expect(za, zb, ("l", "r"))
+        if a == b and self.sym:
+            x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
+        if self.sym:
+            y = np.transpose(x, (1, 0, 2, 3))
+        elif a == b:
+            y = np.swapaxes(x, 2, 3)
+        else:
+            y = np.swapaxes(self.expect(zb, za, ("l", "r")), 2, 3)
+        out = Block(l, r, x, y)
+        self._covs[key] = out
+        return out
+
+    def param(self, base) -> dict:
+        """Values ``{"l": (N₁, P), "r": (N₂, P)}`` of a parameter base (a limit scalar, a mask,
+        a ZDOT coefficient)."""
+        if base.key in self._params:
+            return self._params[base.key]
+        kind = base.key.split(":")[0]
+        if kind == "param" and self.p.node(base.node).kind == "moment":
+            expr = self.lim.z_of(self.p.node(base.node).attrs["expr"], _template_size(self, base))
+            vals = {s: self.expect(expr, None, (s, s)) for s in ("l", "r")}
+        elif kind in ("param", "mask"):
+            v = np.asarray(base.values, dtype=float)
+            v = v[: max(len(v) // 2, 1)][None, :]
+            vals = {"l": v, "r": v}
+        elif kind == "coef":
+            vals = self._zdot_coef(base)
+        else:  # pragma: no cover
+            raise Unsupported(base.key)
+        if self.sym:
+            vals["r"] = vals["l"]
+        self._params[base.key] = vals
+        return vals
+
+    def _zdot_coef(self, base):
+        """``E[∂Z^x/∂Ẑ]`` of a ZDOT term (Remark B.5; Stein's form B.6 where a step is hit)."""
+        name = base.node
+        x = self.p.args(name)[0]
+        leaf = base.key.split(":", 2)[2]
+        zx = self.lim.z[x]
+        atoms, _ = self.leaves.split(zx)
+        s = next(a for a in atoms if a.name == leaf)
+        d = sp.diff(zx, s)
+        if not d.has(sp.DiracDelta):
+            return {side: self.expect(d, None, (side, side)) for side in ("l", "r")}
+        raise Unsupported("Stein-form ZDOT coefficient")
+
+
+def _template_size(ex, base):
+    fam = ex.p.node(base.node).family
+    return ex.p.family_size(fam)
+
+
+def _full_shape(batch, ea, eb, ex):
+    """The output shape: batch with the member axes of ea and eb."""
+    ma = _members(ex, ea)
+    if eb is None:
+        return batch[:-2] + (ma, 1)
+    return batch[:-2] + (ma, _members(ex, eb))
+
+
+def _members(ex, e):
+    for s in e.free_symbols:
+        if s in ex.leaves.info:
+            idx = ex.leaves.info[s][1]
+            return len(idx) // 2 if len(idx) > 1 else 1
+    return 1
+
+
