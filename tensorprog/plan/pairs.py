@@ -108,15 +108,21 @@ class PairExecutor:
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
-        return 1 if family == SHARED else self.members[family]
+        """Members per input of an owned family; all members of an input-independent one."""
+        return self.members[family] if family in self.members else self.p.family_size(family)
 
-    def _local(self, leaf) -> tuple:
-        """(base, local member index of the base for each local member of the expression)."""
+    def owned(self, family: str) -> bool:
+        return family in self.members
+
+    def _family(self, base) -> str:
+        return self.p.node(base.node).family if base.node in self.p else SHARED
+
+    def _local(self, leaf, family) -> tuple:
+        """(base, base member read by each member of one input of ``family``, base family).
+        On the template every input's members read members of the same input, so the first
+        input's view is every input's view."""
         base, index = self.leaves.info[leaf]
-        family = self.p.node(base.node).family if base.node in self.p else SHARED
-        P = self.P(family)
-        m = len(index) // 2 if len(index) > 1 else 1
-        return base, np.asarray(index[:m]) % max(P, 1), family
+        return base, np.asarray(index[:self.P(family)]), self._family(base)
 
     # ------------------------------------------------------------------ data
     def _rows(self, side, node):
@@ -153,8 +159,8 @@ class PairExecutor:
                 na, nb = self.p.node(A.node), self.p.node(B.node)
                 if na.attrs.get("source") == "embed" and nb.attrs.get("source") == "embed":
                     out = self._embed_block(A.node, B.node)
-                elif A.node == B.node and na.family == SHARED:
-                    v = np.full((1, 1, 1), self.p.init_cov_of(A.node, A.node)[0, 0])
+                elif not (self.owned(na.family) or self.owned(nb.family)):
+                    v = np.asarray(self.p.init_cov_of(A.node, B.node), dtype=float)[None]
                     out = Block(v, v, v[None], v[None])
                 else:
                     raise Unsupported(f"initial vector {A.node!r}")
@@ -170,17 +176,17 @@ class PairExecutor:
         return out
 
     # ------------------------------------------------------------------ expectations
-    def _entry(self, s, slot_s, t, slot_t, sides):
+    def _entry(self, s, slot_s, t, slot_t, sides, fams):
         """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
         shaped to broadcast against the batch; None when their groups are independent."""
-        bs, ls, fs = self._local(s)
-        bt, lt, ft = self._local(t)
+        bs, ls, fs = self._local(s, fams[slot_s == "b"])
+        bt, lt, ft = self._local(t, fams[slot_t == "b"])
         blk = self.base_block(bs, bt)
         if blk is None:
             return None
         side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
-        if side_s == side_t or fs == SHARED or ft == SHARED:
-            side = side_t if fs == SHARED else side_s
+        if side_s == side_t or not (self.owned(fs) and self.owned(ft)):
+            side = side_t if not self.owned(fs) else side_s
             arr = blk.l if side == "l" else blk.r
             if slot_s == slot_t:
                 v = arr[:, ls, lt]
@@ -192,19 +198,16 @@ class PairExecutor:
             return v
         return blk.x[:, :, ls[:, None], lt[None, :]]
 
-    def _param_values(self, q, slot, sides):
-        base, index = self.leaves.info[q]
+    def _param_values(self, q, slot, sides, fams):
+        base, loc, _ = self._local(q, fams[slot == "b"])
         side = sides[slot == "b"]
-        vals = self.param(base)[side]           # (n, P_base)
-        family = self.p.node(base.node).family if base.node in self.p else SHARED
-        m = len(index) // 2 if len(index) > 1 else 1
-        v = vals[:, np.asarray(index[:m]) % max(self.P(family), 1)]
+        v = self.param(base)[side][:, loc]       # (n, members)
         v = v[:, :, None] if slot == "a" else v[:, None, :]
         if sides[0] != sides[1]:
             v = v[:, None] if side == "l" else v[None, :]
         return v
 
-    def expect(self, ea, eb=None, sides=("l", "l")):
+    def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
         A, Pa = self.leaves.split(ea)
@@ -227,19 +230,19 @@ class PairExecutor:
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
-                v = self._entry(s, sl, t, tl, sides)
+                v = self._entry(s, sl, t, tl, sides, fams)
                 if v is None:
                     continue
                 entries[r][c] = entries[c][r] = v
                 if r != c:
                     nonzero.add((r, c))
-        params = {q: self._param_values(q, "a", sides) for q in Pa}
-        params.update({prime[q]: self._param_values(q, "b", sides) for q in Pb})
+        params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
+        params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
         total = 0.0
-        shape = _full_shape(batch, ea, eb, self)
+        shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape)
         cache = {}
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
@@ -284,9 +287,10 @@ class PairExecutor:
         if (b, a) in self._covs:
             return self._covs[(b, a)].swap()
         za, zb = self.lim.z[a], self.lim.z[b]
-        l = self.expect(za, zb, ("l", "l"))
-        r = l if self.sym else self.expect(za, zb, ("r", "r"))
-        x = self.expect(za, zb, ("l", "r"))
+        fams = (self.p.node(a).family, self.p.node(b).family)
+        l = self.expect(za, zb, ("l", "l"), fams)
+        r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
+        x = self.expect(za, zb, ("l", "r"), fams)
         if a == b and self.sym:
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
         if self.sym:
@@ -294,7 +298,7 @@ class PairExecutor:
         elif a == b:
             y = np.swapaxes(x, 2, 3)
         else:
-            y = np.swapaxes(self.expect(zb, za, ("l", "r")), 2, 3)
+            y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
         out = Block(l, r, x, y)
         self._covs[key] = out
         return out
@@ -306,11 +310,12 @@ class PairExecutor:
             return self._params[base.key]
         kind = base.key.split(":")[0]
         if kind == "param" and self.p.node(base.node).kind == "moment":
-            expr = self.lim.z_of(self.p.node(base.node).attrs["expr"], _template_size(self, base))
-            vals = {s: self.expect(expr, None, (s, s)) for s in ("l", "r")}
+            fam = self._family(base)
+            expr = self.lim.z_of(self.p.node(base.node).attrs["expr"], self.p.family_size(fam))
+            vals = {s: self.expect(expr, None, (s, s), (fam, fam)) for s in ("l", "r")}
         elif kind in ("param", "mask"):
-            v = np.asarray(base.values, dtype=float)
-            v = v[: max(len(v) // 2, 1)][None, :]
+            fam = self._family(base)
+            v = np.asarray(base.values, dtype=float)[:self.P(fam)][None, :]
             vals = {"l": v, "r": v}
         elif kind == "coef":
             vals = self._zdot_coef(base)
@@ -331,28 +336,8 @@ class PairExecutor:
         s = next(a for a in atoms if a.name == leaf)
         d = sp.diff(zx, s)
         if not d.has(sp.DiracDelta):
-            return {side: self.expect(d, None, (side, side)) for side in ("l", "r")}
+            fam = self.p.node(name).family
+            return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}
         raise Unsupported("Stein-form ZDOT coefficient")
-
-
-def _template_size(ex, base):
-    fam = ex.p.node(base.node).family
-    return ex.p.family_size(fam)
-
-
-def _full_shape(batch, ea, eb, ex):
-    """The output shape: batch with the member axes of ea and eb."""
-    ma = _members(ex, ea)
-    if eb is None:
-        return batch[:-2] + (ma, 1)
-    return batch[:-2] + (ma, _members(ex, eb))
-
-
-def _members(ex, e):
-    for s in e.free_symbols:
-        if s in ex.leaves.info:
-            idx = ex.leaves.info[s][1]
-            return len(idx) // 2 if len(idx) > 1 else 1
-    return 1
 
 
