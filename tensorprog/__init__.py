@@ -10,6 +10,7 @@ against the same program run at finite width.
     >>> W = p.matrix("W1", var=2.0)
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
+    >>> kfn = tp.compile(p); kfn(X_test, X_train, get="ntk")
 """
 from .errors import (ExpectationError, LimitError, ParseError, ProgramError,
                      PseudoLipschitzWarning, ResourceError, TensorProgError)
@@ -20,6 +21,17 @@ from .kernels import backward_program, nngp, ntk, ntk_contributions
 from .limit import Limit
 from .render import render
 from .backends import simulate, validate, Simulation, ValidationReport
+from .plan import KernelFn
+
+
+def compile(program, tier: str = "auto") -> KernelFn:
+    """Derive ``program``'s limit once and return its kernels as a function of the inputs,
+    ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
+    ``print()`` it for the derived recursion."""
+    return KernelFn(program, tier=tier)
+
+
+kernel_fn = compile
 
 
 def limit(program, symbolic: bool = False, tier: str = "auto") -> Limit:
@@ -36,4 +48,5 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
+    "compile", "kernel_fn", "KernelFn",
 ]

@@ -37,6 +37,9 @@ class KernelFn:
         interact; the kernels are those of the program on its own inputs).
     reason : str
         Why the union route was taken (empty on the pairs route).
+    tiers, max_error :
+        Expectation tiers the last call used and the largest error they state (0 for closed
+        forms; the quadrature and Monte-Carlo tiers' error estimates otherwise).
     """
 
     def __init__(self, program: Program, tier: str = "auto"):
@@ -55,6 +58,7 @@ class KernelFn:
             except Unsupported as exc:
                 self.reason = f"the pair executor does not handle {exc}"
         self.route = "pairs" if self._template is not None else "union"
+        self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS):
         """Kernels on new inputs.
@@ -94,13 +98,14 @@ class KernelFn:
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
-            out = self._template.evaluate(left, right, gets)
+            out, ex = self._template.evaluate(left, right, gets)
+            self.tiers, self.max_error = ex.tiers, ex.max_error
         return out[gets[0]] if single else out
 
     def _data(self, X):
         if X is None:
             return {name: self.program.data[name].reshape(self.program.num_inputs, -1)
-                    for name in self.layout.data}
+                    for name in self.layout.aliases}
         return split_inputs(self.layout, X)
 
     def _union(self, X1, X2, gets):
@@ -129,7 +134,7 @@ class _Template:
     def __init__(self, program: Program, lay: Layout, tier: str):
         N = program.num_inputs
         pick = [0, min(1, N - 1)]
-        data = {name: program.data[name].reshape(N, -1)[pick] for name in lay.data}
+        data = {name: program.data[name].reshape(N, -1)[pick] for name in lay.aliases}
         self.program = retarget(program, lay, data)
         self.layout = lay
         self.backward = backward_program(self.program)
@@ -143,7 +148,7 @@ class _Template:
     def evaluate(self, left, right, gets):
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
                           None if right is None else _rows(right))
-        return self.evaluate_with(ex, gets)
+        return self.evaluate_with(ex, gets), ex
 
     def evaluate_with(self, ex, gets):
         out = {}

@@ -30,13 +30,16 @@ class Layout:
 
     ``members[F]`` is P_F (members of family F per input), ``select[name]`` the per-input map σ
     of each SELECT (−1: the zero vector), ``slots`` the per-input readout slots (or None), and
-    ``data[name] = (rows, dim)`` the shape of one input's share of each data array.
+    ``data[name] = (rows, dim)`` the shape of one input's share of each data array, and
+    ``aliases[name]`` the data array of ``data`` that each of the program's data names holds
+    (embeddings of one array under several weights, e.g. a GRU's gates, read one input).
     """
 
     members: dict
     select: dict
     slots: tuple | None
     data: dict
+    aliases: dict
 
     def input_size(self) -> int:
         """Numbers per input, all data arrays together."""
@@ -95,13 +98,16 @@ def layout(p: Program) -> Layout:
     if r.slots is not None:
         fam = p.get_family(p.node(r.node).family)
         slots = _per_input(np.asarray(r.slots), fam.owner, ranks[fam.name], "readout slots")
-    data = {}
+    data, aliases = {}, {}
     for node in p.nodes("vector"):
         if node.attrs.get("source") == "embed":
-            X = p.data[node.attrs["data"]]
-            P = members[node.family] if node.family != SHARED else 1
-            data[node.attrs["data"]] = (P, X.shape[1])
-    return Layout(members, select, None if slots is None else tuple(slots), data)
+            name = node.attrs["data"]
+            X = p.data[name]
+            same = [k for k in data if p.data[k] is X]
+            aliases[name] = same[0] if same else name
+            if not same:
+                data[name] = (members.get(node.family, 1), X.shape[1])
+    return Layout(members, select, None if slots is None else tuple(slots), data, aliases)
 
 
 def _per_input(values: np.ndarray, owner: np.ndarray, rank: np.ndarray, what: str):
@@ -129,7 +135,8 @@ def _select_pattern(p: Program, node, ranks: dict, where: str) -> np.ndarray:
 def split_inputs(lay: Layout, X) -> dict:
     """The data arrays of the program for new inputs ``X``: a dict ``{data name: array}`` or
     one array of N inputs whose numbers per input are the data arrays' shares in program order
-    (e.g. (N, d) for an MLP, (N, T, d) for a sequence, (N, P, k·C) patches for a CNN)."""
+    (e.g. (N, d) for an MLP, (N, T, d) for a sequence, (N, P, k·C) patches for a CNN).
+    Returns ``{data name: (N, rows·dim) array}`` for every data name of the program."""
     if isinstance(X, dict):
         if set(X) != set(lay.data):
             raise ProgramError(f"inputs must give the data arrays {sorted(lay.data)}, got "
@@ -137,7 +144,7 @@ def split_inputs(lay: Layout, X) -> dict:
         out = {}
         for name, (rows, dim) in lay.data.items():
             out[name] = _rows(np.asarray(X[name], dtype=float), rows, dim, name)
-        return out
+        return _with_aliases(lay, out)
     X = np.asarray(X, dtype=float)
     if X.ndim == 0 or X.size == 0:
         raise ProgramError(f"inputs must be a non-empty array (N, ...), got shape {X.shape}")
@@ -150,14 +157,19 @@ def split_inputs(lay: Layout, X) -> dict:
     for name, (rows, dim) in lay.data.items():
         out[name] = _rows(flat[:, col:col + rows * dim], rows, dim, name)
         col += rows * dim
-    return out
+    return _with_aliases(lay, out)
+
+
+def _with_aliases(lay: Layout, data: dict) -> dict:
+    return {name: data[primary] for name, primary in lay.aliases.items()}
 
 
 def _rows(X, rows, dim, name):
-    if X.ndim < 1 or X.size % (rows * dim) or (X.ndim >= 2 and X.shape[-1] != dim):
-        raise ProgramError(f"data {name!r} needs {rows} row(s) of dimension {dim} per input, "
-                           f"got shape {X.shape}")
-    X = X.reshape(-1, rows * dim)
+    """One input per row, its ``rows × dim`` numbers flattened."""
+    if X.ndim < 1 or X.size == 0 or X.size // X.shape[0] != rows * dim:
+        raise ProgramError(f"data {name!r} needs {rows} row(s) of dimension {dim} (numbers "
+                           f"{rows * dim}) per input, got shape {X.shape}")
+    X = X.reshape(X.shape[0], rows * dim)
     if not np.all(np.isfinite(X)):
         raise ProgramError(f"data {name!r} contains NaN or infinity")
     return X
@@ -182,7 +194,8 @@ def retarget(p: Program, lay: Layout, data: dict) -> Program:
         node.attrs["index"] = np.ascontiguousarray(index.ravel(), dtype=np.intp)
     if lay.slots is not None:
         q.readout = replace(q.readout, slots=tuple(np.tile(lay.slots, N).tolist()))
-    q.data = {name: X.reshape(-1, lay.data[name][1]) for name, X in data.items()}
+    rows = {name: data[name].reshape(-1, dim) for name, (_, dim) in lay.data.items()}
+    q.data = {name: rows[primary] for name, primary in lay.aliases.items()}
     embeds = [n for n in q.nodes("vector") if n.attrs.get("source") == "embed"]
     names = {n.name for n in embeds}
     q.init_cov = {k: v for k, v in p.init_cov.items() if not set(k) & names}
