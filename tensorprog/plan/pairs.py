@@ -22,6 +22,7 @@ that factor only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -32,6 +33,11 @@ from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, p
 from ..expectations.decompose import plan_expectation
 from ..expectations.shim import NUMERIC
 from ..ir.program import SHARED
+
+
+#: The covariance entry of two independent atoms (compared by identity: structural, not a
+#: value found in an array).
+_ZERO = 0.0
 
 
 class Unsupported(Exception):
@@ -225,8 +231,7 @@ class PairExecutor:
             batch = (self.n["l"], self.n["r"], 1, 1)
         else:
             batch = (self.n[sides[0]], 1, 1)
-        entries = [[0.0] * k for _ in range(k)]
-        nonzero = set()
+        entries = [[_ZERO] * k for _ in range(k)]
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
@@ -234,13 +239,13 @@ class PairExecutor:
                 if v is None:
                     continue
                 entries[r][c] = entries[c][r] = v
-                if r != c:
-                    nonzero.add((r, c))
         params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
+        expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
+        k = len(atoms)
+        zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         total = 0.0
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape)
@@ -341,3 +346,82 @@ class PairExecutor:
         raise Unsupported("Stein-form ZDOT coefficient")
 
 
+
+
+@lru_cache(maxsize=4096)
+def linear_forms(expr: sp.Expr, atoms: tuple):
+    """Every linear form ``ℓ = Σ_t c_t x_t`` (two atoms or more) that a nonlinearity of ``expr``
+    reads, as a new atom: ``(expr', atoms', forms)`` with ``forms[u] = ((t, c_t), …)`` over the
+    positions of ``atoms``.  Atoms that then occur nowhere else are dropped.  A Gaussian
+    expectation only sees the covariance of the forms, so the closed forms read one variance
+    per form instead of regressing the atoms on it."""
+    aset = set(atoms)
+    position = {a: i for i, a in enumerate(atoms)}
+    forms, sub = {}, {}
+    for app in sorted(expr.atoms(sp.Function), key=sp.default_sort_key):
+        if len(app.args) != 1 or not app.args[0].free_symbols & aset:
+            continue
+        const, rest = app.args[0].as_independent(*atoms, as_Add=True)
+        terms = []
+        for t in sp.Add.make_args(rest):
+            coef, atom = t.as_independent(*atoms, as_Mul=True)
+            if atom not in aset:
+                break
+            terms.append((position[atom], coef))
+        else:
+            if len(terms) < 2:
+                continue
+            key = tuple(sorted(terms, key=lambda x: x[0]))
+            if key not in forms:
+                forms[key] = sp.Symbol(f"u{len(forms)}_{abs(hash(key)) % 10**6}", real=True)
+            sub[app] = app.func(const + forms[key])
+    if not forms:
+        return expr, atoms, ()
+    new = expr.xreplace(sub)
+    kept = tuple(a for a in atoms if a in new.free_symbols)
+    spec = tuple((u, key) for key, u in forms.items())
+    return new, kept + tuple(u for u, _ in spec), spec
+
+
+def _collapse(expr, atoms, entries, params):
+    """:func:`linear_forms` applied, with the covariance entries of the new atoms."""
+    new, new_atoms, spec = linear_forms(expr, atoms)
+    if not spec:
+        nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
+                   if entries[r][c] is not _ZERO}
+        return expr, atoms, entries, nonzero
+    position = {a: i for i, a in enumerate(atoms)}
+    coefs = {u: [(t, peval(c, params, NUMERIC)) for t, c in key] for u, key in spec}
+
+    def column(u, j):
+        """cov(u, atoms[j])."""
+        out = _ZERO
+        for t, c in coefs[u]:
+            if entries[t][j] is not _ZERO:
+                out = out + c * entries[t][j]
+        return out
+
+    def cov(a, b):
+        if a in coefs and b in coefs:
+            out = _ZERO
+            for t, c in coefs[a]:
+                col = column(b, t)
+                if col is not _ZERO:
+                    out = out + c * col
+            return out
+        if a in coefs:
+            return column(a, position[b])
+        if b in coefs:
+            return column(b, position[a])
+        return entries[position[a]][position[b]]
+
+    k = len(new_atoms)
+    out = [[_ZERO] * k for _ in range(k)]
+    nonzero = set()
+    for r in range(k):
+        for c in range(r, k):
+            v = cov(new_atoms[r], new_atoms[c])
+            out[r][c] = out[c][r] = v
+            if r != c and v is not _ZERO:
+                nonzero.add((r, c))
+    return new, list(new_atoms), out, nonzero
