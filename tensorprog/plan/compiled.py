@@ -173,9 +173,9 @@ def _term(term, ex: PairExecutor) -> np.ndarray:
     value = _local_scale(term.scale, Pa, Pb)
     if term.kernel is not None:
         A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.kernel)
-        value = value * ex.base_block(A, B).x
+        value = value * _cross(ex.base_block(A, B))
     for a, b in term.factors:
-        value = value * ex.cov(a, b).x
+        value = value * _cross(ex.cov(a, b))
     value = np.broadcast_to(value, (ex.n["l"], ex.n["r"], Pa, Pb))
     return value.sum(axis=(2, 3)) + term.const
 
@@ -185,3 +185,7 @@ def _local_scale(scale, Pa, Pb):
     if np.ndim(scale) == 0:
         return scale
     return np.asarray(scale)[:Pa, :Pb]
+
+
+def _cross(block) -> np.ndarray:
+    return block.x if block.scale == 1.0 else block.scale * block.x

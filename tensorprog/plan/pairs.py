@@ -53,11 +53,20 @@ class Block:
     r: np.ndarray
     x: np.ndarray
     y: np.ndarray
+    scale: float = 1.0
 
     def swap(self) -> "Block":
         """The block of (b, a)."""
         t = lambda a: np.swapaxes(a, -1, -2)
-        return Block(t(self.l), t(self.r), t(self.y), t(self.x))
+        return Block(t(self.l), t(self.r), t(self.y), t(self.x), self.scale)
+
+    def read(self, part: str, rows, cols) -> np.ndarray:
+        """``scale · part[..., rows, cols]`` (rows, cols: the members read; a view when they
+        are one contiguous run each, as for one member per input)."""
+        arr = getattr(self, part)
+        out = arr[..., _run(rows), _run(cols)] if _is_run(rows) and _is_run(cols) else \
+            arr[..., rows, cols]
+        return out if self.scale == 1.0 else self.scale * out
 
 
 class BlockCov:
@@ -177,7 +186,7 @@ class PairExecutor:
                 raise Unsupported(f"generated matrix {W!r}")
             xa, xb = self.p.args(A.node)[0], self.p.args(B.node)[0]
             c = self.cov(xa, xb)
-            out = Block(var * c.l, var * c.r, var * c.x, var * c.y)
+            out = Block(c.l, c.r, c.x, c.y, c.scale * var)
         self._blocks[key] = out
         return out
 
@@ -193,16 +202,15 @@ class PairExecutor:
         side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
         if side_s == side_t or not (self.owned(fs) and self.owned(ft)):
             side = side_t if not self.owned(fs) else side_s
-            arr = blk.l if side == "l" else blk.r
             if slot_s == slot_t:
-                v = arr[:, ls, lt]
+                v = np.asarray(blk.scale * (blk.l if side == "l" else blk.r)[:, ls, lt])
                 v = v[:, :, None] if slot_s == "a" else v[:, None, :]
             else:
-                v = arr[:, ls[:, None], lt[None, :]]
+                v = blk.read(side, ls[:, None], lt[None, :])
             if sides[0] != sides[1]:
                 v = v[:, None] if side == "l" else v[None, :]
             return v
-        return blk.x[:, :, ls[:, None], lt[None, :]]
+        return blk.read("x", ls[:, None], lt[None, :])
 
     def _param_values(self, q, slot, sides, fams):
         base, loc, _ = self._local(q, fams[slot == "b"])
@@ -425,3 +433,14 @@ def _collapse(expr, atoms, entries, params):
             if r != c and v is not _ZERO:
                 nonzero.add((r, c))
     return new, list(new_atoms), out, nonzero
+
+
+def _is_run(index) -> bool:
+    """Whether an index array (a column or a row) reads one contiguous run of members."""
+    flat = np.asarray(index).ravel()
+    return len(flat) > 0 and bool(np.all(np.diff(flat) == 1)) and flat[0] >= 0
+
+
+def _run(index):
+    flat = np.asarray(index).ravel()
+    return slice(int(flat[0]), int(flat[0]) + len(flat))
