@@ -21,8 +21,11 @@ from ..kernels.terms import ntk_terms, readout_term
 from ..limit.evaluator import Limit
 from .layout import Layout, layout, retarget, split_inputs
 from .pairs import PairExecutor, Unsupported
+from .tiles import auto_batch_size, run_tiles
 
 GETS = ("nngp", "ntk")
+#: Cross arrays alive at once inside one closed-form expectation (an upper bound).
+TEMPORARIES = 24
 
 
 class KernelFn:
@@ -60,7 +63,8 @@ class KernelFn:
         self.route = "pairs" if self._template is not None else "union"
         self.tiers, self.max_error = set(), 0.0
 
-    def __call__(self, X1=None, X2=None, get=GETS):
+    def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
+                 client=None):
         """Kernels on new inputs.
 
         Parameters
@@ -72,6 +76,14 @@ class KernelFn:
             program's own inputs.
         get : str or tuple
             ``"nngp"``, ``"ntk"`` or both (then a dict).
+        batch_size : int, optional
+            Edge of the tiles the kernel is computed in (:mod:`.tiles`); by default tiles only
+            when the whole kernel's intermediates would not fit in a quarter of the available
+            memory.  A symmetric kernel computes each off-diagonal tile once.
+        progress : callable or True, optional
+            ``progress(done, total, note)`` after every tile (True: a bar on stderr).
+        client : dask.distributed.Client, optional
+            Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
 
         Returns
         -------
@@ -98,9 +110,29 @@ class KernelFn:
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
+            out = self._tiled(left, right, gets, batch_size, progress, client)
+        return out[gets[0]] if single else out
+
+    def _tiled(self, left, right, gets, batch_size, progress, client):
+        n1 = next(iter(left.values())).shape[0]
+        n2 = n1 if right is None else next(iter(right.values())).shape[0]
+        b = batch_size or auto_batch_size(self._template.arrays_per_pair, n1, n2)
+        if b >= max(n1, n2) and client is None:
             out, ex = self._template.evaluate(left, right, gets)
             self.tiers, self.max_error = ex.tiers, ex.max_error
-        return out[gets[0]] if single else out
+            return out
+        if progress is True:
+            from ..cli import ProgressBar
+
+            progress = ProgressBar(label="kernel tiles")
+        self.tiers, self.max_error = set(), 0.0
+        return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+
+    def _evaluate_tile(self, left, right, gets):
+        out, ex = self._template.evaluate(left, right, gets)
+        self.tiers |= ex.tiers
+        self.max_error = max(self.max_error, ex.max_error)
+        return out
 
     def _data(self, X):
         if X is None:
@@ -144,6 +176,10 @@ class _Template:
         # check once, on the template, that every quantity is within the executor's reach
         ex = PairExecutor(self.limit, lay.members, _rows(data))
         self.evaluate_with(ex, ("nngp", "ntk"))
+        #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
+        #: one closed form (measured constant, docs/performance.md)
+        self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
+            TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
     def evaluate(self, left, right, gets):
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
