@@ -27,8 +27,16 @@ def _to_output(array: np.ndarray, symbolic: bool):
 
 def nngp(program: Program, symbolic: bool = False, tier: str = "auto"):
     """Infinite-width NNGP kernel of ``program``'s output on its N inputs: an (N, N) array
-    (a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j`` with ``symbolic=True``)."""
+    (a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j`` with ``symbolic=True``).  Numeric
+    kernels of programs with a per-input template reuse the derivation of any earlier program
+    of the same structure (:func:`tensorprog.plan.compiled.cached_kernels`)."""
     program.require_output()
+    if not symbolic:
+        from ..plan.compiled import cached_kernels
+
+        value = cached_kernels(program, "nngp", tier)
+        if value is not None:
+            return value
     lim = Limit(program, symbolic=symbolic, tier=tier)
     return _to_output(evaluate_term(readout_term(program), lim), symbolic)
 
@@ -42,6 +50,12 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
     ``parts`` maps each parameter (and, for paths, each ``(parameter, matrix sequence)`` path
     class) to its (N, N) share of Θ.
     """
+    if method == "backprop" and not (symbolic or contributions):
+        from ..plan.compiled import cached_kernels
+
+        value = cached_kernels(program, "ntk", tier)
+        if value is not None:
+            return value
     if method == "backprop":
         parts = ntk_contributions(program, symbolic=symbolic, tier=tier)
     elif method == "paths":

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ProgramError
+import re
+from collections import OrderedDict
+
+from ..errors import ProgramError, TensorProgError
 from ..ir.program import Program
 from ..kernels.backprop import backward_program
 from ..kernels.terms import ntk_terms, readout_term
@@ -176,6 +179,7 @@ class _Template:
         # check once, on the template, that every quantity is within the executor's reach
         ex = PairExecutor(self.limit, lay.members, _rows(data))
         self.evaluate_with(ex, ("nngp", "ntk"))
+        self.tiers = ex.tiers
         #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
         #: one closed form (measured constant, docs/performance.md)
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
@@ -225,3 +229,47 @@ def _local_scale(scale, Pa, Pb):
 
 def _cross(block) -> np.ndarray:
     return block.x if block.scale == 1.0 else block.scale * block.x
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def structure_key(program: Program, lay: Layout, tier: str) -> tuple:
+    """What a derivation depends on: the instructions and their hyper-parameters, the per-input
+    layout and the tier — not the data nor the number of inputs."""
+    from ..ir.text import program_to_text
+
+    text = re.sub(r"\s*#.*$", "", program_to_text(program, data=False).split("\n", 1)[1],
+                  flags=re.M)                           # data shapes are comments
+    return (text, tuple(lay.members.items()),
+            tuple((k, v.tobytes()) for k, v in lay.select.items()), lay.slots,
+            tuple(lay.data.items()), tuple(lay.aliases.items()), tier)
+
+
+def cached_kernels(program: Program, get: str, tier: str = "auto"):
+    """``get`` ("nngp" or "ntk") of ``program`` on its own inputs by a derivation shared with
+    every earlier program of the same structure, or None when the program has no per-input
+    template or its expectations leave the closed forms (the caller then runs the limit)."""
+    try:
+        lay = layout(program)
+        key = structure_key(program, lay, tier)
+    except TensorProgError:
+        return None
+    kfn = _CACHE.get(key)
+    if kfn is None:
+        try:
+            kfn = KernelFn(program, tier=tier)
+        except TensorProgError:
+            return None
+        _CACHE[key] = kfn
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    if kfn.route != "pairs" or kfn._template.tiers - {"exact"}:
+        return None
+    data = {name: program.data[name].reshape(program.num_inputs, -1) for name in lay.aliases}
+    try:
+        return kfn._template.evaluate(data, None, (get,))[0][get]
+    except TensorProgError:
+        return None

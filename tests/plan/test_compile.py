@@ -7,6 +7,8 @@ import pytest
 import tensorprog as tp
 from programs import attention, autoencoder, batchnorm, cnn, gru, hypernet, layernorm, mlp, \
     resnet, rnn
+from tensorprog.kernels.ntk import evaluate_term
+from tensorprog.kernels.terms import readout_term
 from tests.helpers import unit_rows
 
 #: (builder, per-input shape) of every pair-local architecture.
@@ -27,12 +29,6 @@ PAIR_LOCAL = {
 
 def _inputs(shape, n, seed):
     return unit_rows((n,) + shape, seed)
-
-
-def _data(p, X):
-    """What the compiled kernel takes for an architecture whose data the builder transforms
-    (a CNN embeds its images' patches)."""
-    return X if p.name not in ("cnn1d", "cnn2d") else None
 
 
 @pytest.mark.parametrize("name", sorted(PAIR_LOCAL))
@@ -61,8 +57,24 @@ def test_compiled_kernels_equal_limit_kernels(name):
     build, shape = PAIR_LOCAL[name]
     p = build(_inputs(shape, 4, 2))
     out = tp.compile(p)()
-    np.testing.assert_allclose(out["nngp"], tp.nngp(p), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(out["ntk"], tp.ntk(p), rtol=1e-12, atol=1e-14)
+    K = evaluate_term(readout_term(p), tp.limit(p))       # the limit evaluated on the program
+    T = sum(tp.ntk_contributions(p).values())
+    np.testing.assert_allclose(out["nngp"], K, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out["ntk"], T, rtol=1e-12, atol=1e-14)
+    # tp.nngp / tp.ntk reuse the derivation of a program of the same structure
+    np.testing.assert_allclose(tp.nngp(p), K, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(tp.ntk(p), T, rtol=1e-12, atol=1e-14)
+
+
+def test_derivation_is_shared_by_programs_of_one_structure():
+    from tensorprog.plan import compiled
+
+    p, q = mlp.build(unit_rows((4, 3), 5), depth=2), mlp.build(unit_rows((6, 3), 6), depth=2)
+    tp.ntk(p)
+    cached = dict(compiled._CACHE)
+    tp.ntk(q)
+    assert compiled._CACHE.keys() == cached.keys()
+    np.testing.assert_allclose(tp.ntk(q), sum(tp.ntk_contributions(q).values()), rtol=1e-12)
 
 
 def test_sampled_tiers_agree_within_their_error():
@@ -72,8 +84,7 @@ def test_sampled_tiers_agree_within_their_error():
     p = build(_inputs(shape, 3, 3))
     kfn = tp.compile(p)
     err = kfn._template.limit.max_error
-    lim_err = tp.limit(backward := tp.backward_program(p).program).max_error
-    assert backward is not None
+    lim_err = tp.limit(tp.backward_program(p).program).max_error
     T = tp.ntk(p)
     bound = 10 * (err + lim_err) * len(kfn._template.ntk_terms) + 1e-12
     assert np.max(np.abs(kfn(get="ntk") - T)) < max(bound, 1e-3 * np.abs(T).max())
