@@ -273,10 +273,15 @@ class PairExecutor:
 
     def _factor(self, f, sub, params):
         plan = exact_plan(f.expr, f.atoms)
-        if plan is not None and not any(isinstance(t, GaussTerm) and t.A is not None
-                                        for t in plan.terms):
+        if plan is not None and all(_entrywise(t) for t in plan.terms):
             self.tiers.add("exact")
-            return evaluate_exact(plan, sub, params, NUMERIC)
+            total = 0.0
+            for t in plan.terms:
+                one = type(plan)(plan.atoms, (t,), plan.has_delta)
+                total = total + (_gaussian_form(t, sub, params) if isinstance(t, GaussTerm)
+                                 and t.A is not None else evaluate_exact(one, sub, params,
+                                                                          NUMERIC))
+            return total
         dense = sub.dense()
         if plan is not None:
             self.tiers.add("exact")
@@ -359,17 +364,21 @@ class PairExecutor:
 @lru_cache(maxsize=4096)
 def linear_forms(expr: sp.Expr, atoms: tuple):
     """Every linear form ``ℓ = Σ_t c_t x_t`` (two atoms or more) that a nonlinearity of ``expr``
-    reads, as a new atom: ``(expr', atoms', forms)`` with ``forms[u] = ((t, c_t), …)`` over the
+    reads (its argument, or the base of a power such as the ``ℓ²`` of ``exp(−ℓ²)``), as a new
+    atom: ``(expr', atoms', forms)`` with ``forms[u] = ((t, c_t), …)`` over the
     positions of ``atoms``.  Atoms that then occur nowhere else are dropped.  A Gaussian
     expectation only sees the covariance of the forms, so the closed forms read one variance
     per form instead of regressing the atoms on it."""
     aset = set(atoms)
     position = {a: i for i, a in enumerate(atoms)}
     forms, sub = {}, {}
-    for app in sorted(expr.atoms(sp.Function), key=sp.default_sort_key):
-        if len(app.args) != 1 or not app.args[0].free_symbols & aset:
+    apps = [(app, app.args[0], lambda a, x: a.func(x))
+            for app in expr.atoms(sp.Function) if len(app.args) == 1]
+    apps += [(pw, pw.base, lambda a, x: sp.Pow(x, a.exp)) for pw in expr.atoms(sp.Pow)]
+    for app, arg, rebuild in sorted(apps, key=lambda t: sp.default_sort_key(t[0])):
+        if not arg.free_symbols & aset:
             continue
-        const, rest = app.args[0].as_independent(*atoms, as_Add=True)
+        const, rest = arg.as_independent(*atoms, as_Add=True)
         terms = []
         for t in sp.Add.make_args(rest):
             coef, atom = t.as_independent(*atoms, as_Mul=True)
@@ -382,7 +391,7 @@ def linear_forms(expr: sp.Expr, atoms: tuple):
             key = tuple(sorted(terms, key=lambda x: x[0]))
             if key not in forms:
                 forms[key] = sp.Symbol(f"u{len(forms)}_{abs(hash(key)) % 10**6}", real=True)
-            sub[app] = app.func(const + forms[key])
+            sub[app] = rebuild(app, const + forms[key])
     if not forms:
         return expr, atoms, ()
     new = expr.xreplace(sub)
@@ -444,3 +453,36 @@ def _is_run(index) -> bool:
 def _run(index):
     flat = np.asarray(index).ravel()
     return slice(int(flat[0]), int(flat[0]) + len(flat))
+
+
+def _entrywise(term) -> bool:
+    """Whether a closed-form term reads its covariance entry by entry: every kink term, and the
+    Gaussian forms ``c·exp(xᵀAx + c₀)`` of at most three atoms (:func:`_gaussian_form`)."""
+    if not isinstance(term, GaussTerm) or term.A is None:
+        return True
+    constant = len(term.poly) == 1 and not any(term.poly[0][0])
+    return constant and term.b is None and len(term.A) <= 3
+
+
+def _gaussian_form(term, cov, params):
+    """``E[c·exp(xᵀAx + c₀)] = c·e^{c₀}·det(I − 2ΣA)^{−1/2}`` (completing the square, TP IIb
+    App. B's Gaussian integrals), the determinant expanded entry by entry."""
+    k = len(term.A)
+    A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
+    M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
+          for j in range(k)] for i in range(k)]
+    # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they
+    # are all positive exactly when their elementary symmetric functions are (trace, sum of
+    # the principal 2 × 2 minors, determinant)
+    minor = lambda i, j: M[i][i] * M[j][j] - M[i][j] * M[j][i]
+    sym = [sum(M[i][i] for i in range(k))]
+    if k >= 2:
+        sym.append(sum(minor(i, j) for i in range(k) for j in range(i + 1, k)))
+    if k == 3:
+        sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
+                   + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
+    if any(np.any(np.asarray(e) <= 0) for e in sym):
+        raise ExpectationError("the expectation of a Gaussian-exponential form exp(xᵀAx + …) "
+                               "is infinite (an eigenvalue of ΣA is ≥ 1/2)")
+    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+    return np.real(coef) / np.sqrt(sym[-1])
