@@ -299,21 +299,24 @@ class PairExecutor:
     # ------------------------------------------------------------------ vectors and scalars
     def cov(self, a: str, b: str) -> Block:
         """The :class:`Block` of program vectors a and b."""
-        key = (a, b)
-        if key in self._covs:
-            return self._covs[key]
-        if (b, a) in self._covs:
-            return self._covs[(b, a)].swap()
         za, zb = self.lim.z[a], self.lim.z[b]
         fams = (self.p.node(a).family, self.p.node(b).family)
+        # keyed by the Z expressions: vectors with one Z (a bias's gradient and its layer's)
+        # share their arrays
+        key, rev = (za, zb) + fams, (zb, za) + fams[::-1]
+        if key in self._covs:
+            return self._covs[key]
+        if rev in self._covs:
+            return self._covs[rev].swap()
         l = self.expect(za, zb, ("l", "l"), fams)
         r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
         x = self.expect(za, zb, ("l", "r"), fams)
-        if a == b and self.sym:
+        same = za == zb and fams[0] == fams[1]
+        if same and self.sym:
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
         if self.sym:
             y = np.transpose(x, (1, 0, 2, 3))
-        elif a == b:
+        elif same:
             y = np.swapaxes(x, 2, 3)
         else:
             y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
