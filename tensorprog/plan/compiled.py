@@ -17,6 +17,7 @@ import numpy as np
 import re
 from collections import OrderedDict
 
+from ..backends.arrays import positive_int
 from ..errors import ProgramError, TensorProgError
 from ..ir.program import Program
 from ..kernels.backprop import backward_program
@@ -67,7 +68,7 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
-                 client=None):
+                 client=None, max_memory=None):
         """Kernels on new inputs.
 
         Parameters
@@ -81,8 +82,9 @@ class KernelFn:
             ``"nngp"``, ``"ntk"`` or both (then a dict).
         batch_size : int, optional
             Edge of the tiles the kernel is computed in (:mod:`.tiles`); by default tiles only
-            when the whole kernel's intermediates would not fit in a quarter of the available
-            memory.  A symmetric kernel computes each off-diagonal tile once.
+            when the whole kernel's intermediates would not fit in ``max_memory`` bytes (a
+            quarter of the available memory).  A symmetric kernel computes each off-diagonal
+            tile once.
         progress : callable or True, optional
             ``progress(done, total, note)`` after every tile (True: a bar on stderr).
         client : dask.distributed.Client, optional
@@ -113,13 +115,14 @@ class KernelFn:
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
-            out = self._tiled(left, right, gets, batch_size, progress, client)
+            out = self._tiled(left, right, gets, batch_size, progress, client, max_memory)
         return out[gets[0]] if single else out
 
-    def _tiled(self, left, right, gets, batch_size, progress, client):
+    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory):
         n1 = next(iter(left.values())).shape[0]
         n2 = n1 if right is None else next(iter(right.values())).shape[0]
-        b = batch_size or auto_batch_size(self._template.arrays_per_pair, n1, n2)
+        b = positive_int(batch_size, "batch_size") if batch_size is not None else \
+            auto_batch_size(self._template.arrays_per_pair, n1, n2, max_memory)
         if b >= max(n1, n2) and client is None:
             out, ex = self._template.evaluate(left, right, gets)
             self.tiers, self.max_error = ex.tiers, ex.max_error

@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends.arrays import host_available_bytes
 from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
 MEMORY_FRACTION = 0.25
 
 
-def available_memory() -> int:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo; 4 GiB elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
-
-
 def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None) -> int:
     """The largest tile edge b such that ``arrays_per_pair`` float64 numbers per input pair fit
     ``budget`` bytes (default: :data:`MEMORY_FRACTION` of the available memory) for a b × b
     tile; the whole kernel when it fits."""
-    budget = int(MEMORY_FRACTION * available_memory()) if budget is None else budget
+    budget = int(MEMORY_FRACTION * host_available_bytes()) if budget is None else budget
     per_pair = 8.0 * max(arrays_per_pair, 1.0)
     if n1 * n2 * per_pair <= budget:
         return max(n1, n2)

@@ -30,6 +30,8 @@ def test_tiled_kernels_equal_whole_kernels(kfn):
         np.testing.assert_array_equal(tiled[key], tiled[key].T)
     cross, cross_tiled = kfn(Y, X, get="ntk"), kfn(Y, X, get="ntk", batch_size=4)
     np.testing.assert_allclose(cross_tiled, cross, rtol=0, atol=1e-12)
+    with pytest.raises(tp.ProgramError, match="batch_size"):
+        kfn(X, batch_size=0)
 
 
 def test_tiled_cnn_kernel():
