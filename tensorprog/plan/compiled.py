@@ -82,8 +82,8 @@ class KernelFn:
             ``"nngp"``, ``"ntk"`` or both (then a dict).
         batch_size : int, optional
             Edge of the tiles the kernel is computed in (:mod:`.tiles`); by default tiles only
-            when the whole kernel's intermediates would not fit in ``max_memory`` bytes (a
-            quarter of the available memory).  A symmetric kernel computes each off-diagonal
+            when the whole kernel's intermediates would not fit in ``max_memory`` bytes
+            (default :data:`.tiles.TILE_BUDGET`).  A symmetric kernel computes each off-diagonal
             tile once.
         progress : callable or True, optional
             ``progress(done, total, note)`` after every tile (True: a bar on stderr).
