@@ -2,7 +2,7 @@
 
 Run ``python benchmarks/bench_ntk.py``.  Every expectation is one vectorised call over all
 N² input pairs (no Python loop over pairs); the baseline in the same run is the plain NumPy
-recursion of DESIGN §3 for the same network (closed-form arc-cosine kernels), so the ratio
+recursion of docs/theory.md §3 for the same network (closed-form arc-cosine kernels), so the ratio
 says what the generality of the compiler costs.
 """
 from __future__ import annotations

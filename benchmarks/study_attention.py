@@ -105,7 +105,7 @@ def validation_lines(res, widths, seeds):
     all_z = [r["report"].rows(q)[-1].stats.max_z for r in res.values()
              for q in r["report"].quantities]
     lines += ["", f"Over both programs every per-draw slope lies in [{min(all_slopes):.3f}, "
-              f"{max(all_slopes):.3f}] (DESIGN §5 expects −1/2) and every seed mean at "
+              f"{max(all_slopes):.3f}] (docs/theory.md §5 expects −1/2) and every seed mean at "
               f"n = {widths[-1]} is within {max(all_z):.2f} standard errors of its limit.", "",
               "![validation](../img/validate_attention.png)", ""]
     return lines

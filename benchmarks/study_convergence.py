@@ -1,5 +1,5 @@
 """Convergence study: the finite-width backend against the compiler's limits and against the
-exact finite-width laws of DESIGN §6.  Writes ``docs/convergence.md`` and ``docs/img/*.png``.
+exact finite-width laws of docs/theory.md §6.  Writes ``docs/convergence.md`` and ``docs/img/*.png``.
 
 Run ``python benchmarks/study_convergence.py`` (about 5–10 minutes on two CPU cores; ``--quick``
 for a smoke run that writes to a temporary directory instead of docs/).
@@ -11,7 +11,7 @@ MOMENT (a layernorm ``x/√(avg(x²)+ε)``): per-draw and seed-mean errors, fitt
 Part B — finite-width laws that hold *exactly* at every width, measured with many seeds:
 
 B1. ReLU at criticality (σ_w² = 2, σ_b² = 0), depth-2 MLP: ``E[K(x,x)] = K¹ = 2|x|²/d`` and the
-    NTK diagonal ``E[Θ(x,x)] = L·K¹`` with L = 4 trained layers (U, W1, W2, v) — DESIGN's
+    NTK diagonal ``E[Θ(x,x)] = L·K¹`` with L = 4 trained layers (U, W1, W2, v) — docs/theory.md §6.1's
     "(l+1)K⁰".  The off-diagonal entries have no such property (reported for contrast).
 B2. Same network, one input: ``E[f⁴]/(3K²) = Π_l (1 + 5/n)`` over the 3 ReLU layers of width n
     that feed a sum (W1, W2, readout).  Given the body, f is Gaussian with variance the NNGP
@@ -131,7 +131,7 @@ def _sweep_reading(results):
     if regimes == {"noise"}:
         text += ("with this many seeds the O(1/n) bias of the seed mean is below the sampling "
                  "noise ~1/√(nS) at every width, so the seed-mean slope measures the noise "
-                 "(≈ −1/2) and says nothing about the 1/n bias; that part of DESIGN §5 is not "
+                 "(≈ −1/2) and says nothing about the 1/n bias; that part of docs/theory.md §5 is not "
                  "resolved here.")
     else:
         text += ("where a width is marked *bias* the seed-mean error exceeds twice its noise "
@@ -237,14 +237,14 @@ def _plot_laws(rows, path):
 def laws_section(res):
     rows = res["rows"]
     K1 = res["K1"][0]
-    lines = ["## B. Exact finite-width laws (DESIGN §6)", "",
+    lines = ["## B. Exact finite-width laws (docs/theory.md §6)", "",
              "Network for B1/B2: `programs/mlp.py` with depth 2, relu, σ_w² = 2, no biases "
              "(critical); inputs x, x' in R⁴ of unit norm with correlation 0.5, so "
              f"K¹ = 2|x|²/d = {K1:.3f}.  B3: identity nonlinearity, σ² = 1, "
              f"{res['lin_depth']} hidden matrices, one input.  Each entry is a seed mean ± its "
              "standard error; z = (measured − exact)/stderr.  Limits: "
              f"K∞(x,x) = {res['K_inf'][0, 0]:.6f}, Θ∞(x,x) = {res['T_inf'][0, 0]:.6f} "
-             f"(= 4K¹: DESIGN's (l+1)K⁰ with 4 trained layers U, W1, W2, v), "
+             f"(= 4K¹: docs/theory.md §6.1's (l+1)K⁰ with 4 trained layers U, W1, W2, v), "
              f"K∞(x,x') = {res['K_inf'][0, 1]:.6f}, Θ∞(x,x') = {res['T_inf'][0, 1]:.6f} "
              "(`tp.nngp`, `tp.ntk`).", "",
              "### B1. ReLU at criticality: means of the kernels, E[K(x,x)] = K¹ and "

@@ -13,7 +13,7 @@ hyperkernel (that entry, and the mean over all entries of Var/Θ²), the NNGP sa
 and the seed mean against the limit.  The prediction for the mean of the NNGP's x = x' entries
 at finite n: g's weights have f's empirical output kernel G as covariance, so for a fixed x the
 limit in m is G^H·(…) and its mean is E[G^H] ≈ S^H (1 + C(H, 2)·((1 + 5/n)^{L−1} − 1)) to
-leading order (E[G²]/S² = (1 + 5/n)^{L−1} is the exact ReLU law of DESIGN §6).
+leading order (E[G²]/S² = (1 + 5/n)^{L−1} is the exact ReLU law of docs/theory.md §6).
 
 Cross-check: the explicit sampler (every weight of f drawn) against the conditional one at one
 point.  Writes ``docs/img/hypernet_fig1.png`` and ``docs/img/program_hypernet.png`` (the program,

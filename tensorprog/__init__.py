@@ -11,36 +11,121 @@ against the same program run at finite width.
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
     >>> kfn = tp.compile(p); kfn(X_test, X_train, get="ntk")
+
+The names below are imported on first use (PEP 562), so that ``import tensorprog`` — and with
+it every command-line call — does not pay for sympy, scipy, networkx or matplotlib until a
+program is built or a limit derived.
 """
-from .errors import (ExpectationError, LimitError, ParseError, ProgramError,
-                     PseudoLipschitzWarning, ResourceError, TensorProgError)
-from .ir.builder import BuilderProgram as Program
-from .ir.builder import (Matrix, Var, abs, cos, erf, exp, gelu, identity, leaky_relu, moment,
-                         nonlin, polynomial, relu, sigmoid, sin, step, tanh)
-from .kernels import backward_program, nngp, ntk, ntk_contributions
-from .limit import Limit
-from .render import render
-from .backends import simulate, validate, Simulation, ValidationReport
-from .plan import KernelFn
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+from .errors import (ExpectationError, LearningRateWarning, LimitError, ParseError,
+                     PredictionError, ProgramError, PseudoLipschitzWarning, ResourceError,
+                     TensorProgError)
+
+__version__ = "0.1.0"
+
+#: Public name → module that defines it (imported on first access).
+_LAZY = {
+    **{name: ".ir.builder" for name in (
+        "Var", "Matrix", "abs", "cos", "erf", "exp", "gelu", "identity", "leaky_relu", "moment",
+        "nonlin", "polynomial", "relu", "sigmoid", "sin", "step", "tanh")},
+    **{name: ".kernels" for name in ("backward_program", "nngp", "ntk", "ntk_contributions")},
+    **{name: ".backends" for name in ("simulate", "validate", "Simulation",
+                                      "ValidationReport")},
+    "Limit": ".limit.evaluator",
+    "KernelFn": ".plan",
+    "render": ".render",
+}
 
 
-def compile(program, tier: str = "auto") -> KernelFn:
-    """Derive ``program``'s limit once and return its kernels as a function of the inputs,
-    ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
-    ``print()`` it for the derived recursion."""
+def __getattr__(name: str):
+    if name == "Program":
+        from .ir.builder import BuilderProgram
+
+        value = BuilderProgram
+    elif name == "predict":
+        value = importlib.import_module(".predict", __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'tensorprog' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def limit(program, symbolic: bool = False, tier: str = "auto"):
+    """The Master-Theorem limit of ``program`` (TP IIb Def. B.3): ``.Z(name)``, ``.scalar(name)``,
+    ``.cov(a, b)``; ``print()`` it for the readable form.
+
+    Parameters
+    ----------
+    program : Program
+    symbolic : bool
+        Closed forms in the input Gram entries where they exist.
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+
+    Returns
+    -------
+    Limit
+
+    Raises
+    ------
+    ResourceError
+        When the derivation is estimated not to fit (:mod:`tensorprog.resources`).
+    """
+    from .limit.evaluator import Limit
+    from .resources import check_kernel
+
+    check_kernel(program, "limit")
+    return Limit(program, symbolic=symbolic, tier=tier)
+
+
+def compile(program, tier: str = "auto"):
+    """Derive ``program``'s limit once and return its kernels as a function of the inputs.
+
+    Parameters
+    ----------
+    program : Program
+        A network program (with an output).
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+
+    Returns
+    -------
+    KernelFn
+        ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
+        ``print()`` it for the derived recursion.
+    """
+    from .plan import KernelFn
+
     return KernelFn(program, tier=tier)
 
 
 kernel_fn = compile
 
 
-def limit(program, symbolic: bool = False, tier: str = "auto") -> Limit:
-    """The Master-Theorem limit of ``program`` (TP IIb Def. B.3): ``.Z(name)``, ``.scalar(name)``,
-    ``.cov(a, b)``; ``print()`` it for the readable form."""
-    return Limit(program, symbolic=symbolic, tier=tier)
+class _Package(types.ModuleType):
+    """The package module: ``tp.limit`` and ``tp.render`` stay the functions of those names when
+    the submodules ``tensorprog.limit`` and ``tensorprog.render`` are imported (the import
+    system would set them as attributes of the package; they stay in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in ("limit", "render") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
 
 
-__version__ = "0.1.0"
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict"})
+
 
 __all__ = [
     "Program", "Var", "Matrix", "Limit", "limit", "nngp", "ntk", "ntk_contributions",
@@ -48,5 +133,5 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "compile", "kernel_fn", "KernelFn",
+    "predict", "PredictionError", "LearningRateWarning", "compile", "kernel_fn", "KernelFn",
 ]

@@ -45,3 +45,13 @@ class ResourceError(TensorProgError):
 
 class PseudoLipschitzWarning(UserWarning):
     """A nonlinearity grows faster than polynomially: the Master Theorem may not apply."""
+
+
+class PredictionError(TensorProgError):
+    """A kernel prediction (:mod:`tensorprog.predict`) was asked with inputs it cannot use:
+    mismatched shapes, a kernel that is not symmetric positive semidefinite, a bad index, time
+    or learning rate."""
+
+
+class LearningRateWarning(UserWarning):
+    """A learning rate above ``2m/λ_max`` of the NTK: gradient descent leaves the kernel regime."""

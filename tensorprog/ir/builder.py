@@ -15,7 +15,9 @@ import sympy as sp
 
 from .. import functions as F
 from ..errors import ProgramError
-from .program import Program, symbol
+from .expression import as_expression
+from .instructions import InitialMatrix, symbol
+from .program import Program
 
 
 class Var:
@@ -29,7 +31,7 @@ class Var:
 
     def __init__(self, program: Program, expr: sp.Expr):
         self.program = program
-        self.expr = sp.sympify(expr)
+        self.expr = program.expression(expr)
         self._node: str | None = None
         if isinstance(self.expr, sp.Symbol):
             self._node = self.expr.name
@@ -187,7 +189,7 @@ def nonlin(fn, *vectors, scalars=(), variables=None) -> Var:
     """
     args = list(vectors) + list(scalars)
     p = _program_of(args)
-    exprs = [a.expr if isinstance(a, Var) else sp.sympify(a) for a in args]
+    exprs = [a.expr if isinstance(a, Var) else p.expression(a) for a in args]
     if isinstance(fn, sp.Lambda):
         out = fn(*exprs)
     elif isinstance(fn, sp.Basic):
@@ -207,7 +209,7 @@ def nonlin(fn, *vectors, scalars=(), variables=None) -> Var:
         raise ProgramError(f"nonlin: ψ must be a sympy expression or a function, got {fn!r}")
     if isinstance(out, Var):
         return out
-    out = sp.sympify(out)
+    out = p.expression(out)
     if not isinstance(out, sp.Expr):
         raise ProgramError(f"nonlin: ψ must return a scalar sympy expression, got {out!r}")
     return Var(p, out)
@@ -277,7 +279,8 @@ def identity(x):
 
 def polynomial(x, coefficients):
     """``Σ_k c_k x^k`` for ``coefficients = [c_0, c_1, ...]``."""
-    return _apply(lambda e: sum(sp.sympify(c) * e**k for k, c in enumerate(coefficients)), x)
+    coefficients = [as_expression(c, {}, what="a coefficient") for c in coefficients]
+    return _apply(lambda e: sum(c * e**k for k, c in enumerate(coefficients)), x)
 
 
 class BuilderProgram(Program):
@@ -351,6 +354,6 @@ class BuilderProgram(Program):
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``."""
         node = self.node(name)
-        if node.kind == "matrix":
+        if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))

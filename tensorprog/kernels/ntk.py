@@ -15,10 +15,12 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..ir.program import INPUTS, Program
+from ..ir.program import Program
 from ..limit.evaluator import Limit
+from ..resources import check_kernel
 from .backprop import backward_program
-from .terms import Term, ntk_terms, readout_term
+from .paths import path_contributions
+from .terms import evaluate_term, ntk_terms, readout_term
 
 
 def _to_output(array: np.ndarray, symbolic: bool):
@@ -37,6 +39,7 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto"):
         value = cached_kernels(program, "nngp", tier)
         if value is not None:
             return value
+    check_kernel(program, "nngp")
     lim = Limit(program, symbolic=symbolic, tier=tier)
     return _to_output(evaluate_term(readout_term(program), lim), symbolic)
 
@@ -50,17 +53,17 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
     ``parts`` maps each parameter (and, for paths, each ``(parameter, matrix sequence)`` path
     class) to its (N, N) share of Θ.
     """
+    program.require_output()
     if method == "backprop" and not (symbolic or contributions):
         from ..plan.compiled import cached_kernels
 
         value = cached_kernels(program, "ntk", tier)
         if value is not None:
             return value
+    check_kernel(program, "ntk")
     if method == "backprop":
         parts = ntk_contributions(program, symbolic=symbolic, tier=tier)
     elif method == "paths":
-        from .paths import path_contributions
-
         parts = path_contributions(program, symbolic=symbolic, tier=tier)
     else:
         raise ValueError(f"method must be 'backprop' or 'paths', got {method!r}")
@@ -73,6 +76,7 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
 def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """Per-parameter NTK contributions by backprop-in-the-program (see :mod:`.terms`)."""
     program.require_output()
+    check_kernel(program, "ntk")
     bw = backward_program(program)
     lim = Limit(bw.program, symbolic=symbolic, tier=tier)
     parts: dict[str, np.ndarray] = {}
@@ -80,39 +84,3 @@ def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "aut
         value = evaluate_term(term, lim)
         parts[term.param] = parts[term.param] + value if term.param in parts else value
     return parts
-
-
-def evaluate_term(term: Term, lim: Limit):
-    """A term of :mod:`.terms` in the limit, ``G(a, b) = E[Z^a Z^b]``: an (N, N) array."""
-    value = _number(term.scale, lim.symbolic)
-    if term.kernel is not None:
-        value = value * lim.tangent(*term.kernel)
-    for a, b in term.factors:
-        value = value * lim.cov(a, b)
-    return to_inputs(lim.program, value, *term.families) + _number(term.const, lim.symbolic)
-
-
-def parameter_weight(lim: Limit, W):
-    """σ_W² of an ordinary matrix; the tangent kernel of a generated one's entries."""
-    return _number(W.attrs["tangent"], lim.symbolic) if "tangent" in W.attrs \
-        else lim.matrix_var(W.name)
-
-
-def _number(value, symbolic: bool):
-    if not symbolic:
-        return value
-    if isinstance(value, np.ndarray):
-        return np.vectorize(sp.Float, otypes=[object])(value)
-    return sp.Float(value)
-
-
-def to_inputs(program: Program, value, family_a: str, family_b: str):
-    """Sum a (family_a × family_b) array over the members each input owns: an (N, N) array."""
-    sizes = (program.family_size(family_a), program.family_size(family_b))
-    value = np.broadcast_to(value, sizes)
-    if family_a == family_b == INPUTS:
-        return value
-    Oa, Ob = program.owner_matrix(family_a), program.owner_matrix(family_b)
-    if value.dtype == object:
-        Oa, Ob = Oa.astype(int).astype(object), Ob.astype(int).astype(object)
-    return Oa.T @ value @ Ob

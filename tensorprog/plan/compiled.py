@@ -214,8 +214,8 @@ def _term(term, ex: PairExecutor) -> np.ndarray:
     each input owns: an (N₁, N₂) array."""
     Pa, Pb = (ex.P(f) for f in term.families)
     value = _local_scale(term.scale, Pa, Pb)
-    if term.kernel is not None:
-        A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.kernel)
+    if term.tangent_pair is not None:
+        A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.tangent_pair)
         value = value * _cross(ex.base_block(A, B))
     for a, b in term.factors:
         value = value * _cross(ex.cov(a, b))

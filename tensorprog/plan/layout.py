@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ProgramError
+from ..ir.instructions import Embedding, InitialMatrix, InitialVector, Select
 from ..ir.program import SHARED, Family, Program
 
 
@@ -85,13 +86,13 @@ def layout(p: Program) -> Layout:
     select = {}
     for node in p.nodes():
         where = f"{node.kind.upper()} {node.name!r}"
-        if node.kind == "matrix" and p.is_generated(node.name):
+        if isinstance(node, InitialMatrix) and node.generated:
             raise ProgramError(f"{where} has an input covariance computed outside the program; "
                                "build the program on the new inputs instead", where)
-        if node.kind == "vector" and node.family != SHARED and node.attrs["source"] != "embed":
+        if isinstance(node, InitialVector) and node.family != SHARED:
             raise ProgramError(f"{where} has an input covariance computed outside the program; "
                                "build the program on the new inputs instead", where)
-        if node.kind == "select":
+        if isinstance(node, Select):
             select[node.name] = _select_pattern(p, node, ranks, where)
     slots = None
     r = p.require_output()
@@ -100,8 +101,8 @@ def layout(p: Program) -> Layout:
         slots = _per_input(np.asarray(r.slots), fam.owner, ranks[fam.name], "readout slots")
     data, aliases = {}, {}
     for node in p.nodes("vector"):
-        if node.attrs.get("source") == "embed":
-            name = node.attrs["data"]
+        if isinstance(node, Embedding):
+            name = node.data
             X = p.data[name]
             same = [k for k in data if p.data[k] is X]
             aliases[name] = same[0] if same else name
@@ -121,9 +122,9 @@ def _per_input(values: np.ndarray, owner: np.ndarray, rank: np.ndarray, what: st
 
 
 def _select_pattern(p: Program, node, ranks: dict, where: str) -> np.ndarray:
-    src = p.get_family(p.node(node.attrs["args"][0]).family)
+    src = p.get_family(p.node(node.arg).family)
     dst = p.get_family(node.family)
-    index = node.attrs["index"]
+    index = node.index
     if dst.owner is None:
         raise ProgramError(f"{where} selects members of the inputs into a shared vector", where)
     if src.owner is None:
@@ -186,25 +187,26 @@ def retarget(p: Program, lay: Layout, data: dict) -> Program:
     base = {name: np.arange(N)[:, None] * P for name, P in lay.members.items()}
     for name, sigma in lay.select.items():
         node = q.node(name)
-        src = q.node(node.attrs["args"][0]).family
+        src = q.node(node.arg).family
         if src == SHARED:
             index = np.broadcast_to(sigma, (N, len(sigma)))
         else:
             index = np.where(sigma[None, :] >= 0, base[src] + sigma[None, :], -1)
-        node.attrs["index"] = np.ascontiguousarray(index.ravel(), dtype=np.intp)
+        q.graph.nodes[name]["node"] = replace(
+            node, index=np.ascontiguousarray(index.ravel(), dtype=np.intp))
     if lay.slots is not None:
         q.readout = replace(q.readout, slots=tuple(np.tile(lay.slots, N).tolist()))
     rows = {name: data[name].reshape(-1, dim) for name, (_, dim) in lay.data.items()}
     q.data = {name: rows[primary] for name, primary in lay.aliases.items()}
-    embeds = [n for n in q.nodes("vector") if n.attrs.get("source") == "embed"]
+    embeds = [n for n in q.nodes("vector") if isinstance(n, Embedding)]
     names = {n.name for n in embeds}
     q.init_cov = {k: v for k, v in p.init_cov.items() if not set(k) & names}
     for a in embeds:
         for b in embeds:
-            if a.attrs["weight"] == b.attrs["weight"] and a.name != b.name:
-                Xa, Xb = q.data[a.attrs["data"]], q.data[b.attrs["data"]]
+            if a.weight == b.weight and a.name != b.name:
+                Xa, Xb = q.data[a.data], q.data[b.data]
                 q.init_cov[(a.name, b.name)] = \
-                    a.attrs["var"] * Xa @ Xb.T / Xa.shape[1] + a.attrs["bias_var"]
+                    a.var * Xa @ Xb.T / Xa.shape[1] + a.bias_var
     return q
 
 

@@ -32,6 +32,7 @@ from ..expectations import montecarlo, quadrature
 from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.shim import NUMERIC
+from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
 
 
@@ -142,13 +143,13 @@ class PairExecutor:
     # ------------------------------------------------------------------ data
     def _rows(self, side, node):
         n = self.p.node(node)
-        X = self.data[side][n.attrs["data"]]
+        X = self.data[side][n.data]
         P = self.P(n.family)
         return X.reshape(X.shape[0], P, -1)
 
     def _embed_block(self, a, b):
         na = self.p.node(a)
-        var, bias = na.attrs["var"], na.attrs["bias_var"]
+        var, bias = na.var, na.bias_var
         rl, rr = (self._rows("l", a), self._rows("r", a))
         sl, sr = (self._rows("l", b), self._rows("r", b))
         d = rl.shape[-1]
@@ -172,7 +173,7 @@ class PairExecutor:
             related = A.node == B.node or (A.node, B.node) in self.p.init_cov
             if related:
                 na, nb = self.p.node(A.node), self.p.node(B.node)
-                if na.attrs.get("source") == "embed" and nb.attrs.get("source") == "embed":
+                if isinstance(na, Embedding) and isinstance(nb, Embedding):
                     out = self._embed_block(A.node, B.node)
                 elif not (self.owned(na.family) or self.owned(nb.family)):
                     v = np.asarray(self.p.init_cov_of(A.node, B.node), dtype=float)[None]
@@ -180,7 +181,7 @@ class PairExecutor:
                 else:
                     raise Unsupported(f"initial vector {A.node!r}")
         elif A.kind == B.kind == "zhat" and A.group == B.group:
-            W = self.p.node(A.node).attrs["matrix"]
+            W = self.p.node(A.node).matrix
             var = self.lim.matrix_var(W)
             if isinstance(var, np.ndarray):
                 raise Unsupported(f"generated matrix {W!r}")
@@ -330,9 +331,9 @@ class PairExecutor:
         if base.key in self._params:
             return self._params[base.key]
         kind = base.key.split(":")[0]
-        if kind == "param" and self.p.node(base.node).kind == "moment":
+        if kind == "param" and isinstance(self.p.node(base.node), Moment):
             fam = self._family(base)
-            expr = self.lim.z_of(self.p.node(base.node).attrs["expr"], self.p.family_size(fam))
+            expr = self.lim.z_of(self.p.node(base.node).expr, self.p.family_size(fam))
             vals = {s: self.expect(expr, None, (s, s), (fam, fam)) for s in ("l", "r")}
         elif kind in ("param", "mask"):
             fam = self._family(base)

@@ -30,8 +30,8 @@ def plan_to_text(kfn) -> str:
 def _term_text(term) -> str:
     scale = term.scale if not hasattr(term.scale, "shape") else "S"
     parts = [str(scale)]
-    if term.kernel is not None:
-        parts.append(f"K({term.kernel[0]}, {term.kernel[1]})")
+    if term.tangent_pair is not None:
+        parts.append(f"K({term.tangent_pair[0]}, {term.tangent_pair[1]})")
     parts += [f"E[Z^{a} Z^{b}]" for a, b in term.factors]
     text = " · ".join(parts)
     if term.families != ("inputs", "inputs"):

@@ -32,7 +32,7 @@ def test_relu_arccos_unit_variance_zero_correlation():
 
 
 def test_design_erf_reference_values():
-    """DESIGN §6: erf, σ_w² = 1, K⁰ = [[1, .5], [.5, 1]] → K11, K12, Θ11, Θ12 after one layer."""
+    """docs/theory.md §6: erf, σ_w² = 1, K⁰ = [[1, .5], [.5, 1]] → K11, K12, Θ11, Θ12 after one layer."""
     K0 = cov2(1, 0.5, 1)
     K = expect(sp.erf(u) * sp.erf(v), (u, v), K0).value
     K11 = expect(sp.erf(u) ** 2, (u,), K0[:1, :1]).value
@@ -51,7 +51,7 @@ def test_design_erf_reference_values():
     (0.5, (0.608998, 0.683906, 0.738128), (0.942331, 1.351480, 1.737845)),
 ])
 def test_design_relu_critical_recursion(c, nngp, ntk):
-    """DESIGN §6: critical ReLU (σ_w² = 2), unit inputs, no bias, NNGP and NTK after 1..3 layers."""
+    """docs/theory.md §6: critical ReLU (σ_w² = 2), unit inputs, no bias, NNGP and NTK after 1..3 layers."""
     K = cov2(1.0, c, 1.0)
     Theta = K.copy()
     for layer in range(3):

@@ -1,4 +1,4 @@
-"""Bad programs raise clear tensorprog errors that name the instruction (DESIGN §7)."""
+"""Bad programs raise clear tensorprog errors that name the instruction (docs/theory.md §7)."""
 import warnings
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""An independent implementation of the standard NTK-parametrization recursion (DESIGN §3),
+"""An independent implementation of the standard NTK-parametrization recursion (docs/theory.md §3),
 written the way the usual kernel libraries write ``Dense(W_std, b_std)`` stacks:
 
     K¹ = σ_w² ξ_iᵀξ_j/d + σ_b²          Θ¹ = K¹

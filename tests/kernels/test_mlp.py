@@ -1,4 +1,4 @@
-"""The MLP agrees with the standard NTK-parametrization recursion (DESIGN §3); the path-sum
+"""The MLP agrees with the standard NTK-parametrization recursion (docs/theory.md §3); the path-sum
 NTK agrees with backprop-in-the-program (TP IIb Prop. D.3)."""
 import numpy as np
 import pytest

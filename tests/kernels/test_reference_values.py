@@ -1,4 +1,4 @@
-"""DESIGN §6 reference values from the literature, through the public API."""
+"""docs/theory.md §6 reference values from the literature, through the public API."""
 import numpy as np
 import pytest
 

@@ -95,7 +95,7 @@ def test_program_is_a_valid_program():
     for H in (1, 2, 4):
         p = hypernet.build(X, Z, 3, H)
         assert tp.Program.from_text(p.to_text()) == p
-        trained = [n.name for n in p.nodes() if n.attrs.get("trainable")]
+        trained = [n.name for n in p.nodes() if getattr(n, "trainable", False)]
         assert len(trained) == H                  # the H generated weights, nothing of g's own
         assert not p.readout.trainable
     with pytest.raises(tp.ProgramError, match="same number"):
@@ -224,7 +224,7 @@ def test_width_grid_mean_and_variance():
     (n, m) grid: the seed mean is within 4 standard errors of the limit at the largest widths
     (the finite-n bias, ≈ 5/n relative here, is 0.5%), the NNGP diagonal follows the exact
     finite-width law E[K(u, u)] = (1 + 5/n) K_∞(u, u) at n = 32 (E[G²] = (1 + 5/n)S² for f's
-    output kernel G, DESIGN §6), and the across-seed variance of the kernel is small only when
+    output kernel G, docs/theory.md §6), and the across-seed variance of the kernel is small only when
     both widths are large (bootstrap SEs of log variances)."""
     X = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.6, 0.8]])
     Z = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.8, 0.6]])
