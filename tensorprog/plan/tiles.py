@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends.arrays import host_available_bytes
+from .. import resources
 from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
@@ -27,7 +27,7 @@ def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None
     ``budget`` bytes (default: :data:`TILE_BUDGET`, at most :data:`MEMORY_FRACTION` of the
     available memory) for a b × b tile; the whole kernel when it fits."""
     if budget is None:
-        budget = min(TILE_BUDGET, int(MEMORY_FRACTION * host_available_bytes()))
+        budget = min(TILE_BUDGET, int(MEMORY_FRACTION * resources.host_available_bytes()))
     per_pair = 8.0 * max(arrays_per_pair, 1.0)
     if n1 * n2 * per_pair <= budget:
         return max(n1, n2)
