@@ -11,7 +11,7 @@ against the same program run at finite width.
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
 """
-from .errors import (ExpectationError, LimitError, ParseError, ProgramError,
+from .errors import (AccuracyWarning, ExpectationError, LimitError, ParseError, ProgramError,
                      PseudoLipschitzWarning, ResourceError, TensorProgError)
 from .ir.builder import BuilderProgram as Program
 from .ir.builder import (Matrix, Var, abs, cos, erf, exp, gelu, identity, leaky_relu, moment,
@@ -35,5 +35,5 @@ __all__ = [
     "backward_program", "nonlin", "moment", "relu", "step", "abs", "leaky_relu", "erf", "tanh",
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
-    "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
+    "PseudoLipschitzWarning", "AccuracyWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
 ]

@@ -28,6 +28,7 @@ import sympy as sp
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
 from ..expectations.engine import NeedsMonteCarlo
+from ..expectations.singular import singular_planes, worst_singularity
 from ..ir.program import Program
 from .atoms import Base, LeafTable
 from .sampling import JointSampler
@@ -57,6 +58,10 @@ class Limit:
         self.scalars: dict[str, np.ndarray] = {}
         self.tiers_used: set[str] = set()
         self.max_error = 0.0
+        self.max_rel_error = 0.0
+        self.upstream_rel_error = 0.0
+        self._errors: dict[tuple[str, str], np.ndarray] = {}
+        self._last_error = 0.0
         self._bases: dict[str, Base] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
@@ -96,10 +101,23 @@ class Limit:
             if (b, a) in self._pairs:
                 return self._pairs[(b, a)].T
             value = self.expect_pair(self.z[a], self.size(a), self.z[b], self.size(b))
+            error = np.broadcast_to(self._last_error, np.shape(value))
             if a == b and not self.symbolic:
                 value = (value + value.T) / 2  # exact kernels are symmetric; Monte Carlo ones too
+                error = (error + error.T) / 2
             self._pairs[key] = value
+            self._errors[key] = error
         return self._pairs[key]
+
+    def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
+        """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:
+        0 for closed forms, the rule difference for quadrature, the standard error for Monte
+        Carlo; the errors of the covariances it was computed from are in ``max_rel_error``)."""
+        b = a if b is None else b
+        self.cov(a, b)
+        if (a, b) in self._errors:
+            return self._errors[(a, b)]
+        return self._errors[(b, a)].T
 
     def mean(self, name: str) -> np.ndarray:
         """``E[Z^{name}(ξ_i)]`` for each member of the family."""
@@ -124,6 +142,24 @@ class Limit:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
+        atoms, cov, values = self._single_gaussian(expr, m)
+        out = self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+        self._note_upstream(out, self._last_error)
+        return out
+
+    def _note_upstream(self, value, error):
+        """Record the relative error of a quantity that later expectations are computed from
+        (a ZHAT covariance, a limit scalar, a ZDOT coefficient): ``upstream_rel_error``."""
+        if self.symbolic:
+            return
+        top = float(np.max(error, initial=0.0))
+        if top > 0:
+            self.upstream_rel_error = max(
+                self.upstream_rel_error, top / max(float(np.max(np.abs(value), initial=0.0)),
+                                                   1e-300))
+
+    def _single_gaussian(self, expr: sp.Expr, m: int):
+        """The atoms of ``expr``, their (m, k, k) covariance and the parameters' (m,) values."""
         atoms, params = self.leaves.split(expr)
         cov = self._new((m, len(atoms), len(atoms)))
         for r, s in enumerate(atoms):
@@ -133,7 +169,26 @@ class Limit:
                     si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
                     cov[:, r, c] = cov[:, c, r] = block[si, ti]
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]] for q in params}
-        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+        return atoms, cov, values
+
+    def _require_moment(self, expr: sp.Expr, m: int, power: int) -> None:
+        """Refuse a ψ whose ``power``-th absolute moment is infinite under the Gaussian of its
+        arguments (a non-integrable singularity, :mod:`tensorprog.expectations.singular`)."""
+        if self.symbolic or not singular_planes(expr, tuple(self.leaves.split(expr)[0])):
+            return
+        atoms, cov, values = self._single_gaussian(expr, m)
+        worst = worst_singularity(expr, tuple(atoms), cov, values)
+        if worst is not None and power * worst[0] <= -1 + 0.02:
+            (a, b), kappa = worst[1], worst[0]
+            form = sp.Add(*[c * s for c, s in zip(a, atoms)], b)
+            growth = "is infinite on it" if kappa == -np.inf else \
+                f"grows like |{form}|^{kappa:.3g} near it"
+            raise ExpectationError(
+                f"ψ = {expr} has an infinite {'second moment' if power == 2 else 'mean'} under "
+                f"the Gaussian of its arguments: it is singular on {form} = 0 and {growth} "
+                f"(E|ψ|^{power} is finite only for exponents above {-1 / power:g}); the Master "
+                "Theorem needs ψ with finite moments: regularise it, e.g. 1/(h² + ε) or "
+                "h/√(h² + ε)")
 
     def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
         """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
@@ -183,6 +238,7 @@ class Limit:
         # term factorises over independent atom groups; function arguments are left alone.
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
+        self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
             fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
@@ -197,8 +253,19 @@ class Limit:
             return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
-            self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
+            self._record_error(res.value, res.error)
         return np.broadcast_to(res.value, shape).copy()
+
+    def _record_error(self, value, error):
+        """Keep an expectation's error: the last one (for :meth:`cov_error`), the largest
+        (``max_error``) and the largest relative to the expectation's largest value
+        (``max_rel_error``)."""
+        self._last_error = error
+        top = float(np.max(error, initial=0.0))
+        self.max_error = max(self.max_error, top)
+        if top > 0:
+            self.max_rel_error = max(self.max_rel_error,
+                                     top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
 
     def _engine(self, expr, atoms, cov, params):
         options = dict(symbolic=self.symbolic, tier=self.tier, check_psd=False, montecarlo=False)
@@ -214,7 +281,7 @@ class Limit:
     def _sampled(self, estimate):
         value, err = estimate
         self.tiers_used.add("montecarlo")
-        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        self._record_error(value, err)
         return value
 
     def _block(self, s, t):
@@ -235,6 +302,7 @@ class Limit:
             xa = self.program.args(a.node)[0]
             xb = self.program.args(b.node)[0]
             out = self.matrix_var(self.program.node(a.node).attrs["matrix"]) * self.cov(xa, xb)
+            self._note_upstream(self.cov(xa, xb), self.cov_error(xa, xb))
         else:
             out = None
         self._base_covs[key] = out
@@ -278,6 +346,7 @@ class Limit:
             self._scalar_base(name, np.array([value], dtype=object if self.symbolic else float))
         elif kind == "nonlin":  # ZNONLIN+
             self.z[name] = self._substitute(node, m)
+            self._require_moment(self.z[name], m, 2)
         elif kind == "select":  # a view of other members: re-index, zero where index is -1
             index = node.attrs["index"]
             z = L.reindex(self.z[node.attrs["args"][0]], np.maximum(index, 0))
@@ -290,7 +359,9 @@ class Limit:
                 z = L.natural(base, m) * z
             self.z[name] = z
         elif kind == "moment":  # ZMOMENT
-            values = self.expect_single(self._substitute(node, m), m)
+            expr = self._substitute(node, m)
+            self._require_moment(expr, m, 1)
+            values = self.expect_single(expr, m)
             self._scalar_base(name, values)
         elif kind == "matmul":  # ZMATMUL = ZHAT + ZDOT
             W, t = node.attrs["matrix"], node.attrs["transpose"]
