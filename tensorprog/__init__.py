@@ -35,5 +35,6 @@ __all__ = [
     "backward_program", "nonlin", "moment", "relu", "step", "abs", "leaky_relu", "erf", "tanh",
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
-    "PseudoLipschitzWarning", "AccuracyWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
+    "PseudoLipschitzWarning", "AccuracyWarning", "simulate", "validate", "Simulation",
+    "ValidationReport", "render",
 ]

@@ -101,7 +101,7 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
         parts, error = _paths(program, symbolic, tier)
     else:
         parts, error = _backprop(program, symbolic, tier)
-    total = sum(parts.values())
+    total = sum(parts.values(), np.zeros((program.num_inputs,) * 2))
     if method == "both":
         _require_agreement(program, total, error, *_paths(program, symbolic, tier))
     error = _checked_error(error, total, f"NTK ({method})")
@@ -119,7 +119,7 @@ AGREEMENT = 4.0
 
 
 def _require_agreement(program, value, error, path_parts, path_error):
-    other = sum(path_parts.values())
+    other = sum(path_parts.values(), np.zeros(value.shape))
     if value.dtype == object:
         if any(sp.simplify(a - b) != 0 for a, b in zip(value.ravel(), other.ravel())):
             raise LimitError(f"NTK of {program.name!r}: backprop and path sums disagree "
