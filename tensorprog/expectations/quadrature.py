@@ -41,6 +41,17 @@ converges only algebraically across a kink, so the integration range is split at
   pairwise intersections, the inner one at the kink points along each outer node.
 Kinky factors of dimension 3 that cannot be conditioned go to Monte Carlo
 (:class:`TooManyDimensions`).  Accuracy ~1e-12 on relu·gelu, step·tanh, relu(u−0.3)·relu(v).
+
+**Narrow transitions** (docs/accuracy.md).  Gauss–Hermite and Mehler converge geometrically only
+while the integrand's complex singularities stay away from the real axis in standard deviations:
+``tanh(h)`` at ``Var h = 100`` has poles at ±iπ/20.  Transitions are located symbolically
+(tanh/sigmoid/erf/gelu of linear forms; complex roots ``c ± iw`` of the base of a negative or
+fractional power — BatchNorm's ``(ℓ² + ε)^-½``, width √ε; real roots, singular points), and
+batch points where one is narrower than ``NARROW`` standard deviations, or where the fast rules
+do not converge, go to the composite rules with panels graded geometrically towards it
+(``c ± w·2^k``), which converge geometrically whatever the width; in 2-D the coordinates are
+first rotated so the narrowest transition depends on the outer one only.  Estimates that stay
+above ``TARGET_RTOL`` after every refinement raise an :class:`AccuracyWarning`.
 """
 from __future__ import annotations
 
@@ -69,6 +80,8 @@ RTOL = 1e-9
 #: Relative accuracy (of the integrand's scale E|F|) promised for smooth integrands; points whose
 #: error estimate stays above it after every refinement raise an :class:`AccuracyWarning`.
 TARGET_RTOL = 1e-8
+#: Relative rounding error of a quadrature sum (a floor for every error estimate).
+ROUNDOFF = 1e-15
 #: Transitions narrower than this (in standard deviations of the whitened Gaussian) are out of
 #: Gauss–Hermite's reach: such factors go to composite rules graded towards the transition.
 NARROW = 0.4
@@ -279,6 +292,7 @@ def _adaptive(n, levels, run, idx=None):
         if idx.size == 0:
             break
         v, e, s = run(idx, level)
+        e = np.maximum(e, ROUNDOFF * s)  # no estimate is below the sums' rounding
         value[idx], err[idx], scale[idx] = v, e, s
         idx = idx[e > RTOL * s + 1e-300]
     return value, err, scale

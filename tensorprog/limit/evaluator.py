@@ -45,6 +45,13 @@ class Limit:
         ``name -> [(coefficient leaf, σ², y, index)]``: the ZDOT terms of each MATMUL.
     scalars : dict
         ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
+    max_error : float
+        largest absolute error estimate of the expectations computed so far (kernels are
+        computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
+    max_rel_error, upstream_rel_error : float
+        largest error relative to its expectation's largest value, over all expectations
+        resp. over those later expectations are computed from (ZHAT covariances, limit scalars,
+        ZDOT coefficients).
     """
 
     def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
