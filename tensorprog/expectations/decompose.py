@@ -175,7 +175,7 @@ def _zero_form(z, atoms):
     return affine_form(numer, atoms)
 
 
-def _is_algebraic(node) -> bool:
+def is_algebraic_power(node) -> bool:
     """A power ``base**e`` of the atoms that is not a polynomial (e negative or fractional)."""
     return isinstance(node, sp.Pow) and node.exp.is_Number and \
         not (node.exp.is_Integer and node.exp >= 0)
@@ -261,7 +261,7 @@ def features(func: sp.Expr, var: sp.Symbol = T):
                 alpha, beta = aff[0][0], aff[1]
                 soft.append((-beta / alpha, 1 / sp.Abs(alpha)))
             continue
-        if _is_algebraic(node):
+        if is_algebraic_power(node):
             base = node.base.args[0] if isinstance(node.base, sp.Abs) else node.base
             planes = algebraic_planes(base, (var,)) or ((), ())
             for (alpha,), beta in planes[0]:
@@ -305,7 +305,7 @@ def affine_kinks(expr: sp.Expr, atoms: tuple):
             continue
         if isinstance(node, sp.Piecewise):
             return None
-        if _is_algebraic(node):
+        if is_algebraic_power(node):
             continue
         zeros = _kink_zeros(node)
         if zeros is None:
@@ -335,7 +335,7 @@ def affine_soft(expr: sp.Expr, atoms: tuple):
             aff = affine_form(node.args[0], atoms)
             if aff is not None and any(c != 0 for c in aff[0]):
                 out.append(aff + (sp.S.One,))
-        elif _is_algebraic(node):
+        elif is_algebraic_power(node):
             base = node.base.args[0] if isinstance(node.base, sp.Abs) else node.base
             planes = algebraic_planes(base, atoms) or ((), ())
             out += [(a, b, SINGULAR_WIDTH) for a, b in planes[0]] + list(planes[1])

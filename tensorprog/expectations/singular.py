@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..functions import lambdify
-from .decompose import _is_algebraic, algebraic_planes
+from .decompose import algebraic_planes, is_algebraic_power
 
 __all__ = ["singular_planes", "worst_singularity"]
 
@@ -44,7 +44,8 @@ def singular_planes(expr: sp.Expr, atoms: tuple) -> tuple:
     aset = frozenset(atoms)
     out = []
     for node in sp.preorder_traversal(expr):
-        if not (_is_algebraic(node) and node.exp.is_negative and node.base.free_symbols & aset):
+        if not (is_algebraic_power(node) and node.exp.is_negative
+                and node.base.free_symbols & aset):
             continue
         base = node.base.args[0] if isinstance(node.base, sp.Abs) else node.base
         planes = algebraic_planes(base, atoms)
