@@ -7,8 +7,9 @@ that avoids ``h = 0`` sums to something).  Such ψ are found here before anythin
 integrated.
 
 A *singular hyperplane* is a real root ``ℓ(x) = t₀`` of the base of a negative power whose base
-is a polynomial of degree ≤ 2 in one linear form of the atoms (:func:`.decompose.algebraic_planes`;
-``1/h``, ``h**-2``, ``(h² − 1)**-½``; a base ``|p|`` counts as ``p``).  Near it ``|F| ~ |ℓ − t₀|^κ``,
+is a polynomial of degree ≤ 2 in one linear form of the atoms
+(:func:`.decompose.algebraic_planes`; ``1/h``, ``h**-2``, ``(h² − 1)**-½``; a base ``|p|`` counts
+as ``p``).  Near it ``|F| ~ |ℓ − t₀|^κ``,
 and ``E|F|^p`` is finite iff ``pκ > −1`` (the Gaussian density is positive there).  The exponent
 κ is measured on the expression as a whole — numerators that vanish on the hyperplane count, so
 ``h/|h|`` (κ = 0) is accepted while ``1/h`` (κ = −1) is not — by evaluating ``F`` at points
