@@ -14,8 +14,9 @@ TP IIb Def. 4.2), in NTK parametrization.
 absolute error estimate array of its shape: each term ``c·Π_k G_k`` contributes
 ``|c| Σ_k δG_k Π_{j≠k} |G_j|`` (δG the error estimate of the expectation that gave G: 0 for
 closed forms, the difference of two quadrature rules, the standard error of Monte Carlo), plus
-``|c Π_k G_k| · r`` with r the largest relative error of the covariances, limit scalars and ZDOT
-coefficients the expectations were computed from (``Limit.upstream_rel_error``).  Path sums take
+``|c Π_k G_k| · r`` with r the largest relative error of the ZHAT covariances the expectations
+were computed from (``Limit.upstream_rel_error``; the errors of limit scalars and ZDOT
+coefficients are in ``Limit.max_error`` but not propagated).  Path sums take
 ``2·r'·Σ|share|`` with r' the largest relative error of any expectation
 (``Limit.max_rel_error``).  Kernels whose
 estimate exceeds :data:`TARGET_RTOL` of their largest entry raise an :class:`AccuracyWarning`.

@@ -49,9 +49,8 @@ class Limit:
         largest absolute error estimate of the expectations computed so far (kernels are
         computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
     max_rel_error, upstream_rel_error : float
-        largest error relative to its expectation's largest value, over all expectations
-        resp. over those later expectations are computed from (ZHAT covariances, limit scalars,
-        ZDOT coefficients).
+        largest error relative to its expectation's largest value, over all pair expectations
+        resp. over the ZHAT covariances later expectations are computed from.
     """
 
     def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
@@ -150,13 +149,11 @@ class Limit:
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
         atoms, cov, values = self._single_gaussian(expr, m)
-        out = self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
-        self._note_upstream(out, self._last_error)
-        return out
+        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
 
     def _note_upstream(self, value, error):
-        """Record the relative error of a quantity that later expectations are computed from
-        (a ZHAT covariance, a limit scalar, a ZDOT coefficient): ``upstream_rel_error``."""
+        """Record the relative error of a ZHAT covariance, which later expectations are computed
+        from (relative to its largest entry, a variance): ``upstream_rel_error``."""
         if self.symbolic:
             return
         top = float(np.max(error, initial=0.0))
@@ -265,12 +262,12 @@ class Limit:
 
     def _record_error(self, value, error):
         """Keep an expectation's error: the last one (for :meth:`cov_error`), the largest
-        (``max_error``) and the largest relative to the expectation's largest value
-        (``max_rel_error``)."""
+        (``max_error``) and, for pair expectations, the largest relative to the expectation's
+        largest value (``max_rel_error``; means may vanish, so they are left out)."""
         self._last_error = error
         top = float(np.max(error, initial=0.0))
         self.max_error = max(self.max_error, top)
-        if top > 0:
+        if top > 0 and np.ndim(value) == 2:  # covariances: their largest entry is a variance
             self.max_rel_error = max(self.max_rel_error,
                                      top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
 
