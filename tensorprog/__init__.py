@@ -22,9 +22,9 @@ import importlib
 import sys
 import types
 
-from .errors import (ExpectationError, LearningRateWarning, LimitError, ParseError,
-                     PredictionError, ProgramError, PseudoLipschitzWarning, ResourceError,
-                     TensorProgError)
+from .errors import (AccuracyWarning, ExpectationError, LearningRateWarning, LimitError,
+                     ParseError, PredictionError, ProgramError, PseudoLipschitzWarning,
+                     ResourceError, TensorProgError)
 
 __version__ = "0.1.0"
 
@@ -133,5 +133,6 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "predict", "PredictionError", "LearningRateWarning", "compile", "kernel_fn", "KernelFn",
+    "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
+    "kernel_fn", "KernelFn",
 ]

@@ -309,6 +309,7 @@ class PairExecutor:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
+        self._resolve(a, b)
         l = self.expect(za, zb, ("l", "l"), fams)
         r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
         x = self.expect(za, zb, ("l", "r"), fams)
@@ -324,6 +325,46 @@ class PairExecutor:
         out = Block(l, r, x, y)
         self._covs[key] = out
         return out
+
+    def _resolve(self, a: str, b: str) -> None:
+        """Compute, bottom-up with an explicit stack, every covariance the ZHAT atoms of
+        ``Z^a`` and ``Z^b`` need (``σ_W² E[Z^x Z^y]`` of the MATMUL inputs), so that a program
+        of depth L does not recurse L levels deep (cov → ZHAT block → cov of the layer below)."""
+        stack = [(a, b)]
+        while stack:
+            x, y = stack[-1]
+            missing = [d for d in self._zhat_inputs(x, y) if d != (x, y)]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            if (x, y) != (a, b):
+                self.cov(x, y)
+
+    def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
+        """The pairs of MATMUL inputs whose blocks the ZHAT atoms of ``Z^x``, ``Z^y`` need and
+        that are not computed yet."""
+        bases = {}
+        for name in (x, y):
+            for s in self.leaves.split(self.lim.z[name])[0]:
+                base = self.leaves.info[s][0]
+                if base.kind == "zhat":
+                    bases[base.key] = base
+        bases = list(bases.values())
+        out = []
+        for i, p in enumerate(bases):
+            for q in bases[i:]:
+                if p.group == q.group and (p.key, q.key) not in self._blocks \
+                        and (q.key, p.key) not in self._blocks:
+                    pair = (self.p.args(p.node)[0], self.p.args(q.node)[0])
+                    if not self._has_cov(*pair):
+                        out.append(pair)
+        return out
+
+    def _has_cov(self, a: str, b: str) -> bool:
+        za, zb = self.lim.z[a], self.lim.z[b]
+        fams = (self.p.node(a).family, self.p.node(b).family)
+        return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
 
     def param(self, base) -> dict:
         """Values ``{"l": (N₁, P), "r": (N₂, P)}`` of a parameter base (a limit scalar, a mask,
