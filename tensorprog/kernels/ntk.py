@@ -70,6 +70,7 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto",
     if not symbolic:
         from ..plan.compiled import cached_kernels  # the plan builds on this module
 
+        check_kernel(program, "nngp", tiled=True)
         value = cached_kernels(program, "nngp", tier)
         if value is not None:  # closed forms only: exact to rounding
             return (value, np.zeros(value.shape)) if with_error else value
@@ -114,6 +115,7 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
     if method == "backprop" and not (symbolic or contributions):
         from ..plan.compiled import cached_kernels  # the plan builds on this module
 
+        check_kernel(program, "ntk", tiled=True)
         value = cached_kernels(program, "ntk", tier)
         if value is not None:  # closed forms only: exact to rounding
             return (value, np.zeros(value.shape)) if with_error else value
