@@ -34,6 +34,7 @@ from ..expectations.decompose import plan_expectation
 from ..expectations.shim import NUMERIC
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
+from .fused import evaluate_fused, fused_form
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -107,6 +108,10 @@ class PairExecutor:
         ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
         symmetric kernel (then ``y`` is the transpose of ``x``).
     """
+
+    #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
+    #: :mod:`.fused` (False: the generic closed forms, for comparison).
+    fused = True
 
     def __init__(self, lim, members, left, right=None):
         self.lim = lim
@@ -274,6 +279,12 @@ class PairExecutor:
 
     def _factor(self, f, sub, params):
         plan = exact_plan(f.expr, f.atoms)
+        form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
+        if form is not None:
+            value = evaluate_fused(form, sub, params)
+            if value is not None:
+                self.tiers.add("exact")
+                return value
         if plan is not None and all(_entrywise(t) for t in plan.terms):
             self.tiers.add("exact")
             total = 0.0

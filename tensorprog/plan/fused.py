@@ -1,0 +1,202 @@
+"""Fused kernels for the bivariate closed forms of one pair of atoms.
+
+Most expectations of an MLP, CNN or RNN kernel are ``E[φ(u) ψ(v)]`` of two centred Gaussian
+atoms ``(u, v)`` with variances ``Σ₁₁, Σ₂₂`` and covariance ``Σ₁₂``, φ and ψ from the
+arc-cosine family (``relu = u·step(u)``, ``step``, their powers and products with powers of
+the atom) or erf.  For them the generic closed forms (:func:`..expectations.closed_forms.
+_eval_kink`: regression of the atoms on the forms, correlation, polynomial expansion of
+``J_ab(θ)``) take some twenty passes over the pair batch; here they take one, reading
+``(Σ₁₁, Σ₁₂, Σ₂₂)`` and writing the expectation:
+
+* step · step with powers (the arc-cosine kernels, Cho & Saul; TP IIb App. B's orthant
+  moments): ``E[1{u>0}1{v>0} u^a v^b] = s₁^a s₂^b J_ab(θ)``, ``θ = arccos(Σ₁₂/√(Σ₁₁Σ₂₂))``,
+  ``J_ab`` a polynomial in ``θ, cos θ, sin θ`` (:func:`..expectations.closed_forms.orthant_J`),
+  so a sum of such moments is one table of monomials ``c·s₁^a s₂^b θ^t cos^p θ sin^q θ``;
+* ``E[erf(u) erf(v)] = (2/π) arcsin(2Σ₁₂/√((1+2Σ₁₁)(1+2Σ₂₂)))`` and
+  ``E[1{u>0} erf(v)] = (1/π) arcsin(√2 Σ₁₂/√(Σ₁₁(1+2Σ₂₂)))``.
+
+The formulas, their clipping and their zero-variance limits are those of the generic closed
+forms, so the results agree with them to rounding.  The engine is numba (``pip install
+".[fast]"``: one multi-threaded pass over the batch); without numba the same formulas run as
+NumPy array expressions.
+"""
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from ..expectations.closed_forms import KinkTerm, _theta, orthant_J, peval
+from ..expectations.shim import NUMERIC
+
+try:  # pragma: no cover - depends on the environment
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # OpenMP threads spin while they wait: on a loaded machine that costs more than the
+        # parallel loop gains (docs/performance.md); numba's own work queue does not spin
+        numba.config.THREADING_LAYER = "workqueue"
+except ImportError:  # pragma: no cover
+    numba = None
+
+#: Kinds of fused kernels (the code passed to the kernel).
+ORTHANT, ERF_ERF, STEP_ERF = 0, 1, 2
+
+
+@lru_cache(maxsize=None)
+def _j_monomials(a: int, b: int) -> tuple:
+    """``J_ab(θ)`` as ``((c, t, p, q), …)``: ``Σ c θ^t cos^p θ sin^q θ``."""
+    C, S = sp.Symbol("C"), sp.Symbol("S")
+    J = sp.expand(orthant_J(a, b).subs({sp.cos(_theta): C, sp.sin(_theta): S}))
+    poly = sp.Poly(J, _theta, C, S)
+    return tuple((float(c), t, p, q) for (t, p, q), c in poly.terms())
+
+
+@lru_cache(maxsize=4096)
+def fused_form(plan, k: int):
+    """The fused kernel of a closed-form plan, or None when it is not one pair's closed form.
+
+    Returns ``(kind, (i, j), coef, rows)``: the kernel kind, the atoms read by the two
+    elements, the term's coefficient and (for the orthant kind) the monomial table as
+    ``(poly coefficient, a, b, c, t, p, q)`` rows, coefficients still sympy expressions.
+    """
+    if len(plan.terms) != 1 or not isinstance(plan.terms[0], KinkTerm):
+        return None
+    term = plan.terms[0]
+    els = term.elements
+    if len(els) != 2 or any(e.offset != 0 for e in els):
+        return None
+    reads = []
+    for e in els:
+        nz = [l for l, c in enumerate(e.coeffs) if c != 0]
+        if len(nz) != 1 or e.coeffs[nz[0]] != 1:
+            return None
+        reads.append(nz[0])
+    if reads[0] == reads[1]:
+        return None
+    kinds = tuple(e.kind for e in els)
+    rows = []
+    for mon, c in term.poly:
+        if any(mon[:k]):
+            return None
+        beta = [0, 0]
+        for g, j in enumerate(term.wmap):
+            beta[j] += mon[k + g]
+        rows.append((c, beta[0], beta[1]))
+    if kinds == ("step", "step"):
+        table = tuple((c, a, b) + m for c, a, b in rows for m in _j_monomials(a, b))
+        return ORTHANT, tuple(reads), term.coef, table
+    if kinds in (("erf", "erf"), ("step", "erf")) and all(a == b == 0 for _, a, b in rows):
+        coef = term.coef * sp.Add(*[c for c, _, _ in rows])
+        return (ERF_ERF if kinds[0] == "erf" else STEP_ERF), tuple(reads), coef, ()
+    return None
+
+
+def evaluate_fused(form, cov, params):
+    """``E[expr]`` of a :func:`fused_form` on the covariance ``cov`` (entry by entry); None when
+    a coefficient depends on the inputs or the two atoms are independent (the caller then runs
+    the generic closed form)."""
+    kind, (i, j), coef, table = form
+    S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
+    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+        return None
+    coef = peval(coef, params, NUMERIC)
+    weights = [peval(row[0], params, NUMERIC) for row in table]
+    if any(np.ndim(w) or isinstance(w, complex) for w in [coef] + weights):
+        return None
+    tab = np.array([[w * row[3]] + list(row[1:3]) + list(row[4:])
+                    for w, row in zip(weights, table)], dtype=float).reshape(-1, 6)
+    shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
+    return float(coef) * pair_kernel(kind, S11, S12, S22, tab, shape)
+
+
+def pair_kernel(kind, S11, S12, S22, table, shape):
+    """The fused kernel on broadcasting arrays: numba when installed, NumPy otherwise."""
+    if numba is not None:
+        four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
+                                                                        a.shape)
+        out = np.empty(shape)
+        _numba_kernel(kind, four(S11), four(S12), four(S22), table, out.reshape(
+            (1,) * (4 - out.ndim) + out.shape))
+        return out
+    return np.broadcast_to(_numpy_kernel(kind, S11, S12, S22, table), shape)
+
+
+def _numpy_kernel(kind, S11, S12, S22, table):
+    S11, S22 = np.maximum(S11, 0.0), np.maximum(S22, 0.0)
+    if kind == ERF_ERF:
+        r = 2 * S12 / np.sqrt(np.maximum((1 + 2 * S11) * (1 + 2 * S22), 0.0))
+        return (2 / math.pi) * np.arcsin(np.clip(r, -1.0, 1.0))
+    if kind == STEP_ERF:
+        safe = np.where(S11 > 0, S11, 1.0)
+        r = math.sqrt(2) * S12 / np.sqrt(np.maximum(safe * (1 + 2 * S22), 0.0))
+        return np.where(S11 > 0, (1 / math.pi) * np.arcsin(np.clip(r, -1.0, 1.0)), 0.0)
+    s1, s2 = np.sqrt(S11), np.sqrt(S22)
+    prod = S11 * S22
+    pos = prod > 0
+    rho = np.where(pos, S12 / np.sqrt(np.where(pos, prod, 1.0)), 0.0)
+    c = np.clip(rho, -1.0, 1.0)
+    theta = np.arccos(c)
+    s = np.sqrt((1.0 - c) * (1.0 + c))
+    total = 0.0
+    for w, a, b, t, p, q in table:
+        total = total + w * s1 ** int(a) * s2 ** int(b) * theta ** int(t) * c ** int(p) * \
+            s ** int(q)
+    return np.where((s1 > 0) & (s2 > 0), total, 0.0)
+
+
+def _kernel_body(kind, S11, S12, S22, table, out):  # pragma: no cover - compiled by numba
+    n0, n1, n2, n3 = out.shape
+    for ij in numba.prange(n0 * n1):
+        i, j = ij // n1, ij % n1
+        i11, j11 = (i if S11.shape[0] > 1 else 0), (j if S11.shape[1] > 1 else 0)
+        i12, j12 = (i if S12.shape[0] > 1 else 0), (j if S12.shape[1] > 1 else 0)
+        i22, j22 = (i if S22.shape[0] > 1 else 0), (j if S22.shape[1] > 1 else 0)
+        for p in range(n2):
+            for q in range(n3):
+                a11 = S11[i11, j11, p if S11.shape[2] > 1 else 0, q if S11.shape[3] > 1 else 0]
+                a12 = S12[i12, j12, p if S12.shape[2] > 1 else 0, q if S12.shape[3] > 1 else 0]
+                a22 = S22[i22, j22, p if S22.shape[2] > 1 else 0, q if S22.shape[3] > 1 else 0]
+                a11 = max(a11, 0.0)
+                a22 = max(a22, 0.0)
+                if kind == 1:
+                    r = 2.0 * a12 / math.sqrt(max((1.0 + 2.0 * a11) * (1.0 + 2.0 * a22), 0.0))
+                    out[i, j, p, q] = (2.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
+                    continue
+                if kind == 2:
+                    if a11 > 0:
+                        r = math.sqrt(2.0) * a12 / math.sqrt(max(a11 * (1.0 + 2.0 * a22), 0.0))
+                        out[i, j, p, q] = (1.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
+                    else:
+                        out[i, j, p, q] = 0.0
+                    continue
+                prod = a11 * a22
+                if not prod > 0:
+                    out[i, j, p, q] = 0.0
+                    continue
+                s1, s2 = math.sqrt(a11), math.sqrt(a22)
+                rho = min(max(a12 / math.sqrt(prod), -1.0), 1.0)
+                theta = math.acos(rho)
+                sn = math.sqrt((1.0 - rho) * (1.0 + rho))
+                total = 0.0
+                for m in range(table.shape[0]):
+                    term = table[m, 0]
+                    for _ in range(int(table[m, 1])):
+                        term *= s1
+                    for _ in range(int(table[m, 2])):
+                        term *= s2
+                    for _ in range(int(table[m, 3])):
+                        term *= theta
+                    for _ in range(int(table[m, 4])):
+                        term *= rho
+                    for _ in range(int(table[m, 5])):
+                        term *= sn
+                    total += term
+                out[i, j, p, q] = total
+
+
+_numba_kernel = numba.njit(parallel=True, fastmath=False, cache=True)(_kernel_body) \
+    if numba is not None else None
