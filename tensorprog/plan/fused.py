@@ -13,7 +13,9 @@ _eval_kink`: regression of the atoms on the forms, correlation, polynomial expan
   ``J_ab`` a polynomial in ``θ, cos θ, sin θ`` (:func:`..expectations.closed_forms.orthant_J`),
   so a sum of such moments is one table of monomials ``c·s₁^a s₂^b θ^t cos^p θ sin^q θ``;
 * ``E[erf(u) erf(v)] = (2/π) arcsin(2Σ₁₂/√((1+2Σ₁₁)(1+2Σ₂₂)))`` and
-  ``E[1{u>0} erf(v)] = (1/π) arcsin(√2 Σ₁₂/√(Σ₁₁(1+2Σ₂₂)))``.
+  ``E[1{u>0} erf(v)] = (1/π) arcsin(√2 Σ₁₂/√(Σ₁₁(1+2Σ₂₂)))``;
+* the Gaussian form of two atoms ``E[exp(xᵀAx)] = det(I − 2ΣA)^{−1/2}`` (the ``erf'·erf'`` of
+  an erf network's backward pass), NaN where an eigenvalue of ΣA is ≥ 1/2.
 
 The formulas, their clipping and their zero-variance limits are those of the generic closed
 forms, so the results agree with them to rounding.  The engine is numba (``pip install
@@ -43,7 +45,7 @@ except ImportError:  # pragma: no cover
     numba = None
 
 #: Kinds of fused kernels (the code passed to the kernel).
-ORTHANT, ERF_ERF, STEP_ERF = 0, 1, 2
+ORTHANT, ERF_ERF, STEP_ERF, GAUSS = 0, 1, 2, 3
 
 
 @lru_cache(maxsize=None)
@@ -113,6 +115,17 @@ def evaluate_fused(form, cov, params):
     return float(coef) * pair_kernel(kind, S11, S12, S22, tab, shape)
 
 
+def gaussian_form2(S11, S12, S22, A):
+    """``det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and a
+    symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is not
+    an array (independent atoms: the caller's generic form)."""
+    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+        return None
+    table = np.array([[A[0][0], A[0][1], A[1][1], 0.0, 0.0, 0.0]])
+    shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
+    return pair_kernel(GAUSS, S11, S12, S22, table, shape)
+
+
 def pair_kernel(kind, S11, S12, S22, table, shape):
     """The fused kernel on broadcasting arrays: numba when installed, NumPy otherwise."""
     if numba is not None:
@@ -126,6 +139,13 @@ def pair_kernel(kind, S11, S12, S22, table, shape):
 
 
 def _numpy_kernel(kind, S11, S12, S22, table):
+    if kind == GAUSS:
+        (A00, A01, A11), = table[:, :3]
+        m00, m01 = 1.0 - 2.0 * (S11 * A00 + S12 * A01), -2.0 * (S11 * A01 + S12 * A11)
+        m10, m11 = -2.0 * (S12 * A00 + S22 * A01), 1.0 - 2.0 * (S12 * A01 + S22 * A11)
+        det = m00 * m11 - m01 * m10
+        ok = (m00 + m11 > 0) & (det > 0)
+        return np.where(ok, 1.0 / np.sqrt(np.where(ok, det, 1.0)), np.nan)
     S11, S22 = np.maximum(S11, 0.0), np.maximum(S22, 0.0)
     if kind == ERF_ERF:
         r = 2 * S12 / np.sqrt(np.maximum((1 + 2 * S11) * (1 + 2 * S22), 0.0))
@@ -160,11 +180,23 @@ def _kernel_body(kind, S11, S12, S22, table, out):  # pragma: no cover - compile
                 a11 = S11[i11, j11, p if S11.shape[2] > 1 else 0, q if S11.shape[3] > 1 else 0]
                 a12 = S12[i12, j12, p if S12.shape[2] > 1 else 0, q if S12.shape[3] > 1 else 0]
                 a22 = S22[i22, j22, p if S22.shape[2] > 1 else 0, q if S22.shape[3] > 1 else 0]
-                a11 = max(a11, 0.0)
-                a22 = max(a22, 0.0)
+                if kind != 3:
+                    a11 = max(a11, 0.0)
+                    a22 = max(a22, 0.0)
                 if kind == 1:
                     r = 2.0 * a12 / math.sqrt(max((1.0 + 2.0 * a11) * (1.0 + 2.0 * a22), 0.0))
                     out[i, j, p, q] = (2.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
+                    continue
+                if kind == 3:
+                    m00 = 1.0 - 2.0 * (a11 * table[0, 0] + a12 * table[0, 1])
+                    m01 = -2.0 * (a11 * table[0, 1] + a12 * table[0, 2])
+                    m10 = -2.0 * (a12 * table[0, 0] + a22 * table[0, 1])
+                    m11 = 1.0 - 2.0 * (a12 * table[0, 1] + a22 * table[0, 2])
+                    det = m00 * m11 - m01 * m10
+                    if m00 + m11 > 0 and det > 0:
+                        out[i, j, p, q] = 1.0 / math.sqrt(det)
+                    else:
+                        out[i, j, p, q] = math.nan
                     continue
                 if kind == 2:
                     if a11 > 0:

@@ -34,7 +34,7 @@ from ..expectations.decompose import plan_expectation
 from ..expectations.shim import NUMERIC
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
-from .fused import evaluate_fused, fused_form
+from .fused import evaluate_fused, fused_form, gaussian_form2
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -290,7 +290,7 @@ class PairExecutor:
             total = 0.0
             for t in plan.terms:
                 one = type(plan)(plan.atoms, (t,), plan.has_delta)
-                total = total + (_gaussian_form(t, sub, params) if isinstance(t, GaussTerm)
+                total = total + (_gaussian_form(t, sub, params, self.fused) if isinstance(t, GaussTerm)
                                  and t.A is not None else evaluate_exact(one, sub, params,
                                                                           NUMERIC))
             return total
@@ -479,11 +479,23 @@ def _entrywise(term) -> bool:
     return constant and term.b is None and len(term.A) <= 3
 
 
-def _gaussian_form(term, cov, params):
+_INFINITE_FORM = ("the expectation of a Gaussian-exponential form exp(xᵀAx + …) is infinite (an "
+                  "eigenvalue of ΣA is ≥ 1/2)")
+
+
+def _gaussian_form(term, cov, params, fused=True):
     """``E[c·exp(xᵀAx + c₀)] = c·e^{c₀}·det(I − 2ΣA)^{−1/2}`` (completing the square, TP IIb
-    App. B's Gaussian integrals), the determinant expanded entry by entry."""
+    App. B's Gaussian integrals), the determinant expanded entry by entry (two atoms: by the
+    fused kernel of :mod:`.fused` unless ``fused`` is False)."""
     k = len(term.A)
     A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
+    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+    if fused and k == 2 and not any(np.ndim(a) for row in A for a in row):
+        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A)
+        if det is not None:
+            if np.isnan(det).any():
+                raise ExpectationError(_INFINITE_FORM)
+            return np.real(coef) * det
     M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
           for j in range(k)] for i in range(k)]
     # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they
@@ -497,7 +509,5 @@ def _gaussian_form(term, cov, params):
         sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
                    + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
     if any(np.any(np.asarray(e) <= 0) for e in sym):
-        raise ExpectationError("the expectation of a Gaussian-exponential form exp(xᵀAx + …) "
-                               "is infinite (an eigenvalue of ΣA is ≥ 1/2)")
-    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+        raise ExpectationError(_INFINITE_FORM)
     return np.real(coef) / np.sqrt(sym[-1])

@@ -43,8 +43,8 @@ def test_fused_numpy_and_generic_closed_forms_agree(name, monkeypatch):
 def _pair_batch(rng, n):
     """Variances and a covariance of n pairs, with exact zeros and perfect correlations."""
     a, b = rng.uniform(0.1, 3, (n, 1, 1, 1)), rng.uniform(0.1, 3, (1, n, 1, 1))
-    c = rng.uniform(-1, 1, (n, n, 1, 1)) * np.sqrt(a * b)
     a[0], b[0, 1] = 0.0, 0.0                              # zero variances
+    c = rng.uniform(-1, 1, (n, n, 1, 1)) * np.sqrt(a * b)
     c[2, 2] = np.sqrt(a[2] * b[0, 2])                     # ρ = 1
     c[3, 3] = -np.sqrt(a[3] * b[0, 3])                    # ρ = −1
     return a, c, b
@@ -73,3 +73,23 @@ def test_pair_kernel_matches_generic_formulas(kind, powers):
         mp.setattr(fused, "numba", None)
         out = fused.pair_kernel(kind, S11, S12, S22, table, shape)
     np.testing.assert_allclose(out, np.broadcast_to(ref, shape), rtol=1e-12, atol=1e-15)
+
+
+def test_gaussian_form_of_two_atoms():
+    """det(I − 2ΣA)^{−1/2} against the dense determinant; NaN where it is infinite."""
+    S11, S12, S22 = _pair_batch(np.random.default_rng(1), 5)
+    A = [[-1.0, 0.25], [0.25, -0.5]]
+    Sigma = np.empty((5, 5, 1, 1, 2, 2))
+    Sigma[..., 0, 0], Sigma[..., 0, 1], Sigma[..., 1, 0], Sigma[..., 1, 1] = \
+        np.broadcast_arrays(S11, S12, S12, S22)
+    ref = np.linalg.det(np.eye(2) - 2 * Sigma @ np.array(A)) ** -0.5
+    np.testing.assert_allclose(fused.gaussian_form2(S11, S12, S22, A), ref, rtol=1e-12)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "numba", None)
+        np.testing.assert_allclose(fused.gaussian_form2(S11, S12, S22, A), ref, rtol=1e-12)
+    M = np.eye(2) - 2 * Sigma @ np.diag([0.2, 0.2])
+    finite = np.linalg.eigvals(M).real.min(axis=-1) > 0
+    out = fused.gaussian_form2(S11, S12, S22, [[0.2, 0.0], [0.0, 0.2]])
+    assert 0 < finite.sum() < finite.size
+    np.testing.assert_array_equal(np.isnan(out), ~finite)
+    assert fused.gaussian_form2(S11, 0.0, S22, A) is None
