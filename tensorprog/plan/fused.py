@@ -154,18 +154,26 @@ def _numpy_kernel(kind, S11, S12, S22, table):
         safe = np.where(S11 > 0, S11, 1.0)
         r = math.sqrt(2) * S12 / np.sqrt(np.maximum(safe * (1 + 2 * S22), 0.0))
         return np.where(S11 > 0, (1 / math.pi) * np.arcsin(np.clip(r, -1.0, 1.0)), 0.0)
-    s1, s2 = np.sqrt(S11), np.sqrt(S22)
-    prod = S11 * S22
-    pos = prod > 0
-    rho = np.where(pos, S12 / np.sqrt(np.where(pos, prod, 1.0)), 0.0)
-    c = np.clip(rho, -1.0, 1.0)
-    theta = np.arccos(c)
-    s = np.sqrt((1.0 - c) * (1.0 + c))
+    positive = bool(np.all(S11 > 0) and np.all(S22 > 0))
+    root = np.sqrt(S11 * S22)                          # s₁s₂, one rounding as the generic form
+    rho = np.divide(S12, root if positive else np.where(root > 0, root, 1.0))
+    np.clip(rho, -1.0, 1.0, out=rho)
+    theta = np.arccos(rho)
+    sin = 1.0 - rho
+    sin *= 1.0 + rho
+    np.sqrt(sin, out=sin)
     total = 0.0
     for w, a, b, t, p, q in table:
-        total = total + w * s1 ** int(a) * s2 ** int(b) * theta ** int(t) * c ** int(p) * \
-            s ** int(q)
-    return np.where((s1 > 0) & (s2 > 0), total, 0.0)
+        term = np.full(rho.shape, w)
+        for arr, e in ((theta, t), (rho, p), (sin, q)):
+            for _ in range(int(e)):
+                term *= arr
+        if a == b:
+            term *= root ** int(a)
+        else:
+            term *= np.sqrt(S11) ** int(a) * np.sqrt(S22) ** int(b)
+        total = total + term
+    return total if positive else np.where((S11 > 0) & (S22 > 0), total, 0.0)
 
 
 def _kernel_body(kind, S11, S12, S22, table, out):  # pragma: no cover - compiled by numba
