@@ -260,10 +260,10 @@ class PairExecutor:
         expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
-        total = 0.0
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape)
         cache = {}
+        total = _Sum(shape)
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
             val = peval(term.coef, params, NUMERIC)
             for f in term.factors:
@@ -271,8 +271,8 @@ class PairExecutor:
                 if key not in cache:
                     cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
                 val = val * cache[key]
-            total = total + val
-        out = np.broadcast_to(total, shape).astype(float)
+            total.add(val)
+        out = total.result()
         if not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
@@ -457,6 +457,32 @@ def _collapse(expr, atoms, entries, params):
             if r != c and v is not _ZERO:
                 nonzero.add((r, c))
     return new, list(new_atoms), out, nonzero
+
+
+class _Sum:
+    """A sum of the terms of an expectation over a batch of ``shape``, accumulated in place
+    in one array of that shape once a term spans it (the terms are fresh products or cached
+    factors, which are never written to)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.total = 0.0
+        self.owned = False
+
+    def add(self, val):
+        if self.owned and np.shape(val) != () and np.ndim(val) <= len(self.shape) and \
+                not np.iscomplexobj(val):
+            self.total += val
+            return
+        total = self.total + val
+        self.owned = isinstance(total, np.ndarray) and total.shape == self.shape and \
+            total.dtype == float and total is not val
+        self.total = total
+
+    def result(self) -> np.ndarray:
+        if self.owned:
+            return self.total
+        return np.broadcast_to(self.total, self.shape).astype(float)
 
 
 def _is_run(index) -> bool:
