@@ -132,8 +132,10 @@ def pair_kernel(kind, S11, S12, S22, table, shape):
         four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
                                                                         a.shape)
         out = np.empty(shape)
-        _numba_kernel(kind, four(S11), four(S12), four(S22), table, out.reshape(
-            (1,) * (4 - out.ndim) + out.shape))
+        w = np.ascontiguousarray(table[:, 0] if kind != GAUSS else table[0, :3])
+        ex = np.ascontiguousarray(table[:, 1:], dtype=np.int64)
+        _numba_kernel(kind, four(S11), four(S12), four(S22), w, ex,
+                      out.reshape((1,) * (4 - out.ndim) + out.shape))
         return out
     return np.broadcast_to(_numpy_kernel(kind, S11, S12, S22, table), shape)
 
@@ -176,66 +178,70 @@ def _numpy_kernel(kind, S11, S12, S22, table):
     return total if positive else np.where((S11 > 0) & (S22 > 0), total, 0.0)
 
 
-def _kernel_body(kind, S11, S12, S22, table, out):  # pragma: no cover - compiled by numba
+def _kernel_body(kind, S11, S12, S22, w, ex, out):  # pragma: no cover - compiled by numba
     n0, n1, n2, n3 = out.shape
-    for ij in numba.prange(n0 * n1):
-        i, j = ij // n1, ij % n1
-        i11, j11 = (i if S11.shape[0] > 1 else 0), (j if S11.shape[1] > 1 else 0)
-        i12, j12 = (i if S12.shape[0] > 1 else 0), (j if S12.shape[1] > 1 else 0)
-        i22, j22 = (i if S22.shape[0] > 1 else 0), (j if S22.shape[1] > 1 else 0)
-        for p in range(n2):
-            for q in range(n3):
-                a11 = S11[i11, j11, p if S11.shape[2] > 1 else 0, q if S11.shape[3] > 1 else 0]
-                a12 = S12[i12, j12, p if S12.shape[2] > 1 else 0, q if S12.shape[3] > 1 else 0]
-                a22 = S22[i22, j22, p if S22.shape[2] > 1 else 0, q if S22.shape[3] > 1 else 0]
-                if kind != 3:
+    # index multipliers: 0 along the axes an input broadcasts over
+    a0, a1, a2, a3 = (min(S11.shape[0], 2) - 1, min(S11.shape[1], 2) - 1,
+                      min(S11.shape[2], 2) - 1, min(S11.shape[3], 2) - 1)
+    b0, b1, b2, b3 = (min(S12.shape[0], 2) - 1, min(S12.shape[1], 2) - 1,
+                      min(S12.shape[2], 2) - 1, min(S12.shape[3], 2) - 1)
+    c0, c1, c2, c3 = (min(S22.shape[0], 2) - 1, min(S22.shape[1], 2) - 1,
+                      min(S22.shape[2], 2) - 1, min(S22.shape[3], 2) - 1)
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for p in range(n2):
+                for q in range(n3):
+                    a11 = S11[i * a0, j * a1, p * a2, q * a3]
+                    a12 = S12[i * b0, j * b1, p * b2, q * b3]
+                    a22 = S22[i * c0, j * c1, p * c2, q * c3]
+                    if kind == 3:
+                        m00 = 1.0 - 2.0 * (a11 * w[0] + a12 * w[1])
+                        m01 = -2.0 * (a11 * w[1] + a12 * w[2])
+                        m10 = -2.0 * (a12 * w[0] + a22 * w[1])
+                        m11 = 1.0 - 2.0 * (a12 * w[1] + a22 * w[2])
+                        det = m00 * m11 - m01 * m10
+                        if m00 + m11 > 0 and det > 0:
+                            out[i, j, p, q] = 1.0 / math.sqrt(det)
+                        else:
+                            out[i, j, p, q] = math.nan
+                        continue
                     a11 = max(a11, 0.0)
                     a22 = max(a22, 0.0)
-                if kind == 1:
-                    r = 2.0 * a12 / math.sqrt(max((1.0 + 2.0 * a11) * (1.0 + 2.0 * a22), 0.0))
-                    out[i, j, p, q] = (2.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
-                    continue
-                if kind == 3:
-                    m00 = 1.0 - 2.0 * (a11 * table[0, 0] + a12 * table[0, 1])
-                    m01 = -2.0 * (a11 * table[0, 1] + a12 * table[0, 2])
-                    m10 = -2.0 * (a12 * table[0, 0] + a22 * table[0, 1])
-                    m11 = 1.0 - 2.0 * (a12 * table[0, 1] + a22 * table[0, 2])
-                    det = m00 * m11 - m01 * m10
-                    if m00 + m11 > 0 and det > 0:
-                        out[i, j, p, q] = 1.0 / math.sqrt(det)
-                    else:
-                        out[i, j, p, q] = math.nan
-                    continue
-                if kind == 2:
-                    if a11 > 0:
-                        r = math.sqrt(2.0) * a12 / math.sqrt(max(a11 * (1.0 + 2.0 * a22), 0.0))
-                        out[i, j, p, q] = (1.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
-                    else:
+                    if kind == 1:
+                        r = 2.0 * a12 / math.sqrt(max((1.0 + 2.0 * a11) * (1.0 + 2.0 * a22), 0.0))
+                        out[i, j, p, q] = (2.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
+                        continue
+                    if kind == 2:
+                        if a11 > 0:
+                            r = math.sqrt(2.0) * a12 / math.sqrt(max(a11 * (1.0 + 2.0 * a22), 0.0))
+                            out[i, j, p, q] = (1.0 / math.pi) * math.asin(min(max(r, -1.0), 1.0))
+                        else:
+                            out[i, j, p, q] = 0.0
+                        continue
+                    prod = a11 * a22
+                    if not prod > 0:
                         out[i, j, p, q] = 0.0
-                    continue
-                prod = a11 * a22
-                if not prod > 0:
-                    out[i, j, p, q] = 0.0
-                    continue
-                s1, s2 = math.sqrt(a11), math.sqrt(a22)
-                rho = min(max(a12 / math.sqrt(prod), -1.0), 1.0)
-                theta = math.acos(rho)
-                sn = math.sqrt((1.0 - rho) * (1.0 + rho))
-                total = 0.0
-                for m in range(table.shape[0]):
-                    term = table[m, 0]
-                    for _ in range(int(table[m, 1])):
-                        term *= s1
-                    for _ in range(int(table[m, 2])):
-                        term *= s2
-                    for _ in range(int(table[m, 3])):
-                        term *= theta
-                    for _ in range(int(table[m, 4])):
-                        term *= rho
-                    for _ in range(int(table[m, 5])):
-                        term *= sn
-                    total += term
-                out[i, j, p, q] = total
+                        continue
+                    root = math.sqrt(prod)
+                    rho = min(max(a12 / root, -1.0), 1.0)
+                    theta = math.acos(rho)
+                    sn = math.sqrt((1.0 - rho) * (1.0 + rho))
+                    total = 0.0
+                    for m in range(w.shape[0]):
+                        term = w[m]
+                        if ex[m, 0] == ex[m, 1]:
+                            for _ in range(ex[m, 0]):
+                                term *= root
+                        else:
+                            term *= math.sqrt(a11) ** ex[m, 0] * math.sqrt(a22) ** ex[m, 1]
+                        for _ in range(ex[m, 2]):
+                            term *= theta
+                        for _ in range(ex[m, 3]):
+                            term *= rho
+                        for _ in range(ex[m, 4]):
+                            term *= sn
+                        total += term
+                    out[i, j, p, q] = total
 
 
 _numba_kernel = numba.njit(parallel=True, fastmath=False, cache=True)(_kernel_body) \
