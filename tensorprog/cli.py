@@ -572,6 +572,8 @@ def cmd_kernel(args) -> int:
     p = _program(args)
     K = tp.nngp(p)
     T, parts = tp.ntk(p, method=args.ntk_method, contributions=True)
+    if args.ntk_method == "backprop":   # the kernel tp.ntk returns (compiled when it can be)
+        T = tp.ntk(p)
     shares = by_parameter(parts) if args.ntk_method == "paths" else parts
     if args.json:
         _write_text(args.json, _json({
