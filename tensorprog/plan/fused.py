@@ -18,9 +18,11 @@ _eval_kink`: regression of the atoms on the forms, correlation, polynomial expan
   an erf network's backward pass), NaN where an eigenvalue of ΣA is ≥ 1/2.
 
 The formulas, their clipping and their zero-variance limits are those of the generic closed
-forms, so the results agree with them to rounding.  The engine is numba (``pip install
-".[fast]"``: one multi-threaded pass over the batch); without numba the same formulas run as
-NumPy array expressions.
+forms, so the results agree with them to rounding.  Two engines compute the same formulas:
+NumPy array expressions (the default: NumPy's SIMD ``arccos``/``arcsin`` make its few passes
+over a tile faster than one scalar pass, docs/performance.md) and a numba kernel, one
+multi-threaded pass (``pip install ".[fast]"``, selected by ``ENGINE = "numba"`` or the
+environment variable ``TENSORPROG_FUSED_ENGINE=numba``).
 """
 from __future__ import annotations
 
@@ -34,15 +36,8 @@ import sympy as sp
 from ..expectations.closed_forms import KinkTerm, _theta, orthant_J, peval
 from ..expectations.shim import NUMERIC
 
-try:  # pragma: no cover - depends on the environment
-    import numba
-
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        # OpenMP threads spin while they wait: on a loaded machine that costs more than the
-        # parallel loop gains (docs/performance.md); numba's own work queue does not spin
-        numba.config.THREADING_LAYER = "workqueue"
-except ImportError:  # pragma: no cover
-    numba = None
+#: ``"numpy"`` or ``"numba"`` (when installed): the engine of :func:`pair_kernel`.
+ENGINE = os.environ.get("TENSORPROG_FUSED_ENGINE", "numpy")
 
 #: Kinds of fused kernels (the code passed to the kernel).
 ORTHANT, ERF_ERF, STEP_ERF, GAUSS = 0, 1, 2, 3
@@ -127,14 +122,14 @@ def gaussian_form2(S11, S12, S22, A):
 
 
 def pair_kernel(kind, S11, S12, S22, table, shape):
-    """The fused kernel on broadcasting arrays: numba when installed, NumPy otherwise."""
-    if numba is not None:
+    """The fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy without numba)."""
+    if ENGINE == "numba" and numba_kernel() is not None:
         four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
                                                                         a.shape)
         out = np.empty(shape)
         w = np.ascontiguousarray(table[:, 0] if kind != GAUSS else table[0, :3])
         ex = np.ascontiguousarray(table[:, 1:], dtype=np.int64)
-        _numba_kernel(kind, four(S11), four(S12), four(S22), w, ex,
+        numba_kernel()(kind, four(S11), four(S12), four(S22), w, ex,
                       out.reshape((1,) * (4 - out.ndim) + out.shape))
         return out
     return np.broadcast_to(_numpy_kernel(kind, S11, S12, S22, table), shape)
@@ -178,6 +173,9 @@ def _numpy_kernel(kind, S11, S12, S22, table):
     return total if positive else np.where((S11 > 0) & (S22 > 0), total, 0.0)
 
 
+prange = range      # numba.prange once the kernel is compiled
+
+
 def _kernel_body(kind, S11, S12, S22, w, ex, out):  # pragma: no cover - compiled by numba
     n0, n1, n2, n3 = out.shape
     # index multipliers: 0 along the axes an input broadcasts over
@@ -187,7 +185,7 @@ def _kernel_body(kind, S11, S12, S22, w, ex, out):  # pragma: no cover - compile
                       min(S12.shape[2], 2) - 1, min(S12.shape[3], 2) - 1)
     c0, c1, c2, c3 = (min(S22.shape[0], 2) - 1, min(S22.shape[1], 2) - 1,
                       min(S22.shape[2], 2) - 1, min(S22.shape[3], 2) - 1)
-    for i in numba.prange(n0):
+    for i in prange(n0):
         for j in range(n1):
             for p in range(n2):
                 for q in range(n3):
@@ -244,5 +242,17 @@ def _kernel_body(kind, S11, S12, S22, w, ex, out):  # pragma: no cover - compile
                     out[i, j, p, q] = total
 
 
-_numba_kernel = numba.njit(parallel=True, fastmath=False, cache=True)(_kernel_body) \
-    if numba is not None else None
+@lru_cache(maxsize=None)
+def numba_kernel():
+    """The numba-compiled :func:`_kernel_body`, or None without numba (imported on first use:
+    NumPy is the default engine)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # OpenMP threads spin while they wait: on a loaded machine that costs more than the
+        # parallel loop gains (docs/performance.md); numba's own work queue does not spin
+        numba.config.THREADING_LAYER = "workqueue"
+    globals()["prange"] = numba.prange
+    return numba.njit(parallel=True, fastmath=False, cache=True)(_kernel_body)

@@ -1,5 +1,5 @@
-"""Fused closed-form kernels (:mod:`tensorprog.plan.fused`): the numba kernel, its NumPy
-fallback and the generic closed forms give one kernel to rounding on every architecture."""
+"""Fused closed-form kernels (:mod:`tensorprog.plan.fused`): the NumPy engine, the numba
+kernel and the generic closed forms give one kernel to rounding on every architecture."""
 import numpy as np
 import pytest
 
@@ -11,12 +11,15 @@ from tensorprog.plan.pairs import PairExecutor
 from tests.plan.test_compile import PAIR_LOCAL, _inputs
 
 
+ENGINES = ("numpy", "numba") if fused.numba_kernel() is not None else ("numpy",)
+
+
 def _kernels(kfn, X, Y, engine, monkeypatch):
     with monkeypatch.context() as m:
         if engine == "generic":
             m.setattr(PairExecutor, "fused", False)
-        elif engine == "numpy":
-            m.setattr(fused, "numba", None)
+        else:
+            m.setattr(fused, "ENGINE", engine)
         return kfn(X), kfn(Y, X)
 
 
@@ -31,7 +34,7 @@ def test_fused_numpy_and_generic_closed_forms_agree(name, monkeypatch):
     ref = _kernels(kfn, X, Y, "generic", monkeypatch)
     K = evaluate_term(readout_term(p), tp.limit(p))       # the limit evaluated on the program
     T = sum(tp.ntk_contributions(p).values())
-    for engine in ("fused", "numpy"):
+    for engine in ENGINES:
         out = _kernels(kfn, X, Y, engine, monkeypatch)
         for a, b in zip(out, ref):
             for key in ("nngp", "ntk"):
@@ -67,12 +70,11 @@ def test_pair_kernel_matches_generic_formulas(kind, powers):
         table = np.zeros((0, 6))
         ref = (erf_erf if kind == fused.ERF_ERF else step_erf)(S11, S12, S22, m)
     shape = (6, 6, 1, 1)
-    out = fused.pair_kernel(kind, S11, S12, S22, table, shape)
-    np.testing.assert_allclose(out, np.broadcast_to(ref, shape), rtol=1e-12, atol=1e-15)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fused, "numba", None)
-        out = fused.pair_kernel(kind, S11, S12, S22, table, shape)
-    np.testing.assert_allclose(out, np.broadcast_to(ref, shape), rtol=1e-12, atol=1e-15)
+    for engine in ENGINES:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fused, "ENGINE", engine)
+            out = fused.pair_kernel(kind, S11, S12, S22, table, shape)
+        np.testing.assert_allclose(out, np.broadcast_to(ref, shape), rtol=1e-12, atol=1e-15)
 
 
 def test_gaussian_form_of_two_atoms():
@@ -83,13 +85,13 @@ def test_gaussian_form_of_two_atoms():
     Sigma[..., 0, 0], Sigma[..., 0, 1], Sigma[..., 1, 0], Sigma[..., 1, 1] = \
         np.broadcast_arrays(S11, S12, S12, S22)
     ref = np.linalg.det(np.eye(2) - 2 * Sigma @ np.array(A)) ** -0.5
-    np.testing.assert_allclose(fused.gaussian_form2(S11, S12, S22, A), ref, rtol=1e-12)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fused, "numba", None)
-        np.testing.assert_allclose(fused.gaussian_form2(S11, S12, S22, A), ref, rtol=1e-12)
     M = np.eye(2) - 2 * Sigma @ np.diag([0.2, 0.2])
     finite = np.linalg.eigvals(M).real.min(axis=-1) > 0
-    out = fused.gaussian_form2(S11, S12, S22, [[0.2, 0.0], [0.0, 0.2]])
     assert 0 < finite.sum() < finite.size
-    np.testing.assert_array_equal(np.isnan(out), ~finite)
+    for engine in ENGINES:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fused, "ENGINE", engine)
+            np.testing.assert_allclose(fused.gaussian_form2(S11, S12, S22, A), ref, rtol=1e-12)
+            out = fused.gaussian_form2(S11, S12, S22, [[0.2, 0.0], [0.0, 0.2]])
+        np.testing.assert_array_equal(np.isnan(out), ~finite)
     assert fused.gaussian_form2(S11, 0.0, S22, A) is None
