@@ -13,7 +13,8 @@ times, for each case and size N (inputs of dimension 32, float64):
   to versions that import together); skipped with a message when that is not possible.
 
 Each measurement runs in a fresh process, which also reports its peak resident memory.  The
-table prints times and the ratios tensorprog / peer and tensorprog / numpy.
+table prints times and the ratios tensorprog / peer and tensorprog / numpy; with ``--repeat R``
+every row is measured R times, the codes interleaved, and the medians are printed.
 """
 from __future__ import annotations
 
@@ -194,11 +195,19 @@ def _measure(cmd) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _median(results: list) -> dict:
+    """The run of median time among repeated measurements of one code (the first otherwise)."""
+    timed = sorted((r for r in results if r.get("time") is not None), key=lambda r: r["time"])
+    return timed[(len(timed) - 1) // 2] if timed else results[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="500,2000,5000")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each row this many times, interleaved; print the medians")
     ap.add_argument("--peer-venv", default=PEER_VENV, help="virtual environment of the peer")
     ap.add_argument("--one", nargs=3, metavar=("CODE", "CASE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -215,13 +224,18 @@ def main():
           f"{'peer s':>8} {'MB':>6} | {'tp/peer':>7} {'tp/numpy':>8} | max rel diff")
     for case in args.cases.split(","):
         for n in map(int, args.sizes.split(",")):
-            tp_ = _measure([sys.executable, me, "--one", "tensorprog", case, str(n)])
+            runs = []
+            for _ in range(args.repeat):          # interleaved: the three codes see one load
+                tp_ = _measure([sys.executable, me, "--one", "tensorprog", case, str(n)])
+                if "error" in tp_:
+                    break
+                npy = _measure([sys.executable, me, "--one", "numpy", case, str(n)]) \
+                    if case.startswith("mlp") else {}
+                runs.append((tp_, npy, run_peer(case, n, py)))
             if "error" in tp_:
                 print(f"{case:10} {n:>6} | tensorprog failed: {tp_['error']}")
                 continue
-            npy = _measure([sys.executable, me, "--one", "numpy", case, str(n)]) \
-                if case.startswith("mlp") else {}
-            peer = run_peer(case, n, py)
+            tp_, npy, peer = (_median([r[i] for r in runs]) for i in range(3))
             fmt = lambda r, k="time": f"{r[k]:.3f}" if r.get(k) is not None else "-"
             mb = lambda r: f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
             ratio = lambda r: f"{tp_['time'] / r['time']:.2f}" if r.get("time") else "-"

@@ -34,6 +34,7 @@ from ..expectations.decompose import plan_expectation
 from ..expectations.shim import NUMERIC
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
+from .fused import evaluate_fused, fused_form, gaussian_form2
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -107,6 +108,10 @@ class PairExecutor:
         ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
         symmetric kernel (then ``y`` is the transpose of ``x``).
     """
+
+    #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
+    #: :mod:`.fused` (False: the generic closed forms, for comparison).
+    fused = True
 
     def __init__(self, lim, members, left, right=None):
         self.lim = lim
@@ -255,10 +260,10 @@ class PairExecutor:
         expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
-        total = 0.0
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape)
         cache = {}
+        total = _Sum(shape)
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
             val = peval(term.coef, params, NUMERIC)
             for f in term.factors:
@@ -266,20 +271,26 @@ class PairExecutor:
                 if key not in cache:
                     cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
                 val = val * cache[key]
-            total = total + val
-        out = np.broadcast_to(total, shape).astype(float)
+            total.add(val)
+        out = total.result()
         if not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
 
     def _factor(self, f, sub, params):
         plan = exact_plan(f.expr, f.atoms)
+        form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
+        if form is not None:
+            value = evaluate_fused(form, sub, params)
+            if value is not None:
+                self.tiers.add("exact")
+                return value
         if plan is not None and all(_entrywise(t) for t in plan.terms):
             self.tiers.add("exact")
             total = 0.0
             for t in plan.terms:
                 one = type(plan)(plan.atoms, (t,), plan.has_delta)
-                total = total + (_gaussian_form(t, sub, params) if isinstance(t, GaussTerm)
+                total = total + (_gaussian_form(t, sub, params, self.fused) if isinstance(t, GaussTerm)
                                  and t.A is not None else evaluate_exact(one, sub, params,
                                                                           NUMERIC))
             return total
@@ -489,6 +500,32 @@ def _collapse(expr, atoms, entries, params):
     return new, list(new_atoms), out, nonzero
 
 
+class _Sum:
+    """A sum of the terms of an expectation over a batch of ``shape``, accumulated in place
+    in one array of that shape once a term spans it (the terms are fresh products or cached
+    factors, which are never written to)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.total = 0.0
+        self.owned = False
+
+    def add(self, val):
+        if self.owned and np.shape(val) != () and np.ndim(val) <= len(self.shape) and \
+                not np.iscomplexobj(val):
+            self.total += val
+            return
+        total = self.total + val
+        self.owned = isinstance(total, np.ndarray) and total.shape == self.shape and \
+            total.dtype == float and total is not val
+        self.total = total
+
+    def result(self) -> np.ndarray:
+        if self.owned:
+            return self.total
+        return np.broadcast_to(self.total, self.shape).astype(float)
+
+
 def _is_run(index) -> bool:
     """Whether an index array (a column or a row) reads one contiguous run of members."""
     flat = np.asarray(index).ravel()
@@ -509,11 +546,23 @@ def _entrywise(term) -> bool:
     return constant and term.b is None and len(term.A) <= 3
 
 
-def _gaussian_form(term, cov, params):
+_INFINITE_FORM = ("the expectation of a Gaussian-exponential form exp(xᵀAx + …) is infinite (an "
+                  "eigenvalue of ΣA is ≥ 1/2)")
+
+
+def _gaussian_form(term, cov, params, fused=True):
     """``E[c·exp(xᵀAx + c₀)] = c·e^{c₀}·det(I − 2ΣA)^{−1/2}`` (completing the square, TP IIb
-    App. B's Gaussian integrals), the determinant expanded entry by entry."""
+    App. B's Gaussian integrals), the determinant expanded entry by entry (two atoms: by the
+    fused kernel of :mod:`.fused` unless ``fused`` is False)."""
     k = len(term.A)
     A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
+    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+    if fused and k == 2 and not any(np.ndim(a) for row in A for a in row):
+        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A)
+        if det is not None:
+            if np.isnan(det).any():
+                raise ExpectationError(_INFINITE_FORM)
+            return np.real(coef) * det
     M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
           for j in range(k)] for i in range(k)]
     # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they
@@ -527,7 +576,5 @@ def _gaussian_form(term, cov, params):
         sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
                    + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
     if any(np.any(np.asarray(e) <= 0) for e in sym):
-        raise ExpectationError("the expectation of a Gaussian-exponential form exp(xᵀAx + …) "
-                               "is infinite (an eigenvalue of ΣA is ≥ 1/2)")
-    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+        raise ExpectationError(_INFINITE_FORM)
     return np.real(coef) / np.sqrt(sym[-1])
