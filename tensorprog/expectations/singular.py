@@ -25,6 +25,7 @@ import numpy as np
 import sympy as sp
 
 from ..functions import lambdify
+from ..linalg import symmetric_eigh
 from .decompose import algebraic_planes, is_algebraic_power
 
 __all__ = ["singular_planes", "worst_singularity"]
@@ -71,7 +72,7 @@ def worst_singularity(expr: sp.Expr, atoms: tuple, cov: np.ndarray, params: dict
     names = sorted(params, key=str)
     fn = lambdify(tuple(atoms) + tuple(names), expr)
     m, k = cov.shape[0], cov.shape[-1]
-    lam, V = np.linalg.eigh(cov)
+    lam, V = symmetric_eigh(cov)
     G = V * np.sqrt(np.maximum(lam, 0.0))[:, None, :]
     rng = np.random.default_rng(SEED)
     x0 = np.einsum("mkr,mdr->mdk", G, rng.standard_normal((m, DRAWS, k)))  # (m, D, k)

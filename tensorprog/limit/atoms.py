@@ -92,6 +92,25 @@ class LeafTable:
         params = [s for s in syms if self.info[s][0].kind == "param"]
         return atoms, params
 
+    def zhat_input_pairs(self, program, exprs, done) -> list[tuple[str, str]]:
+        """The pairs of MATMUL inputs (names in ``program``) whose covariance the ZHAT atoms of
+        the expressions ``exprs`` need: one pair per two ZHAT bases of one group whose key pair
+        (either order) is not in ``done``."""
+        bases = {}
+        for expr in exprs:
+            for s in self.split(expr)[0]:
+                base = self.info[s][0]
+                if base.kind == "zhat":
+                    bases[base.key] = base
+        bases = list(bases.values())
+        out = []
+        for i, p in enumerate(bases):
+            for q in bases[i:]:
+                if p.group == q.group and (p.key, q.key) not in done \
+                        and (q.key, p.key) not in done:
+                    out.append((program.args(p.node)[0], program.args(q.node)[0]))
+        return out
+
     def reindex(self, expr: sp.Expr, index: np.ndarray) -> sp.Expr:
         """Compose every leaf's index with ``index``: the expression of member ``index[i]``,
         seen from a family whose member i it feeds."""

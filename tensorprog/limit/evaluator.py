@@ -142,20 +142,8 @@ class Limit:
 
     def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
         """The pairs of MATMUL inputs whose covariance the ZHAT atoms of ``Z^x``, ``Z^y`` need."""
-        bases = {}
-        for name in (x, y):
-            for s in self.leaves.split(self.z[name])[0]:
-                base = self.leaves.info[s][0]
-                if base.kind == "zhat":
-                    bases[base.key] = base
-        bases = list(bases.values())
-        out = []
-        for i, p in enumerate(bases):
-            for q in bases[i:]:
-                if p.group == q.group and (p.key, q.key) not in self._base_covs \
-                        and (q.key, p.key) not in self._base_covs:
-                    out.append((self.program.args(p.node)[0], self.program.args(q.node)[0]))
-        return out
+        return self.leaves.zhat_input_pairs(self.program, (self.z[x], self.z[y]),
+                                            self._base_covs)
 
     def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
         """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:

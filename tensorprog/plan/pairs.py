@@ -355,22 +355,8 @@ class PairExecutor:
     def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
         """The pairs of MATMUL inputs whose blocks the ZHAT atoms of ``Z^x``, ``Z^y`` need and
         that are not computed yet."""
-        bases = {}
-        for name in (x, y):
-            for s in self.leaves.split(self.lim.z[name])[0]:
-                base = self.leaves.info[s][0]
-                if base.kind == "zhat":
-                    bases[base.key] = base
-        bases = list(bases.values())
-        out = []
-        for i, p in enumerate(bases):
-            for q in bases[i:]:
-                if p.group == q.group and (p.key, q.key) not in self._blocks \
-                        and (q.key, p.key) not in self._blocks:
-                    pair = (self.p.args(p.node)[0], self.p.args(q.node)[0])
-                    if not self._has_cov(*pair):
-                        out.append(pair)
-        return out
+        pairs = self.leaves.zhat_input_pairs(self.p, (self.lim.z[x], self.lim.z[y]), self._blocks)
+        return [pair for pair in pairs if not self._has_cov(*pair)]
 
     def _has_cov(self, a: str, b: str) -> bool:
         za, zb = self.lim.z[a], self.lim.z[b]
