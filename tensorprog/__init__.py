@@ -21,7 +21,10 @@ from .limit import Limit
 from .render import render
 from .backends import simulate, validate, Simulation, ValidationReport
 from . import predict
-from .errors import LearningRateWarning, PredictionError
+from .errors import LearningRateWarning, PredictionError, TrainingError
+from . import training
+from .training import (abc_parametrization, mean_field, mup, ntk_parametrization,
+                       standard_parametrization, train, yaida)
 
 
 def limit(program, symbolic: bool = False, tier: str = "auto") -> Limit:
@@ -38,5 +41,7 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "predict", "PredictionError", "LearningRateWarning",
+    "predict", "PredictionError", "LearningRateWarning", "training", "train", "TrainingError",
+    "ntk_parametrization", "standard_parametrization", "mup", "mean_field", "yaida",
+    "abc_parametrization",
 ]

@@ -109,6 +109,7 @@ class Readout:
     trainable: bool = True
     parametrization: Parametrization = NTK_HIDDEN
     slots: tuple | None = None
+    bias_parametrization: Parametrization = NTK_FIXED
 
     @property
     def num_slots(self) -> int:
