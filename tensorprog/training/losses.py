@@ -53,7 +53,8 @@ def make_loss(loss) -> Loss:
             return Loss("mse", (F - Y) ** 2 / 2, F - Y, True)
         if key in ("bce", "cross_entropy", "binary_cross_entropy"):
             expr = sp.log(1 + sp.exp(F)) - Y * F
-            return Loss("bce", expr, 1 / (1 + sp.exp(-F)) - Y, False)
+            # σ(f) − y, with σ(f) = (1 + tanh(f/2))/2 (no overflow for large |f|)
+            return Loss("bce", expr, (1 + sp.tanh(F / 2)) / 2 - Y, False)
         raise TrainingError(f"loss={loss!r}: use 'mse', 'bce' or a sympy expression in the "
                             "symbols f and y (tp.training.F, tp.training.Y)")
     expr = loss(F, Y) if callable(loss) and not isinstance(loss, sp.Basic) else loss

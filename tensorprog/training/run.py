@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TrainingError
-from ..ir.program import Program
+from ..ir.program import Program, symbol
 from ..limit import Limit as BaseLimit
 from .evaluation import TrainingLimit as Limit
 from .finite import FiniteTrainer
@@ -36,13 +36,6 @@ class FiniteRun:
         return self.samples.std(axis=0, ddof=1) / np.sqrt(S)
 
     @property
-    def limit_error(self) -> float:
-        """The evaluator's largest error estimate of an expectation in the limit (0 when every
-        expectation was exact; a Monte Carlo standard error otherwise)."""
-        self.mean
-        return self._error
-
-    @property
     def cov(self) -> np.ndarray:
         d = self.samples - self.mean
         return np.einsum("sti,stj->tij", d, d) / (self.samples.shape[0] - 1)
@@ -54,8 +47,9 @@ def _indices(values, N: int, what: str) -> np.ndarray:
         raise TrainingError(f"train: {what} must be a non-empty list of input indices, got "
                             f"{values!r}")
     if arr.min() < 0 or arr.max() >= N:
-        raise TrainingError(f"train: {what} holds index {int(arr.max() if arr.max() >= N else arr.min())}"
-                            f" outside [0, {N}) (the program has {N} inputs)")
+        bad = int(arr.max() if arr.max() >= N else arr.min())
+        raise TrainingError(f"train: {what} holds index {bad} outside [0, {N}) (the program "
+                            f"has {N} inputs)")
     if len(set(arr.tolist())) != arr.size:
         raise TrainingError(f"train: {what} repeats an index")
     return arr.astype(int)
@@ -200,6 +194,42 @@ class TrainingRun:
         if self._cov is None:
             self._evaluate()
         return self._cov
+
+    def feature_change(self, name: str, width: int | None = None, seeds: int = 32,
+                       seed: int = 0):
+        """How far the hidden vector ``name`` moves: ``‖x_t − x_0‖²/n`` at every step.
+
+        Without ``width``, its infinite-width limit, an (steps + 1, N) array: Θ(1) with feature
+        learning (s = 1, the MOMENT ``avg((x_t − x_0)²)`` of the unrolled program), 0 in the
+        kernel regime (s < 1, where it is ``n^{-(1−s)}`` times a Θ(1) number).  With ``width``,
+        the same quantity of the finite network, a :class:`FiniteRun` over ``seeds`` seeds.
+
+        Raises
+        ------
+        TrainingError : ``name`` is not a vector of the network.
+        """
+        if name not in {st.name for st in self.net.steps if st.kind != "matrix"}:
+            raise TrainingError(f"feature_change: {name!r} is not a vector of the network "
+                                f"{self.net.name!r}")
+        N = self.net.num_inputs
+        if width is not None:
+            _, kept = self.trainer(width).run(range(seed, seed + seeds), record=[name])
+            x = kept[name]
+            return FiniteRun(int(width), ((x - x[:, :1]) ** 2).mean(axis=-1))
+        out = np.zeros((self.steps + 1, N))
+        if not self.regime.feature_learning:
+            return out
+        q = self.unrolled.program.copy()
+        names = []
+        for t, vecs in enumerate(self.unrolled.vectors):
+            if t and vecs[name] != name:
+                m = q.fresh_name("move")
+                q.add_inferred("moment", m, (symbol(vecs[name]) - symbol(name)) ** 2)
+                names.append((t, m))
+        lim = BaseLimit(q, tier=self.tier)
+        for t, m in names:
+            out[t] = np.broadcast_to(lim.scalar(m), (N,))
+        return out
 
     # ------------------------------------------------------------------ finite width
     def trainer(self, width: int) -> FiniteTrainer:

@@ -44,11 +44,13 @@ from .structure import Network, derivative
 class Unrolled:
     """The unrolled program and where its results are: ``outputs[t]`` the family scalar of the
     outputs at step t (``f_t`` for ``s = 1``, ``f_t − f_0`` for ``s < 1``; None where it is 0),
-    ``f0`` the names of the conditioned initial outputs of the training points (s = 0)."""
+    ``f0`` the names of the conditioned initial outputs of the training points (s = 0),
+    ``vectors[t]`` the program vector of each network vector at step t (feature learning)."""
 
     program: BuilderProgram
     outputs: list
     f0: dict = field(default_factory=dict)
+    vectors: list = field(default_factory=list)
 
 
 class _Builder:
@@ -244,6 +246,7 @@ class _Builder:
         L = net.readout
         cur0 = {st.name: st.name for st in net.steps if st.kind != "matrix"}
         cur, v, outputs = dict(cur0), "v_0", []
+        vectors = [dict(cur0)]
         grads = self.backward(0, cur0, "v_0")
         delta = {}
         for t in range(T + 1):
@@ -273,9 +276,10 @@ class _Builder:
                 delta = self.forward(t + 1, cur0, cur)
             else:
                 cur = self.forward(t + 1, cur0, cur)
+                vectors.append(dict(cur))
                 if self.terms["v"]:
                     v = self.node(f"v_{t + 1}", symbol("v_0") + self.vector_sum("v"))
-        return Unrolled(self.q, outputs, dict(self.f0))
+        return Unrolled(self.q, outputs, dict(self.f0), vectors)
 
 
 def unroll(net: Network, rates: dict, loss, y: dict, batches, feature_learning: bool,

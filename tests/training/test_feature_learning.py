@@ -2,8 +2,10 @@
 prediction, and finite widths converge to the limit (seed mean within 4 standard errors,
 per-draw error slope ≈ −1/2)."""
 import numpy as np
+import pytest
 
 import tensorprog as tp
+from tensorprog.errors import TrainingError
 
 from ..conftest import build_mlp
 from .test_parametrization import snippet
@@ -48,3 +50,18 @@ def test_cross_entropy_loss_trains_in_mup():
     assert run.mean[2, 0] > run.mean[1, 0] > run.mean[0, 0]
     sim = run.simulate(2048, seeds=64)
     assert np.max(np.abs(sim.mean - run.mean) / sim.stderr) < 4
+
+
+def test_feature_change_is_order_one_in_mup_and_vanishes_in_the_kernel_regime():
+    run = tp.train(snippet(), [1.0], train=[0], steps=2, lr=1.0, parametrization=tp.mup())
+    lim = run.feature_change("x1")
+    assert lim.shape == (3, 2) and np.all(lim[0] == 0) and lim[1:].min() > 0.01
+    fin = run.feature_change("x1", width=2048, seeds=64)
+    assert np.max(np.abs(fin.mean - lim)[1:] / fin.stderr[1:]) < 4
+    half = tp.train(snippet(), [1.0], train=[0], steps=1, lr=1.0, parametrization=tp.yaida(0.5))
+    assert np.all(half.feature_change("x1") == 0)
+    small, large = (half.feature_change("x1", width=n, seeds=32).mean[1, 0] for n in (256, 4096))
+    slope = np.log(large / small) / np.log(16)       # ‖Δx‖²/n ~ n^{-(1−s)}
+    assert abs(slope + 0.5) < 0.1
+    with pytest.raises(TrainingError, match="not a vector"):
+        run.feature_change("nope")

@@ -59,3 +59,21 @@ def test_ntk_finite_width_mean_and_covariance():
     z = np.abs(sim.mean - run.mean) / sim.stderr
     assert z.max() < 4
     assert np.abs(sim.cov - run.cov).max() < 0.15 * np.abs(run.cov).max()
+
+
+def test_sgd_batches_and_cross_entropy_follow_the_kernel_recursion():
+    """s = 1/2, minibatches and the binary cross-entropy: the limit is the kernel recursion
+    f_{t+1} = f_t − (η/|B_t|) Θ[:, B_t] ℓ'(f_t[B_t], y) from f_0 = 0."""
+    p = build_mlp(inputs(), depth=1, wvar=1.5, bvar=0.1, phi=tp.erf)
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    batches = [[0, 1], [2, 3], [0, 2]]
+    run = tp.train(p, labels, train=TRAIN, lr=LR, loss="bce", batches=batches,
+                   parametrization=tp.yaida(0.5))
+    Th = tp.ntk(p)
+    f = np.zeros(6)
+    expected = [f]
+    for B in batches:
+        grad = 1 / (1 + np.exp(-f[B])) - labels[B]
+        f = f - LR / len(B) * Th[:, B] @ grad
+        expected.append(f)
+    np.testing.assert_allclose(run.mean, np.array(expected), rtol=0, atol=1e-8)
