@@ -61,7 +61,7 @@ class TrainingRun:
     unrolled NETSOR⊤+ program; :meth:`simulate` and :meth:`validate` run it at finite width."""
 
     def __init__(self, program: Program, y, train, steps, lr, loss, parametrization, batches,
-                 tier):
+                 tier, strict=False):
         N = program.num_inputs
         self.net = read_network(program)
         self.parametrization = parametrization or ntk_parametrization()
@@ -98,7 +98,7 @@ class TrainingRun:
         self.batches = batches
         self.steps = len(batches)
         self.loss = make_loss(loss)
-        self.tier = tier
+        self.tier, self.strict = tier, bool(strict)
         self.program_in = program
         self.rates = self._rates()
         self.unrolled = unroll(self.net, self.rates, self.loss, self.y, self.batches,
@@ -156,12 +156,30 @@ class TrainingRun:
             A = np.eye(N)[None] + J
             self._mean = base
             self._cov = A @ K @ A.transpose(0, 2, 1)
+            self._check_rate(J)
         else:
             raise TrainingError(
                 f"train: the loss {self.loss.name} has a derivative that is not affine in f; "
                 "with random initial outputs (s = 0) the trained outputs are not Gaussian and "
                 "tensorprog evaluates them for MSE-like losses only; use s > 0 (e.g. "
                 "tp.yaida(s=0.5)) or the MSE")
+
+    def _check_rate(self, J: np.ndarray) -> None:
+        """Full-batch MSE in the NTK limit: the first step is ``f_1 = f_0 − (η/m) Θ (f_0 − y)``,
+        so ``J_1`` on the training points is ``−(η/m) Θ``; compare η with ``2m/λ_max``
+        (:func:`tensorprog.predict.check_learning_rate`)."""
+        from ..errors import PredictionError
+        from ..predict import check_learning_rate
+
+        tr = np.sort(self.train_idx)
+        if self.steps == 0 or self.loss.name != "mse" or \
+                not np.array_equal(np.sort(self.batches[0]), tr):
+            return
+        Th = -len(tr) / self.lr * J[1][np.ix_(tr, tr)]
+        try:
+            check_learning_rate(self.lr, (Th + Th.T) / 2, strict=self.strict)
+        except PredictionError as e:
+            raise TrainingError(f"train: {e}") from None
 
     def nngp(self) -> np.ndarray:
         """Covariance (N, N) of the initial outputs in the limit (0 unless s = 0)."""
@@ -271,7 +289,7 @@ def _value(o, lim: Limit, N: int) -> np.ndarray:
 
 def train(program: Program, y, train=None, steps: int | None = None, lr: float = 1.0,
           loss="mse", parametrization: AbcParametrization | None = None, batches=None,
-          tier: str = "auto") -> TrainingRun:
+          tier: str = "auto", strict: bool = False) -> TrainingRun:
     """Gradient descent on ``program``'s network, unrolled into a NETSOR⊤+ program and taken
     to the infinite-width limit (TP IIb App. D.1).
 
@@ -287,6 +305,8 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     parametrization : an :class:`AbcParametrization` (default NTK).
     batches : one array of training-input indices per step (SGD); default full batch.
     tier : expectation tier of the Master-Theorem evaluator.
+    strict : in the NTK limit with full-batch MSE, raise instead of warning when
+        ``lr > 4m/λ_max`` of the NTK on the training points.
 
     Returns
     -------
@@ -296,8 +316,13 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     ------
     TrainingError : targets of the wrong length, an index out of range, a loss without a
         derivative, a batch schedule of the wrong length, a non-finite learning rate, a
-        parametrization whose limit blows up.
+        parametrization whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max``
+        (raised when the limit is evaluated).
     ProgramError : an instruction training does not support.
+
+    Warns
+    -----
+    LearningRateWarning : NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
 
     Example
     -------
@@ -305,4 +330,5 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     >>> run.mean.shape                       # (steps + 1, N)
     (3, 2)
     """
-    return TrainingRun(program, y, train, steps, lr, loss, parametrization, batches, tier)
+    return TrainingRun(program, y, train, steps, lr, loss, parametrization, batches, tier,
+                       strict)

@@ -1,5 +1,7 @@
 """Bad input to tp.train gets a named TrainingError (or ProgramError for an unsupported
 instruction)."""
+import warnings
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -45,3 +47,20 @@ def test_finite_width_arguments():
         run.simulate(0)
     with pytest.raises(TrainingError, match="seeds"):
         run.simulate(64, seeds=1)
+
+
+def test_learning_rate_thresholds_in_the_ntk_limit():
+    """Full-batch MSE in the NTK limit: a warning naming 2m/λ_max, an error above 4m/λ_max
+    when strict (λ_max of the NTK on the training points, read off the first step)."""
+    X = np.array([[0.7, -1.1, 0.4], [0.2, 0.9, -0.5], [1.0, 0.3, 0.2]])
+    p = tp.Program("one-layer")
+    p.output(tp.erf(p.embed(X, var=1.5, bias_var=0.1)), var=1.0, bias_var=0.1)
+    Th = tp.ntk(p)[:2, :2]
+    top = 2 * 2 / np.linalg.eigvalsh(Th).max()          # 2m/λ_max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tp.train(p, [1.0, -1.0], train=[0, 1], steps=1, lr=0.9 * top).cov
+    with pytest.warns(tp.LearningRateWarning, match="2m/λ_max"):
+        tp.train(p, [1.0, -1.0], train=[0, 1], steps=1, lr=1.5 * top).cov
+    with pytest.raises(TrainingError, match="4m/λ_max"):
+        tp.train(p, [1.0, -1.0], train=[0, 1], steps=1, lr=2.5 * top, strict=True).cov
