@@ -146,7 +146,7 @@ def extras(key, p, rep, log):
         Kq, Tq = tp.nngp(q), tp.ntk(q)
         K, T = rep.limits["nngp"], rep.limits["ntk"]
         last = rep.widths[-1]
-        gia = tp.validate(p, widths=(last // 4, last), seeds=rep.seeds, backend="numpy",
+        gia = tp.validate(p, widths=(last // 4, last // 2, last), seeds=rep.seeds, backend="numpy",
                           seed=2024, limits={"nngp": Kq, "ntk": Tq})
         zK, zT = (gia.rows(x)[-1].stats.max_z for x in ("nngp", "ntk"))
         try:

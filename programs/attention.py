@@ -19,6 +19,13 @@ NTK parametrization (every parameter N(0, 1) times σ/√fan_in), every paramete
 multi-head sum with W_O^h of variance wvar/heads is the usual ``W_O·concat(heads)`` with head
 dimension n.
 
+``norm="post"``: the original Transformer's post-LN blocks, ``x ← LN(x + attn(x))``,
+``x ← LN(x + W₂ φ(W₁ x + b₁) + b₂)``.  ``value="tied"``: W_V = W_Q (with ``query_key="shared"``
+one matrix for query, key and value).  ``causal=True``: token s attends to tokens t ≤ s.
+``lengths`` (N integers ≤ T): sequence i has ``lengths[i]`` real tokens, then padding that is
+never attended to and left out of the mean readout (masks as exact 0/1 scalars,
+:mod:`tensorprog.nn.masking`).
+
 ``query_key``: ``"independent"`` (standard W_Q, W_K: the limit logits are 0, attention is uniform
 at initialisation), ``"shared"`` (W_Q = W_K: ``ℓ̊_st = β·wvar·E[Z^{y_s} Z^{y_t}]``) or
 ``"identity"`` (``ℓ_st = β avg(y_s ⊙ y_t)``).  ``scaling="1/sqrt(n)"`` raises a ProgramError: the
@@ -31,12 +38,18 @@ from tensorprog.nn import activation as activation_named
 from tensorprog.nn import layer_norm
 from tensorprog.nn.attention import embed_tokens, pool_tokens, transformer_block
 
+#: The command line's default inputs: 4 sequences of 3 tokens in R^8.
+DEFAULT_INPUT_SHAPE = (4, 3, 8)
+
 
 def build(X, heads: int = 1, blocks: int = 1, wvar: float = 1.0, bvar: float = 0.0,
           activation: str = "relu", query_key: str = "independent", logit_scale: float = 1.0,
           mlp: bool = True, readout: str = "mean", final_ln: bool = True, eps: float = 1e-5,
-          scaling: str = "1/n") -> tp.Program:
-    """Transformer with ``blocks`` pre-LN blocks of ``heads``-head attention on ``X`` (N, T, d)."""
+          scaling: str = "1/n", norm: str = "pre", value: str = "separate", causal: bool = False,
+          lengths=None) -> tp.Program:
+    """Transformer with ``blocks`` blocks (``norm="pre"`` or ``"post"``-LN) of ``heads``-head
+    attention on ``X`` (N, T, d); ``value``, ``causal``, ``lengths`` as in
+    :func:`tensorprog.nn.attention.self_attention`."""
     phi = activation_named(activation)
     if not isinstance(blocks, int) or blocks < 0:
         raise tp.ProgramError(f"blocks must be an integer ≥ 0, got {blocks!r}")
@@ -45,8 +58,9 @@ def build(X, heads: int = 1, blocks: int = 1, wvar: float = 1.0, bvar: float = 0
     for l in range(1, blocks + 1):
         x = transformer_block(x, name=f"b{l}", heads=heads, wvar=wvar, bvar=bvar,
                               activation=phi, query_key=query_key,
-                              logit_scale=logit_scale, mlp=mlp, eps=eps, scaling=scaling)
+                              logit_scale=logit_scale, mlp=mlp, eps=eps, scaling=scaling,
+                              norm=norm, value=value, causal=causal, lengths=lengths)
     if final_ln:
         x = layer_norm(x, eps).named("ln_f")
-    p.output(pool_tokens(x, readout, name="pooled"), var=wvar, bias_var=bvar)
+    p.output(pool_tokens(x, readout, name="pooled", lengths=lengths), var=wvar, bias_var=bvar)
     return p

@@ -35,6 +35,8 @@ import tensorprog as tp
 from tensorprog.nn.convolution import PADDINGS, conv, conv_embed, flatten_readout, global_avg_pool
 
 READOUTS = ("gap", "flatten")
+#: The command line's default inputs: 4 one-dimensional images of 6 positions with 3 channels.
+DEFAULT_INPUT_SHAPE = (4, 6, 3)
 
 
 def build(X, depth: int = 2, filter_size=3, padding: str = "circular", readout: str = "gap",

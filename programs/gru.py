@@ -9,8 +9,9 @@ With h_0 = 0 and, at every step t = 1 … T,
     h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t            new state     (a 3-argument NONLIN)
     f(ξ) = v·h_T/√n + b_out
 
-(σ the logistic sigmoid; at t = 1 the matrices act on h_0 = 0, so h_1 = σ(U_z ξ_1 + b_z) ⊙
-tanh(U_h ξ_1 + b_h)).  The three n×n matrices W_z, W_r, W_h (N(0, wvar/n)) and the three input
+(σ the logistic sigmoid and tanh are the defaults of ``gate`` and ``candidate``; the biases'
+means μ_z, μ_r, μ_h (``bias_mean``, default 0) are added inside the gates; at t = 1 the
+matrices act on h_0 = 0, so h_1 = σ(U_z ξ_1 + b_z) ⊙ tanh(U_h ξ_1 + b_h)).  The three n×n matrices W_z, W_r, W_h (N(0, wvar/n)) and the three input
 layers (U_·, b_·) (N(0, uvar/d), N(0, bvar)) are the *same* at every step; readout
 v_i ~ N(0, vvar), b_out ~ N(0, bvar).  NTK parametrization, every parameter trained.
 
@@ -38,17 +39,21 @@ from __future__ import annotations
 
 import tensorprog as tp
 from tensorprog.nn.dense import readout
-from tensorprog.nn.recurrent import as_sequences, gru_cell
+from tensorprog.nn.recurrent import as_sequences, gru_cell, masked_sum
 
 
 def build(X, wvar: float = 1.0, uvar: float = 1.0, bvar: float = 0.1,
-          vvar: float = 1.0, steps: int = 2) -> tp.Program:
-    """GRU on sequences ``X`` (N, T, d), read out from the last state."""
+          vvar: float = 1.0, steps: int = 2, gate: str = "sigmoid", candidate: str = "tanh",
+          bias_mean=0.0, lengths=None) -> tp.Program:
+    """GRU on sequences ``X`` (N, T, d), read out from the last state; ``gate``, ``candidate``
+    and ``bias_mean`` as in :func:`tensorprog.nn.recurrent.gru_cell`; with ``lengths`` (N
+    integers ≤ T, the rest of ``X[i]`` padding) from the state at step ``lengths[i]``."""
     X = as_sequences(X, steps)
     p = tp.Program("gru")
-    h = None
+    h, states = None, []
     for t in range(X.shape[1]):
         h = gru_cell(p, h, X[:, t, :], wvar=wvar, uvar=uvar, bvar=bvar, name="gru",
-                     step=t + 1)
-    readout(h, vvar, bvar)
+                     step=t + 1, gate=gate, candidate=candidate, bias_mean=bias_mean)
+        states.append(h)
+    readout(h if lengths is None else masked_sum(states, lengths), vvar, bvar)
     return p

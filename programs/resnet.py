@@ -25,18 +25,25 @@ vanish because W^l is independent of everything before it and has mean zero).
 from __future__ import annotations
 
 import tensorprog as tp
-from tensorprog.nn.dense import dense, readout
+from tensorprog.nn.dense import BIAS_INITS, bias, dense, readout
 from tensorprog.nn.residual import residual
 
 
 def build(X, blocks: int = 2, wvar: float = 2.0, bvar: float = 0.1,
-          alpha: float = 1.0) -> tp.Program:
-    """ResNet with ``blocks`` residual blocks ``h ← h + α(W φ(h) + b)`` on inputs X (N, d)."""
+          alpha: float = 1.0, bias_init: str = "normal") -> tp.Program:
+    """ResNet with ``blocks`` residual blocks ``h ← h + α(W φ(h) + b)`` on inputs X (N, d);
+    ``bias_init="zero"``: biases started at 0 and trained (the readout then has no bias)."""
     if int(blocks) != blocks or blocks < 0:
         raise tp.ProgramError(f"blocks must be an integer ≥ 0, got {blocks!r}")
+    if bias_init not in BIAS_INITS:
+        raise tp.ProgramError(f"bias_init must be one of {BIAS_INITS}, got {bias_init!r}")
+    zero = bias_init == "zero"
     p = tp.Program("resnet")
-    h = p.embed(X, var=wvar, bias_var=bvar)
+    h = p.embed(X, var=wvar, bias_var=0.0 if zero else bvar)
+    if zero and bvar > 0:
+        h = h + bias(h, "b0", bvar, bias_init)
     for l in range(1, int(blocks) + 1):
-        h = residual(h, lambda x, l=l: dense(tp.relu(x), f"{l}", wvar, bvar), alpha=alpha)
-    readout(tp.relu(h), wvar, bvar)
+        h = residual(h, lambda x, l=l: dense(tp.relu(x), f"{l}", wvar, bvar, bias_init),
+                     alpha=alpha)
+    readout(tp.relu(h), wvar, 0.0 if zero else bvar)
     return p

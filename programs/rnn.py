@@ -25,7 +25,10 @@ so with C and Θ indexed by (step, input) pairs and E over the pair's Gaussian o
     NNGP = vvar E[x x'] + bvar,   NTK = NNGP + vvar E[φ'φ'] Θ   (x = φ(h_T), or averaged over
                                                                  the step pairs for "mean")
 
-(the recurrent NTK of Alemohammad et al. 2021).  The compiler does not use this formula: the
+(the recurrent NTK of Alemohammad et al. 2021).  Sequences of different lengths
+(``lengths``): X holds them padded to T steps and the readout reads φ(h_{L_i}) (or averages
+steps 1 … L_i) of sequence i, through exact 0/1 masks (``tensorprog.nn.masking``); the kernel
+of two sequences then pairs steps L_i and L_j, where the shared W correlates different steps.  The compiler does not use this formula: the
 NTK comes from backprop through time written into the program (the backward MATMULs by Wᵀ of
 every step, W's contributions summed over all pairs of its uses) or from path sums, and the
 tests compare both with it.  Read out at the last step, only pairs (t, t) enter, so the kernels
@@ -36,14 +39,16 @@ from __future__ import annotations
 
 import tensorprog as tp
 from tensorprog.nn.dense import readout as dense_readout
-from tensorprog.nn.recurrent import as_sequences, rnn_cell
+from tensorprog.nn.recurrent import as_sequences, masked_sum, rnn_cell
 
 ACTIVATIONS = {"erf": tp.erf, "tanh": tp.tanh, "relu": tp.relu}
 
 
 def build(X, activation: str = "erf", wvar: float = 1.0, uvar: float = 1.0, bvar: float = 0.1,
-          readout: str = "last", vvar: float = 1.0, steps: int = 2) -> tp.Program:
-    """Elman RNN on sequences ``X`` (N, T, d), read out at the last step or averaged."""
+          readout: str = "last", vvar: float = 1.0, steps: int = 2, lengths=None) -> tp.Program:
+    """Elman RNN on sequences ``X`` (N, T, d), read out at the last step or averaged; with
+    ``lengths`` (N integers ≤ T) sequence i ends at step ``lengths[i]`` (the rest of ``X[i]``
+    is padding): the readout reads φ(h_{lengths[i]}) or averages its first lengths[i] steps."""
     X = as_sequences(X, steps)
     if activation not in ACTIVATIONS:
         raise tp.ProgramError(f"unknown activation {activation!r}; choose from "
@@ -60,7 +65,9 @@ def build(X, activation: str = "erf", wvar: float = 1.0, uvar: float = 1.0, bvar
             activations.append(a)
         h = rnn_cell(p, h, X[:, t, :], phi=phi, wvar=wvar, uvar=uvar, bvar=bvar, step=t + 1,
                      activated=a)
-    if readout == "last":
+    if lengths is not None:
+        x = masked_sum(activations + [phi(h).named(p.fresh_name("x"))], lengths, readout)
+    elif readout == "last":
         x = phi(h)
     else:
         x = sum(activations, phi(h)) * (1.0 / X.shape[1])

@@ -10,30 +10,99 @@ against the same program run at finite width.
     >>> W = p.matrix("W1", var=2.0)
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
+
+The names below are imported on first use (PEP 562), so that ``import tensorprog`` — and with
+it every command-line call — does not pay for sympy, scipy, networkx or matplotlib until a
+program is built or a limit derived.
 """
-from .errors import (ExpectationError, LimitError, ParseError, ProgramError,
-                     PseudoLipschitzWarning, ResourceError, TensorProgError)
-from .ir.builder import BuilderProgram as Program
-from .ir.builder import (Matrix, Var, abs, cos, erf, exp, gelu, identity, leaky_relu, moment,
-                         nonlin, polynomial, relu, sigmoid, sin, step, tanh)
-from .kernels import backward_program, nngp, ntk, ntk_contributions
-from .limit import Limit
-from .render import render
-from .backends import simulate, validate, Simulation, ValidationReport
-from . import predict
-from .errors import LearningRateWarning, PredictionError, TrainingError
-from . import training
-from .training import (abc_parametrization, mean_field, mup, ntk_parametrization,
-                       standard_parametrization, train, yaida)
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+from .errors import (AccuracyWarning, ExpectationError, LearningRateWarning, LimitError,
+                     ParseError, PredictionError, ProgramError, PseudoLipschitzWarning,
+                     ResourceError, TensorProgError, TrainingError)
+
+__version__ = "0.1.0"
+
+#: Public name → module that defines it (imported on first access).
+_LAZY = {
+    **{name: ".ir.builder" for name in (
+        "Var", "Matrix", "abs", "cos", "erf", "exp", "gelu", "identity", "leaky_relu", "moment",
+        "nonlin", "polynomial", "relu", "sigmoid", "sin", "step", "tanh")},
+    **{name: ".kernels" for name in ("backward_program", "nngp", "ntk", "ntk_contributions")},
+    **{name: ".backends" for name in ("simulate", "validate", "Simulation",
+                                      "ValidationReport")},
+    **{name: ".training" for name in (
+        "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
+        "standard_parametrization", "yaida")},
+    "Limit": ".limit.evaluator",
+    "render": ".render",
+}
 
 
-def limit(program, symbolic: bool = False, tier: str = "auto") -> Limit:
+def __getattr__(name: str):
+    if name == "Program":
+        from .ir.builder import BuilderProgram
+
+        value = BuilderProgram
+    elif name in ("predict", "training"):
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'tensorprog' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def limit(program, symbolic: bool = False, tier: str = "auto"):
     """The Master-Theorem limit of ``program`` (TP IIb Def. B.3): ``.Z(name)``, ``.scalar(name)``,
-    ``.cov(a, b)``; ``print()`` it for the readable form."""
+    ``.cov(a, b)``; ``print()`` it for the readable form.
+
+    Parameters
+    ----------
+    program : Program
+    symbolic : bool
+        Closed forms in the input Gram entries where they exist.
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+
+    Returns
+    -------
+    Limit
+
+    Raises
+    ------
+    ResourceError
+        When the derivation is estimated not to fit (:mod:`tensorprog.resources`).
+    """
+    from .limit.evaluator import Limit
+    from .resources import check_kernel
+
+    check_kernel(program, "limit")
     return Limit(program, symbolic=symbolic, tier=tier)
 
 
-__version__ = "0.1.0"
+class _Package(types.ModuleType):
+    """The package module: ``tp.limit`` and ``tp.render`` stay the functions of those names when
+    the submodules ``tensorprog.limit`` and ``tensorprog.render`` are imported (the import
+    system would set them as attributes of the package; they stay in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in ("limit", "render") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict", "training"})
+
 
 __all__ = [
     "Program", "Var", "Matrix", "Limit", "limit", "nngp", "ntk", "ntk_contributions",
@@ -41,7 +110,7 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "predict", "PredictionError", "LearningRateWarning", "training", "train", "TrainingError",
-    "ntk_parametrization", "standard_parametrization", "mup", "mean_field", "yaida",
-    "abc_parametrization",
+    "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "training",
+    "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
+    "standard_parametrization", "yaida", "TrainingError",
 ]

@@ -43,6 +43,11 @@ class ResourceError(TensorProgError):
     """A computation would not fit in memory even when chunked."""
 
 
+class AccuracyWarning(UserWarning):
+    """A limit could not be computed to the target accuracy; its error estimate says by how
+    much (``with_error=True`` returns it with the kernel)."""
+
+
 class PseudoLipschitzWarning(UserWarning):
     """A nonlinearity grows faster than polynomially: the Master Theorem may not apply."""
 

@@ -92,7 +92,9 @@ class gelu(sp.Function):
 
 def leaky_relu(x, slope=0.01):
     """Leaky ReLU ``max(x, 0) + slope·min(x, 0) = slope·x + (1 − slope)·relu(x)``."""
-    slope = sp.sympify(slope)
+    from .ir.expression import as_expression  # the grammar's functions include this one
+
+    slope = as_expression(slope, {}, what="the slope")
     return slope * x + (1 - slope) * relu(x)
 
 
@@ -115,6 +117,7 @@ SYMPY_FUNCTIONS = {
     "sqrt": sp.sqrt,
     "Abs": sp.Abs,
     "DiracDelta": sp.DiracDelta,
+    "Heaviside": sp.Heaviside,
 }
 
 #: Functions whose growth is not polynomial: the Master Theorem needs pseudo-Lipschitz ψ

@@ -27,6 +27,9 @@ from pathlib import Path
 import networkx as nx
 
 from .errors import ProgramError, TensorProgError
+from .ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                              Moment, Nonlin, Select)
+from .ir.rules import RuleTable
 from .ir.text import expr_to_text
 
 #: File types :func:`render` writes, by suffix.
@@ -46,8 +49,8 @@ def _gate_name(name: str) -> str:
 
 def _kind(program, node) -> str:
     """The glyph of a program variable: ``"gvar"``, ``"xvar"`` or ``"scalar"``."""
-    if node.kind == "select":  # a re-indexed view keeps the glyph of what it views
-        return _kind(program, program.node(node.attrs["args"][0]))
+    if isinstance(node, Select):  # a re-indexed view keeps the glyph of what it views
+        return _kind(program, program.node(node.arg))
     if node.is_xvar:
         return "xvar"
     return "gvar" if node.is_vector else "scalar"
@@ -55,6 +58,47 @@ def _kind(program, node) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= _PSI_CHARS else text[: _PSI_CHARS - 1] + "…"
+
+
+#: ``DRAW(record, drawing, program)`` adds the record's variable, gate and edges.
+DRAW = RuleTable("render")
+
+
+@DRAW.rule(InitialMatrix)
+def _(node, d, program) -> None:
+    """Matrices label the MATMUL edges instead of being drawn."""
+
+
+def _variable(node, d, program) -> None:
+    d.add_node(node.name, kind=_kind(program, node), label=node.name, readout=False)
+
+
+DRAW.rule(Embedding, InitialVector, InitialScalar)(_variable)
+
+
+@DRAW.rule(MatMul)
+def _(node: MatMul, d, program) -> None:
+    _variable(node, d, program)
+    d.add_edge(node.arg, node.name, style="matmul", label=node.label)
+
+
+@DRAW.rule(Nonlin, Moment)
+def _(node, d, program) -> None:
+    _variable(node, d, program)
+    gate = _gate_name(node.name)
+    d.add_node(gate, kind="gate" if isinstance(node, Nonlin) else "bargate",
+               label=_short(expr_to_text(node.expr)))
+    for arg in node.args:
+        d.add_edge(arg, gate, style="arg", label="")
+    for s in node.scalars:
+        d.add_edge(s, gate, style="scalar", label="")
+    d.add_edge(gate, node.name, style="arg", label="")
+
+
+@DRAW.rule(Select)
+def _(node: Select, d, program) -> None:
+    _variable(node, d, program)
+    d.add_edge(node.arg, node.name, style="select", label="[·]")
 
 
 def diagram(program) -> nx.DiGraph:
@@ -71,25 +115,7 @@ def diagram(program) -> nx.DiGraph:
     program.validate()
     d = nx.DiGraph(name=program.name)
     for node in program.nodes():
-        if node.kind == "matrix":
-            continue
-        a = node.attrs
-        d.add_node(node.name, kind=_kind(program, node), label=node.name, readout=False)
-        if node.kind == "matmul":
-            label = a["matrix"] + ("ᵀ" if a["transpose"] else "")
-            d.add_edge(a["args"][0], node.name, style="matmul", label=label)
-        elif node.kind in ("nonlin", "moment"):
-            gate = _gate_name(node.name)
-            d.add_node(gate, kind="gate" if node.kind == "nonlin" else "bargate",
-                       label=_short(expr_to_text(a["expr"])))
-            for arg in a["args"]:
-                d.add_edge(arg, gate, style="arg", label="")
-            for s in a["scalars"]:
-                d.add_edge(s, gate, style="scalar", label="")
-            d.add_edge(gate, node.name, style="arg", label="")
-        else:  # SELECT and any other view of its arguments
-            for arg in a.get("args", ()):
-                d.add_edge(arg, node.name, style="select", label="[·]")
+        DRAW(node, d, program)
     if program.readout is not None:
         d.nodes[program.readout.node]["readout"] = True
         d.add_node(OUTPUT, kind="output", label="f(ξ)")
@@ -144,8 +170,9 @@ _RING = 900  # size of the readout's outer ring
 _RING_RADIUS = 16
 
 
-def _radius(attrs: dict) -> float:
-    return _RING_RADIUS if attrs.get("readout") else _RADIUS[attrs["kind"]]
+def _radius(drawn: dict) -> float:
+    """Radius of a drawn node (its data in the drawing graph)."""
+    return _RING_RADIUS if drawn.get("readout") else _RADIUS[drawn["kind"]]
 _EDGE = {
     "matmul": dict(linestyle="--", color="0.15", linewidth=1.2),
     "arg": dict(linestyle="-", color="0.15", linewidth=1.1),
@@ -258,7 +285,7 @@ def _legend(ax, d: nx.DiGraph, program) -> None:
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02),
               ncol=min(len(handles), 4), fontsize=8, frameon=False)
     matrices = [f"{m.name} ~ N(0, S/n) generated" if program.is_generated(m.name)
-                else f"{m.name} ~ N(0, {m.attrs['var']:g}/n)" for m in program.nodes("matrix")]
+                else f"{m.name} ~ N(0, {m.var:g}/n)" for m in program.nodes("matrix")]
     if matrices:
         ax.text(0.5, 1.01, "matrices: " + ",  ".join(matrices), transform=ax.transAxes,
                 ha="center", va="bottom", fontsize=8)

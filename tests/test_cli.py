@@ -1,4 +1,5 @@
 """The command line: tensorprog show / kernel / validate / render, and its errors."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,169 @@ def test_render_without_matplotlib(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
     assert_one_line_error(*run(capsys, "render", MLP, "-o", tmp_path / "m.png")[::2],
                           "needs matplotlib")
+
+
+# ---------------------------------------------------------------------- every shipped program
+PROGRAMS = sorted((Path(__file__).resolve().parents[1] / "programs").glob("*.py"))
+#: A sweep that runs in about a second per program: the command as documented, small sizes.
+SMALL_SWEEP = ("--widths", "16,32,64", "--seeds", "10", "--backend", "numpy")
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_every_program_runs_every_command(capsys, tmp_path, program):
+    """show, kernel, validate and render on each program in programs/ with its defaults."""
+    status, out, err = run(capsys, "show", program)
+    assert status == 0 and "Master-Theorem limit" in out, err
+    status, out, err = run(capsys, "kernel", program, "--json", tmp_path / "k.json")
+    assert status == 0, err
+    kernels = json.loads((tmp_path / "k.json").read_text())
+    K, T = np.array(kernels["nngp"]), np.array(kernels["ntk"])
+    assert K.shape == T.shape == (4, 4) and np.all(np.isfinite(T))
+    np.testing.assert_allclose(sum(np.array(v) for v in kernels["ntk_shares"].values()), T,
+                               rtol=1e-12, atol=1e-12)
+    status, out, err = run(capsys, "validate", program, *SMALL_SWEEP)
+    assert status in (0, 1) and "**Overall: " in out, err
+    pytest.importorskip("matplotlib")
+    status, out, err = run(capsys, "render", program, "-o", tmp_path / "p.svg")
+    assert status == 0 and (tmp_path / "p.svg").stat().st_size > 0, err
+
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_show_data_parses_back(capsys, tmp_path, program):
+    """``show --data > f.tp`` writes a file that is the same program (the limit as comments)."""
+    status, out, err = run(capsys, "show", program, "--data")
+    assert status == 0, err
+    path = tmp_path / "f.tp"
+    path.write_text(out)
+    assert tp.Program.from_text(out) == cli.load_program(str(program))
+    status, out2, err = run(capsys, "show", path, "--data")
+    assert status == 0 and out2 == out, err
+
+
+# ---------------------------------------------------------------------- inputs
+def test_nd_inputs_npz_and_csv(capsys, tmp_path):
+    X = np.random.default_rng(5).standard_normal((3, 4))
+    np.savez(tmp_path / "X.npz", X=X)
+    np.savetxt(tmp_path / "X.csv", X, delimiter=",")
+    expected = tp.nngp(mlp(X))
+    for name in ("X.npz", "X.csv"):
+        status, _, err = run(capsys, "kernel", MLP, "--inputs", tmp_path / name,
+                             "--nngp-out", tmp_path / "K.npy")
+        assert status == 0, err
+        np.testing.assert_allclose(np.load(tmp_path / "K.npy"), expected, rtol=1e-12)
+    images = np.random.default_rng(1).standard_normal((2, 5, 3))
+    np.save(tmp_path / "img.npy", images)
+    cnn = str(Path(MLP).with_name("cnn.py"))
+    status, _, err = run(capsys, "kernel", cnn, "--inputs", tmp_path / "img.npy",
+                         "--nngp-out", tmp_path / "K.npy")
+    assert status == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "K.npy"),
+                               tp.nngp(cli.load_program(cnn, images)), rtol=1e-12)
+
+
+def test_per_step_data_of_a_textual_rnn(capsys, tmp_path):
+    """A textual RNN reads one array per step: (N, T, d) or an .npz of X1, X2; the kernel equals
+    the Python program's on the same sequences, and one (N, d) array for every step is refused."""
+    rnn = str(Path(MLP).with_name("rnn.py"))
+    seqs = np.random.default_rng(2).standard_normal((3, 2, 4))
+    p = cli.load_program(rnn, seqs)
+    text = p.to_text().replace(f"PROGRAM {p.name} ", "PROGRAM rnn ", 1)
+    path = tmp_path / "rnn.tp"
+    path.write_text(text)
+    np.save(tmp_path / "seqs.npy", seqs[::-1].copy())
+    np.savez(tmp_path / "steps.npz", X1=seqs[::-1, 0], X2=seqs[::-1, 1])
+    expected = tp.ntk(cli.load_program(rnn, seqs[::-1].copy()))
+    for name in ("seqs.npy", "steps.npz"):
+        status, _, err = run(capsys, "kernel", path, "--inputs", tmp_path / name,
+                             "--ntk-out", tmp_path / "T.npy")
+        assert status == 0, err
+        np.testing.assert_allclose(np.load(tmp_path / "T.npy"), expected, rtol=1e-10)
+    np.save(tmp_path / "flat.npy", seqs[:, 0])
+    assert_one_line_error(*run(capsys, "kernel", path, "--inputs", tmp_path / "flat.npy")[::2],
+                          "2 INPUT lines", "(N, 2, d)")
+
+
+def test_default_inputs_follow_the_module_shape():
+    attention = cli.load_program(str(Path(MLP).with_name("attention.py")))
+    assert attention.num_inputs == 4
+    X = cli.default_inputs((4, 3, 8))
+    np.testing.assert_allclose(np.linalg.norm(X, axis=-1), 1.0)
+
+
+# ---------------------------------------------------------------------- outputs
+def test_outputs_go_exactly_where_they_say(capsys, tmp_path, inputs_file):
+    path, X = inputs_file
+    status, out, _ = run(capsys, "kernel", MLP, "--inputs", path, "--nngp-out", tmp_path / "Kout")
+    assert status == 0 and f"wrote {tmp_path / 'Kout'}" in out
+    assert not (tmp_path / "Kout.npy").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "Kout"), tp.nngp(mlp(X)))
+
+
+def test_kernel_shares_and_json_on_stdout(capsys, inputs_file):
+    path, X = inputs_file
+    status, out, _ = run(capsys, "kernel", MLP, "--inputs", path, "--shares")
+    assert status == 0 and "NTK share of W1:" in out and "NTK share of readout" in out
+    for method in ("backprop", "paths"):
+        status, out, _ = run(capsys, "kernel", MLP, "--inputs", path, "--json", "-",
+                             "--ntk-method", method)
+        data = json.loads(out)
+        T = tp.ntk(mlp(X), method=method)
+        np.testing.assert_allclose(data["ntk"], T, rtol=1e-12)
+        assert set(data["ntk_shares"]) == set(tp.ntk_contributions(mlp(X)))
+
+
+def test_validate_json_seed_dtype(capsys, tmp_path, text_program):
+    status, out, err = run(capsys, "validate", text_program, "--widths", "32,64,128",
+                           "--seeds", "64", "--backend", "numpy", "--seed", "3",
+                           "--dtype", "float32", "--json", "-")
+    report = json.loads(out)
+    assert status == (0 if report["passed"] else 1), err
+    assert report["widths"] == [32, 64, 128] and report["seeds"] == 64
+    assert {c["name"].split(":")[0] for c in report["checks"]} == {"nngp", "ntk", "scalar"}
+    assert len(report["rows"]) == 9 and report["rows"][0]["width"] == 32
+
+
+def test_show_latex(capsys, text_program):
+    status, out, _ = run(capsys, "show", text_program, "--latex")
+    assert status == 0
+    latex = out[out.index("\\begin{align*}"):]
+    assert latex.rstrip().endswith("\\end{align*}")
+    assert r"\mathring{\theta}_{th1} &= \mathbb{E}\left[" in latex and "= 0.5" in latex
+    status, out, _ = run(capsys, "show", text_program, "--latex", "--symbolic")
+    assert status == 0 and r"\hat Z^{W1 x1}" in out
+
+
+# ---------------------------------------------------------------------- errors and speed
+def test_broken_pipe_is_one_line(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tensorprog", "show", MLP, "--param",
+                             "depth=40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `tensorprog show … | head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 2)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+
+
+@pytest.mark.parametrize("error, fragment", [
+    (MemoryError(), "out of memory"),
+    (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+    (KeyError("x"), "unexpected KeyError"),
+])
+def test_any_exception_is_one_line(capsys, monkeypatch, error, fragment):
+    def boom(program, *a, **k):
+        raise error
+    monkeypatch.setattr(tp, "nngp", boom)
+    assert_one_line_error(*run(capsys, "kernel", MLP)[::2], fragment)
+
+
+def test_import_is_lazy_and_fast():
+    code = ("import sys, time; t = time.perf_counter(); import tensorprog; "
+            "dt = time.perf_counter() - t; "
+            "heavy = [m for m in ('sympy', 'scipy', 'networkx', 'matplotlib') if m in sys.modules]; "
+            "print(dt, heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=Path(MLP).parents[1])
+    seconds, heavy = done.stdout.split(" ", 1)
+    assert heavy.strip() == "[]" and float(seconds) < 0.5, done.stdout + done.stderr

@@ -11,18 +11,15 @@ is a clear error rather than an out-of-memory crash.
 from __future__ import annotations
 
 import math
-import os
 from types import ModuleType
 
 import numpy as np
 
 from ..errors import ProgramError, ResourceError
+from ..resources import MEMORY_FRACTION, format_bytes, host_available_bytes
 
 BACKENDS = ("auto", "numpy", "cupy")
 DTYPES = (np.float32, np.float64)
-#: Fraction of the available memory a simulation plans to use (the rest is headroom for the
-#: interpreter, other processes and allocator fragmentation).
-MEMORY_FRACTION = 0.6
 #: Largest chunk planned automatically.  Bigger chunks buy no speed (the work per seed is
 #: O(n²) either way) and would take memory from everything else on the machine.
 MAX_CHUNK_BYTES = 2 * 2**30
@@ -97,21 +94,6 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def host_available_bytes() -> int:
-    """``MemAvailable`` from ``/proc/meminfo`` (falls back to free physical pages)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
-        return 4 * 2**30
-
-
 def available_bytes(xp: ModuleType) -> int:
     """Memory the simulation may still allocate on the device of ``xp``."""
     if is_cupy(xp):
@@ -119,14 +101,6 @@ def available_bytes(xp: ModuleType) -> int:
         pool = xp.get_default_memory_pool()
         return int(free + pool.free_bytes())
     return host_available_bytes()
-
-
-def format_bytes(b: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if b < 1024 or unit == "TiB":
-            return f"{b:.1f} {unit}" if unit != "B" else f"{int(b)} B"
-        b /= 1024
-    return f"{b:.1f} TiB"  # pragma: no cover
 
 
 def plan_chunks(seeds: int, bytes_per_seed: int, available: int, width: int,

@@ -24,8 +24,11 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import ProgramError
-from ..functions import SYMPY_FUNCTIONS, lambdify
+from ..functions import lambdify
+from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                               Moment, Nonlin, Select)
 from ..ir.program import SHARED, Program, symbol
+from ..ir.rules import RuleTable
 from .sampling import GeneratedMatrix
 
 _COMPILED: dict = {}
@@ -50,6 +53,62 @@ def coordinatewise(expr, names, values, shape, xp, dtype):
     return out
 
 
+class _Run:
+    """One chunk of seeds being run: the arrays so far and their shapes."""
+
+    def __init__(self, p, values, width, seeds, xp, dtype):
+        self.p, self.values, self.n, self.S, self.xp, self.dtype = (
+            p, values, int(width), int(seeds), xp, dtype)
+
+    def shape(self, node) -> tuple[int, int, int]:
+        return (self.S, self.n, self.p.family_size(node.family))
+
+    def psi(self, node):
+        return coordinatewise(node.expr, node.operands, self.values, self.shape(node), self.xp,
+                              self.dtype)
+
+
+#: ``RUN(record, run)`` stores the record's array in ``run.values`` (TP IIb Def. B.1).
+RUN = RuleTable("finite width")
+
+
+@RUN.rule(InitialMatrix, Embedding, InitialVector)
+def _(node, run: _Run) -> None:
+    if node.name not in run.values:  # pragma: no cover - draw_initial samples every one
+        raise ProgramError(f"initial object {node.name!r} was not sampled")
+
+
+@RUN.rule(InitialScalar)
+def _(node: InitialScalar, run: _Run) -> None:
+    run.values[node.name] = run.xp.full((run.S, 1, 1), node.value, dtype=run.dtype)
+
+
+@RUN.rule(MatMul)
+def _(node: MatMul, run: _Run) -> None:
+    W, x, xp = run.values[node.matrix], run.values[node.arg], run.xp
+    if isinstance(W, GeneratedMatrix):
+        run.values[node.name] = W.matmul(x, node.transpose, xp)
+    else:
+        run.values[node.name] = xp.matmul(W.transpose(0, 2, 1) if node.transpose else W, x)
+
+
+@RUN.rule(Nonlin)
+def _(node: Nonlin, run: _Run) -> None:
+    run.values[node.name] = run.psi(node)
+
+
+@RUN.rule(Select)
+def _(node: Select, run: _Run) -> None:
+    x, xp = run.values[node.arg], run.xp
+    padded = xp.concatenate([x, xp.zeros((run.S, run.n, 1), dtype=run.dtype)], axis=2)
+    run.values[node.name] = padded[:, :, xp.asarray(node.index)]  # -1 picks the zero column
+
+
+@RUN.rule(Moment)
+def _(node: Moment, run: _Run) -> None:
+    run.values[node.name] = run.psi(node).mean(axis=1, keepdims=True)
+
+
 def run_instructions(p: Program, values: dict, width: int, seeds: int, xp, dtype) -> dict:
     """Evaluate every instruction of ``p`` in program order into ``values``.
 
@@ -57,35 +116,9 @@ def run_instructions(p: Program, values: dict, width: int, seeds: int, xp, dtype
     :func:`tensorprog.backends.sampling.draw_initial`); initial scalars and the results of
     MATMUL, NONLIN, MOMENT and SELECT are added.  Returns ``values``.
     """
-    S, n = int(seeds), int(width)
+    run = _Run(p, values, width, seeds, xp, dtype)
     for node in p.nodes():
-        kind, a, name = node.kind, node.attrs, node.name
-        if kind in ("matrix", "vector"):
-            if name not in values:  # pragma: no cover - draw_initial covers every initial object
-                raise ProgramError(f"initial object {name!r} was not sampled")
-            continue
-        m = p.family_size(node.family)
-        if kind == "scalar":
-            values[name] = xp.full((S, 1, 1), a["value"], dtype=dtype)
-        elif kind == "matmul":
-            W, x = values[a["matrix"]], values[a["args"][0]]
-            if isinstance(W, GeneratedMatrix):
-                values[name] = W.matmul(x, a["transpose"], xp)
-            else:
-                values[name] = xp.matmul(W.transpose(0, 2, 1) if a["transpose"] else W, x)
-        elif kind == "nonlin":
-            names = tuple(a["args"]) + tuple(a["scalars"])
-            values[name] = coordinatewise(a["expr"], names, values, (S, n, m), xp, dtype)
-        elif kind == "select":
-            x = values[a["args"][0]]
-            padded = xp.concatenate([x, xp.zeros((S, n, 1), dtype=dtype)], axis=2)
-            values[name] = padded[:, :, xp.asarray(a["index"])]  # -1 picks the zero column
-        elif kind == "moment":
-            names = tuple(a["args"]) + tuple(a["scalars"])
-            psi = coordinatewise(a["expr"], names, values, (S, n, m), xp, dtype)
-            values[name] = psi.mean(axis=1, keepdims=True)
-        else:  # pragma: no cover - kinds are validated by Program
-            raise ProgramError(f"unknown node kind {kind!r}", name)
+        RUN(node, run)
     return values
 
 
@@ -98,14 +131,7 @@ def parse_moments(p: Program, moments: dict | None) -> dict[str, tuple[sp.Expr, 
         if name in p:
             raise ProgramError(f"{name!r} is already a variable of the program; pick another name",
                                where)
-        if isinstance(expr, str):
-            local = {v: symbol(v) for v in p.order}
-            local.update(SYMPY_FUNCTIONS)
-            try:
-                expr = sp.sympify(expr, locals=local)
-            except (sp.SympifyError, SyntaxError, TypeError) as e:
-                raise ProgramError(f"cannot parse the moment expression ({e})", where) from e
-        expr = sp.sympify(expr)
+        expr = p.expression(expr, instruction=where)
         used = {s.name for s in expr.free_symbols}
         unknown = sorted(u for u in used if u not in p)
         if unknown:

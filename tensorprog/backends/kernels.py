@@ -47,8 +47,8 @@ def evaluate_terms(terms: list[Term], p: Program, grams: Grams, seeds: int, xp, 
     out: dict = {}
     for t in terms:
         value = xp.asarray(t.scale, dtype=dtype)
-        if t.kernel is not None:
-            value = value * xp.asarray(p.tangent_of(*t.kernel), dtype=dtype)
+        if t.tangent_pair is not None:
+            value = value * xp.asarray(p.tangent_of(*t.tangent_pair), dtype=dtype)
         for a, b in t.factors:
             value = value * grams(a, b)
         fa, fb = t.families

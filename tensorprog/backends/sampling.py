@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ProgramError
+from ..ir.instructions import Embedding
 from ..ir.program import Program
 from .arrays import is_cupy, to_numpy
 
@@ -149,16 +150,15 @@ def _psd_factor(cov: np.ndarray) -> np.ndarray:
 
 def plan_initial(p: Program, readout_bias_var: float = 0.0) -> InitialPlan:
     """The :class:`InitialPlan` of program ``p`` (see the module docstring)."""
-    matrices = [(m.name, _psd_factor(m.attrs["var"]) if p.is_generated(m.name) else m.attrs["var"])
+    matrices = [(m.name, _psd_factor(m.var) if m.generated else m.var)
                 for m in p.nodes("matrix")]
     weights: dict[str, EmbeddingWeight] = {}
     embeddings, others = [], []
     for node in p.nodes("vector"):
-        a = node.attrs
-        if a.get("source") == "embed":
-            X = p.data[a["data"]]
-            w = weights.setdefault(a["weight"], EmbeddingWeight(
-                a["weight"], a["var"], a["bias_var"], X.shape[1]))
+        if isinstance(node, Embedding):
+            X = p.data[node.data]
+            w = weights.setdefault(node.weight, EmbeddingWeight(
+                node.weight, node.var, node.bias_var, X.shape[1]))
             w.members.append((node.name, X))
             embeddings.append(node.name)
         else:

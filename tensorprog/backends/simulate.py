@@ -18,12 +18,14 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import ProgramError, PseudoLipschitzWarning
+from ..ir.instructions import Embedding
 from ..ir.program import Program
 from ..kernels.backprop import backward_program
 from .arrays import (array_module, available_bytes, check_dtype, chunk_bounds, is_cupy,
                      plan_chunks, positive_int, to_numpy)
 from .instance import evaluate_moments, parse_moments, run_instructions
 from ..kernels.terms import ntk_terms, readout_term
+from ..resources import Progress, check_simulation
 from .kernels import Grams, evaluate_terms, network_outputs
 from .sampling import SeedStreams, draw_initial, plan_initial
 
@@ -155,8 +157,8 @@ def bytes_per_seed(q: Program, width: int, dtype, keep_parameters: bool = False)
     N = q.num_inputs or 1
     matrices = sum(n * n * (N if q.is_generated(m.name) else 1) for m in q.nodes("matrix"))
     vectors = sum(n * q.family_size(v.family) for v in q.nodes() if v.is_vector)
-    weights = sum(n * (q.data[v.attrs["data"]].shape[1] + 1)
-                  for v in q.nodes("vector") if v.attrs.get("source") == "embed")
+    weights = sum(n * (q.data[v.data].shape[1] + 1)
+                  for v in q.nodes("vector") if isinstance(v, Embedding))
     scalars = sum(q.family_size(s.family) for s in q.nodes() if s.is_scalar)
     grams = 4 * len(q.order) * N * N
     total = matrices + vectors + weights + scalars + grams + _WORKSPACE_VECTORS * n * N
@@ -210,27 +212,29 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
             # nonlinearities were already checked when it was built
             warnings.simplefilter("ignore", PseudoLipschitzWarning)
             bw = backward_program(p)
-        q, v_name, network = bw.program, bw.readout_vector, bw.network
+        q, v_name, network, restore = bw.program, bw.readout_vector, bw.network, bw.restore
         terms = ntk_terms(bw)
         nngp_term = readout_term(bw.network)
         readout_bias_var = p.readout.bias_var
     else:
         q, v_name, terms, nngp_term, readout_bias_var = p, None, [], None, 0.0
-        network = p
+        network, restore = p, {}
     extra = parse_moments(q, moments)
     plan = plan_initial(q, readout_bias_var)
     streams = SeedStreams(xp, seed, rng)
     per_seed = bytes_per_seed(q, width, dt, keep_parameters)
     device = "GPU" if is_cupy(xp) else "host"
     chunk = plan_chunks(seeds, per_seed, available_bytes(xp), width, chunk, device)
+    check_simulation(q, width, seeds, p.num_inputs, len(terms) + 1, dt.itemsize)
 
     # a lifted network (inputs interacting, tensorprog.kernels.lift) holds a copy of each member
     # per output that reads it; the program's own scalars are the copies their owners hold
-    restore = getattr(network, "restore", {})
     scalar_names = {s.name: restore.get(s.family) for s in p.nodes() if s.is_scalar}
     scalars, ntk_parts, nngp, outputs = {}, {}, [], []
     kept: dict | None = {} if keep_parameters else None
+    progress = Progress(f"simulating {p.name!r} at width {width}", seeds)
     for lo, hi in chunk_bounds(seeds, chunk):
+        progress(lo)
         S = hi - lo
         values, readout_bias = draw_initial(plan, streams, range(lo, hi), width, dt, kept)
         run_instructions(q, values, width, S, xp, dt)
@@ -246,6 +250,8 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
         del values, moments_
         if is_cupy(xp):
             xp.get_default_memory_pool().free_all_blocks()
+    progress(seeds)
+    progress.close()
 
     sim = Simulation(
         program=p, width=width, seeds=seeds, backend=xp.__name__, dtype=dt, seed=seed,

@@ -15,9 +15,21 @@ limit ``tp.limit(p).scalar(θ)`` of every MOMENT θ — is compared with its fin
   (default 4) standard errors of the limit.  A wrong limit (e.g. the gradient-independence
   answer for a program that needs ZDOT) fails here.
 
-The checks that decide :attr:`ValidationReport.passed` are the per-draw slope (within
-``slope_tolerance`` or 3 standard errors of −1/2) and the z-score; the seed-mean slope is
-reported, and checked against −1 only where every width is in the bias regime (informational).
+The checks that decide :attr:`ValidationReport.passed` are the per-draw slope, the z-score and
+the resolution; the seed-mean slope is reported, and checked against −1 only where every width
+is in the bias regime (informational).  None of them can pass vacuously:
+
+* the sweep must hold at least :data:`MIN_WIDTHS` widths spanning a factor of at least
+  :data:`MIN_SPAN`, with at least :data:`MIN_SEEDS` seeds per width (else a
+  :class:`~tensorprog.errors.ProgramError` before anything runs — two widths always fit a
+  line, and one seed has no standard error);
+* the per-draw slope passes when within ``max(slope_tolerance, 3·stderr)`` of −1/2, and fails
+  as *not resolved* when ``3·stderr`` exceeds :data:`MAX_SLOPE_TOLERANCE` (0.25): a wider
+  window would accept the slope ≈ 0 of an error that has stopped falling, which is what a wrong
+  limit gives once the width is large;
+* the z-score check can only catch a wrong limit that the seeds resolve, so ``z_threshold ×``
+  the noise floor of the seed mean at the largest width (the smallest relative error the
+  z-score would flag) must be at most ``resolution`` (default 20%).
 """
 from __future__ import annotations
 
@@ -33,6 +45,12 @@ from .simulate import simulate
 from .stats import ErrorStats, Fit, error_stats, loglog_fit
 
 KERNELS = ("nngp", "ntk")
+#: The smallest sweep :func:`validate` accepts: widths, their largest/smallest ratio, seeds.
+MIN_WIDTHS = 3
+MIN_SPAN = 4
+MIN_SEEDS = 10
+#: The widest window around −1/2 the per-draw slope check may use (see the module docstring).
+MAX_SLOPE_TOLERANCE = 0.25
 
 
 @dataclass
@@ -109,6 +127,24 @@ class ValidationReport:
         return regimes.pop() if len(regimes) == 1 else "mixed"
 
     # ------------------------------------------------------------------ output
+    def to_dict(self) -> dict:
+        """The report as plain data (JSON-ready; non-finite numbers become None): program,
+        sweep, per-width rows, slopes, checks, limits and the overall verdict."""
+        def fit(f: Fit) -> dict:
+            return {"slope": _finite(f.slope), "stderr": _finite(f.stderr),
+                    "points": f.points}
+
+        return {
+            "program": self.program, "widths": list(self.widths), "seeds": self.seeds,
+            "backend": self.backend, "z_threshold": self.z_threshold, "passed": self.passed,
+            "rows": [{k: _finite(v) for k, v in r.as_dict().items()} for r in self.table],
+            "slopes": {q: fit(f) for q, f in self.fits.items()},
+            "mean_slopes": {q: fit(f) for q, f in self.mean_fits.items()},
+            "checks": [{"name": c.name, "passed": bool(c.passed), "detail": c.detail,
+                        "required": c.required} for c in self.checks],
+            "limits": {q: np.asarray(v, dtype=float).tolist() for q, v in self.limits.items()},
+            "notes": list(self.notes)}
+
     def to_markdown(self) -> str:
         lines = [f"## Finite-width validation of `{self.program}`", "",
                  f"Widths {', '.join(map(str, self.widths))}; {self.seeds} seeds per width; "
@@ -195,6 +231,15 @@ class ValidationReport:
         return path
 
 
+def _finite(value):
+    """``value`` for JSON: a float that is not finite becomes None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def _pm(f: Fit) -> str:
     return "n/a" if not np.isfinite(f.slope) else f"{f.slope:.3f} ± {f.stderr:.3f}"
 
@@ -242,13 +287,7 @@ def resolve_quantities(p: Program, quantities) -> tuple[list[str], list[str]]:
 def compiler_limits(p: Program, quantities: list[str], given: dict | None = None) -> dict:
     """The limit of every quantity: from ``given`` (keys as in :func:`resolve_quantities`, or
     ``{"scalars": {θ: value}}``) where present, else from the compiler."""
-    given = dict(given or {})
-    for name, value in given.pop("scalars", {}).items():
-        given.setdefault(f"scalar:{name}", value)
-    unknown = sorted(set(given) - set(quantities))
-    if unknown:
-        raise ProgramError(f"limits given for {unknown}, which are not validated here; "
-                           f"quantities: {quantities}")
+    given = _given_limits(given, quantities)
     out, lim = {}, None
     for q in quantities:
         if q in given:
@@ -268,6 +307,45 @@ def compiler_limits(p: Program, quantities: list[str], given: dict | None = None
     return out
 
 
+def _given_limits(given: dict | None, quantities: list[str]) -> dict:
+    """``given`` keyed by quantity (``{"scalars": {θ: v}}`` unfolded), every key validated."""
+    given = dict(given or {})
+    for name, value in given.pop("scalars", {}).items():
+        given.setdefault(f"scalar:{name}", value)
+    unknown = sorted(set(given) - set(quantities))
+    if unknown:
+        raise ProgramError(f"limits given for {unknown}, which are not validated here; "
+                           f"quantities: {quantities}")
+    return given
+
+
+def check_sweep(widths: list[int], seeds: int) -> None:
+    """Refuse a sweep too small for its checks to mean anything (see the module docstring).
+
+    Parameters
+    ----------
+    widths : sorted list of distinct positive ints
+    seeds : int
+
+    Raises
+    ------
+    ProgramError
+        With fewer than :data:`MIN_WIDTHS` widths, a span below :data:`MIN_SPAN` or fewer
+        than :data:`MIN_SEEDS` seeds, saying what to use instead.
+    """
+    if len(widths) < MIN_WIDTHS or widths[-1] < MIN_SPAN * widths[0]:
+        lo = max(widths[0], 16)
+        example = ",".join(str(lo * 2**k) for k in range(MIN_WIDTHS))
+        raise ProgramError(
+            f"widths {widths} are too few to fit a convergence rate: validate needs at least "
+            f"{MIN_WIDTHS} distinct widths whose largest is at least {MIN_SPAN}× the smallest "
+            f"(two widths always fit a line), e.g. {example}")
+    if seeds < MIN_SEEDS:
+        raise ProgramError(
+            f"seeds={seeds} is too few for a standard error: validate needs at least "
+            f"{MIN_SEEDS} seeds per width (100 or more for a sharp check)")
+
+
 def _samples(sim, q: str) -> np.ndarray:
     if q == "nngp":
         return sim.nngp_samples
@@ -280,7 +358,8 @@ def _samples(sim, q: str) -> np.ndarray:
 def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
              backend: str = "auto", quantities=None, limits: dict | None = None,
              dtype=np.float64, seed: int = 0, z_threshold: float = 4.0,
-             slope_tolerance: float = 0.1, progress=None) -> ValidationReport:
+             slope_tolerance: float = 0.1, resolution: float = 0.2,
+             progress=None) -> ValidationReport:
     """Sweep ``widths`` and compare the simulation with the compiler's limits.
 
     Parameters
@@ -293,9 +372,27 @@ def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
     z_threshold : float
         Largest allowed ``|seed mean − limit| / stderr`` over the entries at the largest width.
     slope_tolerance : float
-        The per-draw slope passes when within ``max(slope_tolerance, 3·stderr)`` of −1/2.
+        The per-draw slope passes when within ``max(slope_tolerance, 3·stderr)`` of −1/2
+        (never wider than :data:`MAX_SLOPE_TOLERANCE`).
+    resolution : float
+        Largest relative error of a limit that the z-score check may miss: ``z_threshold ×``
+        the seed mean's noise floor at the largest width must not exceed it.
     progress : callable, optional
         Called as ``progress(done, total, note)`` after every width.
+
+    Returns
+    -------
+    ValidationReport
+
+    Raises
+    ------
+    ProgramError
+        On bad arguments, or a sweep too small to judge (:func:`check_sweep`).
+
+    Example
+    -------
+    >>> report = tp.validate(p, widths=[64, 128, 256, 512], seeds=100)   # doctest: +SKIP
+    >>> report.passed, report.slopes["ntk"]                              # doctest: +SKIP
     """
     try:
         widths = sorted({positive_int(w, "every width") for w in widths})
@@ -304,7 +401,17 @@ def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
     if not widths:
         raise ProgramError("widths must hold at least one width")
     seeds = positive_int(seeds, "seeds")
+    for name, value in (("z_threshold", z_threshold), ("slope_tolerance", slope_tolerance),
+                        ("resolution", resolution)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+                or not np.isfinite(value):
+            raise ProgramError(f"{name} must be a positive number, got {value!r}")
+    if slope_tolerance > MAX_SLOPE_TOLERANCE:
+        raise ProgramError(f"slope_tolerance={slope_tolerance} would accept an error that has "
+                           f"stopped falling; use at most {MAX_SLOPE_TOLERANCE}")
     qs, notes = resolve_quantities(p, quantities)
+    _given_limits(limits, qs)
+    check_sweep(widths, seeds)
     lims = compiler_limits(p, qs, limits)
     table, used_backend = [], None
     for k, n in enumerate(widths):
@@ -324,24 +431,43 @@ def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
         fits[q] = loglog_fit(w, [r.stats.draw_error for r in rows],
                              [r.stats.draw_error_stderr for r in rows])
         mean_fits[q] = loglog_fit(w, [r.stats.mean_error for r in rows])
-        checks += _checks(q, rows, fits[q], mean_fits[q], z_threshold, slope_tolerance)
+        checks += _checks(q, rows, fits[q], mean_fits[q], z_threshold, slope_tolerance,
+                          resolution)
     return ValidationReport(p.name, widths, seeds, used_backend, table, fits, mean_fits, checks,
                             lims, z_threshold, notes)
 
 
-def _checks(q, rows, fit: Fit, mean_fit: Fit, z_threshold, tol) -> list[Check]:
+def _checks(q, rows, fit: Fit, mean_fit: Fit, z_threshold, tol, resolution) -> list[Check]:
     out = []
-    if len(rows) >= 2 and np.isfinite(fit.slope):
+    name = f"{q}: per-draw error ∝ n^-1/2"
+    span = f"over widths {rows[0].width}…{rows[-1].width}"
+    if all(r.stats.draw_error <= 1e-12 for r in rows):
+        out.append(Check(name, True, f"exact at every width {span}"))
+    elif not np.isfinite(fit.slope) or not np.isfinite(fit.stderr):
+        out.append(Check(name, False, f"no slope could be fitted {span} (errors of zero or "
+                                      "without a standard error at most widths)"))
+    elif 3 * fit.stderr > MAX_SLOPE_TOLERANCE:
+        out.append(Check(name, False, f"slope {fit.slope:.3f} ± {fit.stderr:.3f} {span} is not "
+                                      f"resolved (3·stderr > {MAX_SLOPE_TOLERANCE}): use more "
+                                      "widths, a wider span or more seeds"))
+    else:
         allowed = max(tol, 3 * fit.stderr)
-        out.append(Check(
-            f"{q}: per-draw error ∝ n^-1/2", abs(fit.slope + 0.5) <= allowed,
-            f"slope {fit.slope:.3f} ± {fit.stderr:.3f} over widths {rows[0].width}…"
-            f"{rows[-1].width} (allowed |slope + 0.5| ≤ {allowed:.3f})"))
+        out.append(Check(name, abs(fit.slope + 0.5) <= allowed,
+                         f"slope {fit.slope:.3f} ± {fit.stderr:.3f} {span} "
+                         f"(allowed |slope + 0.5| ≤ {allowed:.3f})"))
     last = rows[-1]
     out.append(Check(
         f"{q}: seed mean within {z_threshold:g} standard errors of the limit at n={last.width}",
         last.stats.max_z <= z_threshold,
         f"max |mean − limit|/stderr = {last.stats.max_z:.2f} over the entries"))
+    kind = "relative" if last.stats.relative else "absolute"
+    smallest = z_threshold * last.stats.noise_floor
+    out.append(Check(
+        f"{q}: the seeds resolve a {kind} error of {resolution:g} at n={last.width}",
+        bool(np.isfinite(smallest) and smallest <= resolution),
+        f"the z-score check flags {kind} errors above {z_threshold:g} × noise floor = "
+        f"{smallest:.3g}" + ("" if smallest <= resolution else
+                             "; use more seeds (the floor falls like 1/√seeds)")))
     if len(rows) >= 3 and all(r.stats.regime == "bias" for r in rows) and \
             np.isfinite(mean_fit.slope):
         allowed = max(tol, 3 * mean_fit.stderr)

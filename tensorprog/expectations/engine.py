@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ExpectationError, NotPositiveSemidefinite
+from ..ir.expression import as_expression
 from . import montecarlo, quadrature
 from .closed_forms import evaluate_exact, exact_plan, peval
 from .decompose import Factor, Term, as_pieces, plan_expectation
@@ -237,9 +238,11 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
     -------
     :class:`Expectation` ``(value, error, tier)``, value and error of shape B.
     """
-    expr = sp.sympify(expr)
     atoms = tuple(atoms)
     params = dict(params or {})
+    # a string integrand is read by the ψ grammar over the atoms' and parameters' names
+    names = {s.name: s for s in (*atoms, *params) if isinstance(s, sp.Symbol)}
+    expr = as_expression(expr, names, what="the integrand")
     m = SYMBOLIC if symbolic else NUMERIC
     if symbolic:
         cov = np.asarray(cov, dtype=object)

@@ -9,14 +9,17 @@ initial objects.  Nothing here loops over inputs: a vector stands for its whole 
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
 
 from .. import functions as F
 from ..errors import ProgramError
+from .expression import as_expression
+from .instructions import InitialMatrix, symbol
 from .parametrization import NTK_FIXED, NTK_HIDDEN
-from .program import Program, symbol
+from .program import Program
 
 
 class Var:
@@ -30,7 +33,7 @@ class Var:
 
     def __init__(self, program: Program, expr: sp.Expr):
         self.program = program
-        self.expr = sp.sympify(expr)
+        self.expr = program.expression(expr)
         self._node: str | None = None
         if isinstance(self.expr, sp.Symbol):
             self._node = self.expr.name
@@ -188,7 +191,7 @@ def nonlin(fn, *vectors, scalars=(), variables=None) -> Var:
     """
     args = list(vectors) + list(scalars)
     p = _program_of(args)
-    exprs = [a.expr if isinstance(a, Var) else sp.sympify(a) for a in args]
+    exprs = [a.expr if isinstance(a, Var) else p.expression(a) for a in args]
     if isinstance(fn, sp.Lambda):
         out = fn(*exprs)
     elif isinstance(fn, sp.Basic):
@@ -208,7 +211,7 @@ def nonlin(fn, *vectors, scalars=(), variables=None) -> Var:
         raise ProgramError(f"nonlin: ψ must be a sympy expression or a function, got {fn!r}")
     if isinstance(out, Var):
         return out
-    out = sp.sympify(out)
+    out = p.expression(out)
     if not isinstance(out, sp.Expr):
         raise ProgramError(f"nonlin: ψ must return a scalar sympy expression, got {out!r}")
     return Var(p, out)
@@ -278,7 +281,8 @@ def identity(x):
 
 def polynomial(x, coefficients):
     """``Σ_k c_k x^k`` for ``coefficients = [c_0, c_1, ...]``."""
-    return _apply(lambda e: sum(sp.sympify(c) * e**k for k, c in enumerate(coefficients)), x)
+    coefficients = [as_expression(c, {}, what="a coefficient") for c in coefficients]
+    return _apply(lambda e: sum(c * e**k for k, c in enumerate(coefficients)), x)
 
 
 class BuilderProgram(Program):
@@ -294,11 +298,12 @@ class BuilderProgram(Program):
         ``lr`` and ``bias_lr`` are the learning-rate multipliers λ of U and b in training
         (:mod:`tensorprog.ir.parametrization`)."""
         name = name or self.fresh_name("h")
-        node = self.add_embedding(name, X, var, bias_var, weight=weight, trainable=trainable,
-                                  family=family)
-        node.attrs["parametrization"] = NTK_FIXED.with_lr(_lr(lr, "lr", f"INPUT: {name}"))
-        if _lr(bias_lr, "bias_lr", f"INPUT: {name}") != 1.0:
-            node.attrs["bias_parametrization"] = NTK_FIXED.with_lr(bias_lr)
+        where = f"INPUT: {name}"
+        lr, bias_lr = _lr(lr, "lr", where), _lr(bias_lr, "bias_lr", where)
+        self.add_embedding(name, X, var, bias_var, weight=weight, trainable=trainable,
+                           family=family)
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr),
+                     bias_parametrization=NTK_FIXED.with_lr(bias_lr))
         return Var(self, symbol(name))
 
     def family(self, name: str, owner) -> str:
@@ -330,8 +335,9 @@ class BuilderProgram(Program):
              lr: float = 1.0) -> Var:
         """Input-independent initial vector with N(0, var) coordinates (a trainable bias);
         ``lr`` is its learning-rate multiplier λ in training."""
-        node = self.add_vector(name, var, trainable=trainable, source="bias")
-        node.attrs["parametrization"] = NTK_FIXED.with_lr(_lr(lr, "lr", f"VECTOR: {name}"))
+        lr = _lr(lr, "lr", f"VECTOR: {name}")
+        self.add_vector(name, var, trainable=trainable, source="bias")
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr))
         return Var(self, symbol(name))
 
     def vector(self, name: str, cov=1.0, cross: dict | None = None,
@@ -362,14 +368,14 @@ class BuilderProgram(Program):
             raise ProgramError("OUTPUT: the readout reads a vector of the program")
         lr, bias_lr = _lr(lr, "lr", "OUTPUT"), _lr(bias_lr, "bias_lr", "OUTPUT")
         readout = self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
-        readout.parametrization = readout.parametrization.with_lr(lr)
-        readout.bias_parametrization = readout.bias_parametrization.with_lr(bias_lr)
-        return readout
+        self.readout = replace(readout, parametrization=readout.parametrization.with_lr(lr),
+                               bias_parametrization=readout.bias_parametrization.with_lr(bias_lr))
+        return self.readout
 
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``."""
         node = self.node(name)
-        if node.kind == "matrix":
+        if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))
 

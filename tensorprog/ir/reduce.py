@@ -7,52 +7,62 @@ identity NONLIN ``x := g`` between a G-var ``g`` and a MATMUL (or readout) that 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 
-from .program import Program, symbol
+from .instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                           Moment, Nonlin, Select, symbol)
+from .rewrite import Rewrite, keep
+from .rules import RuleTable
+
+REDUCE = RuleTable("reduce")
+REDUCE.rule(InitialMatrix, Embedding, InitialVector, InitialScalar)(keep)
 
 
-def reduce_program(p: Program) -> Program:
-    q = type(p)(p.name)
-    q.num_inputs, q.data, q.init_cov = p.num_inputs, dict(p.data), dict(p.init_cov)
-    q.families = dict(p.families)
-    composed: dict[str, sp.Expr] = {}  # X-var -> ψ over G-vars and scalars
-    identity: dict[str, str] = {}      # G-var -> inserted identity X-var
+class _Reduction(Rewrite):
+    def __init__(self, p):
+        super().__init__(p, p.empty_like(), REDUCE)
+        self.composed: dict[str, sp.Expr] = {}  # X-var -> ψ over G-vars and scalars
+        self.identity: dict[str, str] = {}      # G-var -> inserted identity X-var
 
-    def as_xvar(name: str) -> str:
-        if p.node(name).is_xvar:
+    def as_xvar(self, name: str) -> str:
+        """``name`` as an X-var of the target: its composed NONLIN, or an identity NONLIN."""
+        q = self.target
+        if self.source.node(name).is_xvar:
             if name not in q:
-                q.add_inferred("nonlin", name, composed[name])
+                q.add_inferred("nonlin", name, self.composed[name])
             return name
-        if name not in identity:
-            identity[name] = q.fresh_name(f"{name}_x")
-            q.add_nonlin(identity[name], symbol(name), [name])
-        return identity[name]
+        if name not in self.identity:
+            self.identity[name] = q.fresh_name(f"{name}_x")
+            q.add_nonlin(self.identity[name], symbol(name), [name])
+        return self.identity[name]
 
-    for node in p.nodes():
-        a = node.attrs
-        if node.kind == "matrix":
-            q.add_matrix(node.name, a["var"], a["trainable"], a["parametrization"],
-                         tangent=a.get("tangent"))
-        elif node.kind == "vector" and a["source"] == "embed":
-            q.add_embedding(node.name, p.data[a["data"]], a["var"], a["bias_var"], a["weight"],
-                            a["trainable"], data_name=a["data"], family=node.family)
-        elif node.kind == "vector":
-            q._add(type(node)(node.name, node.kind, node.family, dict(a)), node.name)
-        elif node.kind == "scalar":
-            q.add_scalar(node.name, a["value"])
-        elif node.kind == "matmul":
-            q.add_matmul(node.name, a["matrix"], as_xvar(a["args"][0]), a["transpose"])
-        elif node.kind == "select":
-            q.add_select(node.name, as_xvar(a["args"][0]), a["index"], node.family)
-        else:
-            expr = a["expr"].xreplace({symbol(x): composed[x] for x in a["args"]
-                                       if x in composed})
-            if node.kind == "nonlin":
-                composed[node.name] = expr
-            else:
-                q.add_inferred("moment", node.name, expr)
+    def compose(self, node) -> sp.Expr:
+        return node.expr.xreplace({symbol(x): self.composed[x] for x in node.args
+                                   if x in self.composed})
+
+
+@REDUCE.rule(MatMul, Select)
+def _(node, rw: _Reduction) -> None:
+    rw.target.append(replace(node, arg=rw.as_xvar(node.arg)))
+
+
+@REDUCE.rule(Nonlin)
+def _(node: Nonlin, rw: _Reduction) -> None:
+    rw.composed[node.name] = rw.compose(node)
+
+
+@REDUCE.rule(Moment)
+def _(node: Moment, rw: _Reduction) -> None:
+    rw.target.add_inferred("moment", node.name, rw.compose(node))
+
+
+def reduce_program(p):
+    """The reduced form of ``p`` (module docstring)."""
+    rw = _Reduction(p)
+    q = rw.run()
     if p.readout is not None:
         r = p.readout
-        q.set_readout(as_xvar(r.node), r.var, r.bias_var, r.trainable, slots=r.slots)
+        q.set_readout(rw.as_xvar(r.node), r.var, r.bias_var, r.trainable, slots=r.slots)
     return q

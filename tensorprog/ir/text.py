@@ -18,7 +18,11 @@ One instruction per line; line k+1 holds the k-th variable, so error messages ca
 Options follow a ``;`` (``trainable=False``, ``bias`` for a trainable shared vector,
 ``cross(v=C2)`` for covariances with earlier initial vectors).  ``#`` starts a comment.
 ``DATA`` lines hold arrays (inputs, covariances) as Python literals of full precision, so the
-text round-trips exactly: ``Program.from_text(p.to_text()) == p``.
+text round-trips exactly: ``Program.from_text(p.to_text()) == p``.  Unknown option or keyword
+names, a second ``DATA`` line for one name and non-finite data are errors.
+
+Printing and parsing are one rule per instruction record class (:data:`PRINT`, :data:`PARSE`);
+a line's keyword (``MATMUL``, ...) names its record class (:data:`KEYWORDS`).
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ import re
 import numpy as np
 import sympy as sp
 from sympy.printing.str import StrPrinter
-from sympy.parsing.sympy_parser import auto_number, parse_expr
 
 from ..errors import ParseError, ProgramError
-from ..functions import SYMPY_FUNCTIONS
-from .program import Program, symbol
+from .expression import parse_expression
+from .instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
+                           InitialVector, MatMul, Moment, Nonlin, Select, symbol)
+from .rules import RuleTable
 
 
 class _Printer(StrPrinter):
@@ -43,6 +48,7 @@ class _Printer(StrPrinter):
 
 
 def expr_to_text(expr) -> str:
+    """ψ printed so that the parser reads back the same expression (floats in full)."""
     return _Printer().doprint(expr)
 
 
@@ -51,69 +57,98 @@ def _options(items) -> str:
     return ("; " + ", ".join(items)) if items else ""
 
 
-def program_to_text(p: Program, data: bool = True) -> str:
+# ---------------------------------------------------------------------- printing
+#: ``PRINT(record, p, arrays, data)`` -> the record's line; arrays it refers to go in ``arrays``.
+PRINT = RuleTable("print")
+
+
+def _in_family(node) -> str:
+    return f"family={node.family}" if node.family not in (SHARED, INPUTS) else ""
+
+
+@PRINT.rule(InitialMatrix)
+def _(node: InitialMatrix, p, arrays, data) -> str:
+    var, opts = repr(node.var), ["trainable=False" if not node.trainable else ""]
+    if node.generated:
+        var = f"S_{node.name}"
+        arrays[var], arrays[f"T_{node.name}"] = node.var, node.tangent
+        opts.append(f"tangent=T_{node.name}")
+    return f"MATRIX: {node.name} ~ N(0, {var}/n)" + _options(opts)
+
+
+@PRINT.rule(Embedding)
+def _(node: Embedding, p, arrays, data) -> str:
+    X = arrays[node.data] = p.data[node.data]
+    opts = [] if node.weight == f"U_{node.name}" else [f"weight={node.weight}"]
+    opts += [_in_family(node)] if _in_family(node) else []
+    line = (f"INPUT:  {node.name} := embed({node.data}, var={node.var!r}, "
+            f"bias_var={node.bias_var!r}{''.join(', ' + o for o in opts)})")
+    line += _options(["trainable=False" if not node.trainable else ""])
+    if not data:
+        line += f"   # {node.data}: {X.shape[0]}×{X.shape[1]}"
+    return line
+
+
+@PRINT.rule(InitialVector)
+def _(node: InitialVector, p, arrays, data) -> str:
+    if node.family == SHARED:
+        cov = repr(node.var)
+    else:
+        cov = f"C_{node.name}"
+        arrays[cov] = p.init_cov_of(node.name, node.name)
+    cross = []
+    for other in p.order[: p.order.index(node.name)]:
+        if (node.name, other) in p.init_cov and isinstance(p.node(other), InitialVector):
+            key = f"C_{node.name}_{other}"
+            arrays[key] = p.init_cov[(node.name, other)]
+            cross.append(f"{other}={key}")
+    if node.tangent is not None:
+        arrays[f"T_{node.name}"] = node.tangent
+    bias = node.source == "bias"
+    opts = ["bias" if bias else "",
+            f"tangent=T_{node.name}" if node.tangent is not None else "",
+            "trainable=False" if bias and not node.trainable else "",
+            "trainable=True" if not bias and node.trainable else "",
+            f"cross({', '.join(cross)})" if cross else "", _in_family(node)]
+    return f"VECTOR: {node.name} ~ N(0, {cov})" + _options(opts)
+
+
+@PRINT.rule(InitialScalar)
+def _(node: InitialScalar, p, arrays, data) -> str:
+    return f"SCALAR: {node.name} := {node.value!r}"
+
+
+@PRINT.rule(MatMul)
+def _(node: MatMul, p, arrays, data) -> str:
+    return f"MATMUL: {node.name} := {node.matrix}{'^T' if node.transpose else ''} {node.arg}"
+
+
+@PRINT.rule(Select)
+def _(node: Select, p, arrays, data) -> str:
+    key = f"I_{node.name}"
+    arrays[key] = node.index
+    return f"SELECT: {node.name} := {node.arg}[{key}] in {node.family}"
+
+
+@PRINT.rule(Nonlin)
+def _(node: Nonlin, p, arrays, data) -> str:
+    return f"NONLIN: {node.name} := {expr_to_text(node.expr)}"
+
+
+@PRINT.rule(Moment)
+def _(node: Moment, p, arrays, data) -> str:
+    return f"MOMENT: {node.name} := avg({expr_to_text(node.expr)})"
+
+
+def program_to_text(p, data: bool = True) -> str:
     """Print ``p``; with ``data=False`` the DATA lines are replaced by shape comments."""
     lines = [f"PROGRAM {p.name} inputs={p.num_inputs if p.num_inputs is not None else 0}"]
     arrays: dict[str, np.ndarray] = {}
     for fam in p.families.values():
-        if fam.name not in ("shared", "inputs"):
+        if fam.name not in (SHARED, INPUTS):
             arrays[f"O_{fam.name}"] = fam.owner
             lines.append(f"FAMILY: {fam.name} owner=O_{fam.name}")
-    for node in p.nodes():
-        in_family = f"family={node.family}" if node.family not in ("shared", "inputs") else ""
-        a = node.attrs
-        if node.kind == "matrix":
-            var, opts = repr(a["var"]), ["trainable=False" if not a["trainable"] else ""]
-            if p.is_generated(node.name):
-                var = f"S_{node.name}"
-                arrays[var], arrays[f"T_{node.name}"] = a["var"], a["tangent"]
-                opts.append(f"tangent=T_{node.name}")
-            line = f"MATRIX: {node.name} ~ N(0, {var}/n)" + _options(opts)
-        elif node.kind == "vector" and a["source"] == "embed":
-            X = p.data[a["data"]]
-            arrays[a["data"]] = X
-            opts = [] if a["weight"] == f"U_{node.name}" else [f"weight={a['weight']}"]
-            opts += [in_family] if in_family else []
-            line = (f"INPUT:  {node.name} := embed({a['data']}, var={a['var']!r}, "
-                    f"bias_var={a['bias_var']!r}{''.join(', ' + o for o in opts)})")
-            line += _options(["trainable=False" if not a["trainable"] else ""])
-            if not data:
-                line += f"   # {a['data']}: {X.shape[0]}×{X.shape[1]}"
-        elif node.kind == "vector":
-            if node.family == "shared":
-                cov = repr(a["var"])
-            else:
-                cov = f"C_{node.name}"
-                arrays[cov] = p.init_cov_of(node.name, node.name)
-            cross = []
-            for other in p.order[: p.order.index(node.name)]:
-                if (node.name, other) in p.init_cov and p.node(other).kind == "vector" \
-                        and p.node(other).attrs["source"] != "embed":
-                    key = f"C_{node.name}_{other}"
-                    arrays[key] = p.init_cov[(node.name, other)]
-                    cross.append(f"{other}={key}")
-            if "tangent" in a:
-                arrays[f"T_{node.name}"] = a["tangent"]
-            opts = ["bias" if a["source"] == "bias" else "",
-                    f"tangent=T_{node.name}" if "tangent" in a else "",
-                    "trainable=False" if a["source"] == "bias" and not a["trainable"] else "",
-                    "trainable=True" if a["source"] != "bias" and a["trainable"] else "",
-                    f"cross({', '.join(cross)})" if cross else "", in_family]
-            line = f"VECTOR: {node.name} ~ N(0, {cov})" + _options(opts)
-        elif node.kind == "scalar":
-            line = f"SCALAR: {node.name} := {a['value']!r}"
-        elif node.kind == "matmul":
-            t = "^T" if a["transpose"] else ""
-            line = f"MATMUL: {node.name} := {a['matrix']}{t} {a['args'][0]}"
-        elif node.kind == "select":
-            key = f"I_{node.name}"
-            arrays[key] = a["index"]
-            line = f"SELECT: {node.name} := {a['args'][0]}[{key}] in {node.family}"
-        elif node.kind == "nonlin":
-            line = f"NONLIN: {node.name} := {expr_to_text(a['expr'])}"
-        else:
-            line = f"MOMENT: {node.name} := avg({expr_to_text(a['expr'])})"
-        lines.append(line)
+    lines += [PRINT(node, p, arrays, data) for node in p.nodes()]
     if p.readout is not None:
         r = p.readout
         if r.slots is not None:
@@ -123,11 +158,12 @@ def program_to_text(p: Program, data: bool = True) -> str:
                                  "slots=S_out" if r.slots is not None else ""]))
     if data:
         for key, arr in arrays.items():
-            lines.append(f"DATA:   {key} = {arr.tolist()!r}")
+            lines.append(f"DATA:   {key} = {np.asarray(arr).tolist()!r}")
     return "\n".join(lines) + "\n"
 
 
-_HEADER = re.compile(r"^PROGRAM\s+(\w+)\s+inputs=(\d+)$")
+# ---------------------------------------------------------------------- parsing
+_HEADER = re.compile(r"^PROGRAM\s+(\S+)\s+inputs=(\d+)$")
 _LINE = re.compile(
     r"^(FAMILY|INPUT|MATRIX|VECTOR|SCALAR|MATMUL|SELECT|NONLIN|MOMENT|OUTPUT|DATA)\s*:\s*(.*)$")
 _FAMILY = re.compile(r"^(\w+)\s+owner=(\w+)$")
@@ -137,19 +173,32 @@ _MATRIX = re.compile(r"^(\w+)\s*~\s*N\(\s*0\s*,\s*([^/]+)/\s*n\s*\)$")
 _VECTOR = re.compile(r"^(\w+)\s*~\s*N\(\s*0\s*,\s*([^)]+)\)$")
 _MATMUL = re.compile(r"^(\w+)(\^T)?\s+(\w+)$")
 _CALL = re.compile(r"^(\w+)\((.*)\)$")
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
 
-_GLOBALS = {"Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Rational,
-            "pi": sp.pi, "E": sp.E, **SYMPY_FUNCTIONS}
+#: The record class of each instruction keyword.
+KEYWORDS = {"INPUT": Embedding, "MATRIX": InitialMatrix, "VECTOR": InitialVector,
+            "SCALAR": InitialScalar, "MATMUL": MatMul, "SELECT": Select, "NONLIN": Nonlin,
+            "MOMENT": Moment}
 
 
 def _number(text: str, where) -> float:
     try:
-        return float(ast.literal_eval(text.strip()))
+        value = ast.literal_eval(text.strip())
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError
+        return float(value)
     except (ValueError, SyntaxError):
         raise ParseError(f"expected a number, got {text.strip()!r}", *where) from None
 
 
-def _kwargs(text: str, where) -> tuple[list[str], dict[str, str]]:
+def _keys(given, valid, what: str, where) -> None:
+    unknown = [k for k in given if k not in valid]
+    if unknown:
+        raise ParseError(f"unknown {what} {unknown[0]!r}; valid: "
+                         f"{', '.join(sorted(valid)) or 'none'}", *where)
+
+
+def _kwargs(text: str, valid, where) -> tuple[list[str], dict[str, str]]:
     pos, kw = [], {}
     for part in [s.strip() for s in text.split(",") if s.strip()]:
         if "=" in part:
@@ -157,6 +206,7 @@ def _kwargs(text: str, where) -> tuple[list[str], dict[str, str]]:
             kw[k.strip()] = v.strip()
         else:
             pos.append(part)
+    _keys(kw, valid, "keyword", where)
     return pos, kw
 
 
@@ -166,32 +216,196 @@ def _bool(text: str, where) -> bool:
     return text == "True"
 
 
-def parse_psi(p: Program, text: str, where, later: dict | None = None) -> sp.Expr:
-    """Parse a ψ expression over the program's variables (``later`` maps names defined further
-    down to their lines, for a precise message when one is used too early)."""
-    local = {name: symbol(name) for name in p.order if p.node(name).kind != "matrix"}
+def parse_psi(p, text: str, where, later: dict | None = None) -> sp.Expr:
+    """Parse a ψ expression over the program's variables with the project's own grammar
+    (:mod:`.expression`: never ``eval``); ``later`` maps names defined further down to their
+    lines, for a precise message when one is used too early."""
+    names = {n: symbol(n) for n in p.order if p.node(n).output != "matrix"}
     try:
-        expr = parse_expr(text, local_dict=local, global_dict=dict(_GLOBALS),
-                          transformations=(auto_number,), evaluate=True)
-    except NameError as e:
-        missing = re.search(r"name '(\w+)' is not defined", str(e))
-        if missing and missing.group(1) in (later or {}):
-            name = missing.group(1)
+        expr = parse_expression(text, names, line=where[1], instruction=where[0])
+    except ParseError as e:
+        if e.token in (later or {}):
             raise ParseError(
-                f"{name!r} is not defined before this instruction (it is defined on line "
-                f"{later[name]}); a variable cannot depend on a later one, so this is a cycle: "
+                f"{e.token!r} is not defined before this instruction (it is defined on line "
+                f"{later[e.token]}); a variable cannot depend on a later one, so this is a cycle: "
                 "unroll recurrences over time steps", *where) from None
-        raise ParseError(f"unknown name in `{text}` ({e}): use variables defined earlier and "
-                         f"the functions {sorted(SYMPY_FUNCTIONS)}", *where) from None
-    except Exception as e:  # sympy's tokenizer raises many kinds
-        raise ParseError(f"cannot parse `{text}`: {e}", *where) from None
-    if not isinstance(expr, sp.Expr):
-        raise ParseError(f"`{text}` is not an expression", *where)
+        raise
     return expr.xreplace({f: sp.Float(float(f)) for f in expr.atoms(sp.Float)})
 
 
-def program_from_text(text: str, cls=Program, data: dict | None = None) -> Program:
-    """Parse the textual form printed by :func:`program_to_text`."""
+class _Line:
+    """One instruction line being parsed: its text split into the main part and options."""
+
+    def __init__(self, p, lineno, line, keyword, rest, arrays, later):
+        self.p, self.where, self.keyword = p, (line, lineno), keyword
+        self.arrays, self.later = arrays, later
+        main, _, opt_text = rest.partition(";")
+        self.main = main.strip()
+        self.opts = [o.strip() for o in re.split(r",(?![^()]*\))", opt_text) if o.strip()]
+        self.flags = {o.split("=", 1)[0].strip(): (o.split("=", 1)[1].strip() if "=" in o
+                                                   else "True")
+                      for o in self.opts if not o.startswith("cross(")}
+
+    def options(self, *valid) -> None:
+        """Only the options ``valid`` may appear."""
+        given = list(self.flags) + ["cross" for o in self.opts if o.startswith("cross(")]
+        _keys(given, valid, "option", self.where)
+
+    def array(self, key):
+        if key not in self.arrays:
+            raise ParseError(f"no data for {key!r}: add a `DATA: {key} = [...]` line or pass "
+                             f"data={{{key!r}: array}}", *self.where)
+        return self.arrays[key]
+
+    def fail(self, message):
+        raise ParseError(message, *self.where)
+
+
+#: ``PARSE.of(cls)(line)`` adds the instruction of a line whose keyword names record class
+#: ``cls`` (:data:`KEYWORDS`).
+PARSE = RuleTable("parse")
+
+
+@PARSE.rule(InitialMatrix)
+def _(ln: _Line) -> None:
+    ln.options("trainable", "tangent")
+    m = _MATRIX.match(ln.main)
+    if not m:
+        ln.fail("MATRIX must read `W ~ N(0, var/n)`; every matrix is n×n")
+    var_text = m.group(2).strip()
+    ln.p.add_matrix(m.group(1), ln.array(var_text) if _IDENT.match(var_text)
+                    else _number(var_text, ln.where),
+                    trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
+                    tangent=ln.array(ln.flags["tangent"]) if "tangent" in ln.flags else None)
+
+
+@PARSE.rule(Embedding)
+def _(ln: _Line) -> None:
+    ln.options("trainable")
+    m = _ASSIGN.match(ln.main)
+    call = _CALL.match(m.group(2)) if m else None
+    if not call or call.group(1) != "embed":
+        ln.fail("INPUT must read `h := embed(X, var=..., bias_var=...)`")
+    pos, kw = _kwargs(call.group(2), ("var", "bias_var", "weight", "family"), ln.where)
+    if len(pos) != 1:
+        ln.fail("embed takes one data name")
+    ln.p.add_embedding(m.group(1), ln.array(pos[0]), _number(kw.get("var", "1.0"), ln.where),
+                       _number(kw.get("bias_var", "0.0"), ln.where), weight=kw.get("weight"),
+                       trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
+                       data_name=pos[0], family=kw.get("family", INPUTS))
+
+
+@PARSE.rule(InitialVector)
+def _(ln: _Line) -> None:
+    ln.options("bias", "tangent", "trainable", "cross", "family")
+    m = _VECTOR.match(ln.main)
+    if not m:
+        ln.fail("VECTOR must read `v ~ N(0, var)` or `v ~ N(0, C)` with C a DATA array")
+    cov_text = m.group(2).strip()
+    cov = ln.array(cov_text) if _IDENT.match(cov_text) else _number(cov_text, ln.where)
+    cross = {}
+    for o in ln.opts:
+        if o.startswith("cross("):
+            for part in o[len("cross("):-1].split(","):
+                k, _, v = part.partition("=")
+                cross[k.strip()] = ln.array(v.strip())
+    bias = "bias" in ln.flags
+    trainable = _bool(ln.flags.get("trainable", "True" if bias else "False"), ln.where)
+    ln.p.add_vector(m.group(1), cov, cross=cross, trainable=trainable,
+                    source="bias" if bias else "given", family=ln.flags.get("family"),
+                    tangent=ln.array(ln.flags["tangent"]) if "tangent" in ln.flags else None)
+
+
+@PARSE.rule(InitialScalar)
+def _(ln: _Line) -> None:
+    ln.options()
+    m = _ASSIGN.match(ln.main)
+    if not m:
+        ln.fail("SCALAR must read `s := value`")
+    ln.p.add_scalar(m.group(1), _number(m.group(2), ln.where))
+
+
+@PARSE.rule(MatMul)
+def _(ln: _Line) -> None:
+    ln.options()
+    m = _ASSIGN.match(ln.main)
+    mm = _MATMUL.match(m.group(2)) if m else None
+    if not mm:
+        ln.fail("MATMUL must read `h := W x` or `h := W^T x`")
+    ln.p.add_matmul(m.group(1), mm.group(1), mm.group(3), bool(mm.group(2)))
+
+
+@PARSE.rule(Select)
+def _(ln: _Line) -> None:
+    ln.options()
+    m = _ASSIGN.match(ln.main)
+    sel = _SELECT.match(m.group(2)) if m else None
+    if not sel:
+        ln.fail("SELECT must read `y := x[I] in family`")
+    ln.p.add_select(m.group(1), sel.group(1), ln.array(sel.group(2)).astype(np.intp),
+                    sel.group(3))
+
+
+@PARSE.rule(Nonlin)
+def _(ln: _Line) -> None:
+    ln.options()
+    m = _ASSIGN.match(ln.main)
+    if not m:
+        ln.fail("NONLIN must read `x := ψ(...)`")
+    ln.p.add_inferred("nonlin", m.group(1), parse_psi(ln.p, m.group(2), ln.where, ln.later))
+
+
+@PARSE.rule(Moment)
+def _(ln: _Line) -> None:
+    ln.options()
+    m = _ASSIGN.match(ln.main)
+    if not m:
+        ln.fail("MOMENT must read `x := ψ(...)`")
+    call = _CALL.match(m.group(2))
+    if not call or call.group(1) != "avg":
+        ln.fail("MOMENT must read `θ := avg(ψ(...))`")
+    ln.p.add_inferred("moment", m.group(1), parse_psi(ln.p, call.group(2), ln.where, ln.later))
+
+
+def _family(ln: _Line) -> None:
+    ln.options()
+    m = _FAMILY.match(ln.main)
+    if not m:
+        ln.fail("FAMILY must read `name owner=O` with O a DATA array")
+    ln.p.add_family(m.group(1), ln.array(m.group(2)).astype(np.intp))
+
+
+def _output(ln: _Line) -> None:
+    ln.options("trainable", "slots")
+    call = _CALL.match(ln.main)
+    if not call or call.group(1) != "readout":
+        ln.fail("OUTPUT must read `readout(x, var=..., bias_var=...)`")
+    pos, kw = _kwargs(call.group(2), ("var", "bias_var"), ln.where)
+    if len(pos) != 1:
+        ln.fail("readout takes one vector")
+    slots = ln.flags.get("slots")
+    ln.p.set_readout(pos[0], _number(kw.get("var", "1.0"), ln.where),
+                     _number(kw.get("bias_var", "0.0"), ln.where),
+                     trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
+                     slots=None if slots is None else ln.array(slots).astype(np.intp))
+
+
+def _data(value: str, line: str, lineno: int) -> np.ndarray:
+    try:
+        arr = np.asarray(ast.literal_eval(value.strip()))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ParseError("DATA must be `DATA: NAME = [...]`", line, lineno) from None
+    if arr.dtype.kind not in "biuf":
+        raise ParseError("DATA must hold real numbers (no complex numbers, strings or ragged "
+                         "lists)", line, lineno)
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        raise ParseError("DATA must hold finite numbers (no nan or inf)", line, lineno)
+    return arr
+
+
+def program_from_text(text: str, cls, data: dict | None = None):
+    """Parse the textual form printed by :func:`program_to_text` into a ``cls`` program."""
     raw = [(i + 1, line.split("#", 1)[0].strip()) for i, line in enumerate(text.splitlines())]
     raw = [(i, line) for i, line in raw if line]
     if not raw:
@@ -203,7 +417,7 @@ def program_from_text(text: str, cls=Program, data: dict | None = None) -> Progr
     if int(m.group(2)):
         p.declare_inputs(int(m.group(2)))
     arrays = {k: np.asarray(v, dtype=float) for k, v in (data or {}).items()}
-    body = []
+    body, data_lines = [], set()
     for lineno, line in raw[1:]:
         m = _LINE.match(line)
         if not m:
@@ -211,126 +425,33 @@ def program_from_text(text: str, cls=Program, data: dict | None = None) -> Progr
                              "VECTOR, SCALAR, MATMUL, SELECT, NONLIN, MOMENT, OUTPUT or DATA",
                              line, lineno)
         if m.group(1) == "DATA":
-            key, _, value = m.group(2).partition("=")
-            try:
-                arrays[key.strip()] = np.asarray(ast.literal_eval(value.strip()), dtype=float)
-            except (ValueError, SyntaxError):
-                raise ParseError("DATA must be `DATA: NAME = [...]`", line, lineno) from None
+            key, eq, value = m.group(2).partition("=")
+            key = key.strip()
+            if not eq or not _IDENT.match(key):
+                raise ParseError("DATA must be `DATA: NAME = [...]`", line, lineno)
+            if key in data_lines:
+                raise ParseError(f"a second DATA line for {key!r}: give each array once",
+                                 line, lineno)
+            data_lines.add(key)
+            arrays[key] = _data(value, line, lineno)
         else:
             body.append((lineno, line, m.group(1), m.group(2).strip()))
 
-    def array(key, where):
-        if key not in arrays:
-            raise ParseError(f"no data for {key!r}: add a `DATA: {key} = [...]` line or pass "
-                             f"data={{{key!r}: array}}", *where)
-        return arrays[key]
-
-    defined = {}
+    later = {}
     for lineno, _, _, rest in body:
         m = re.match(r"^(\w+)\s*(:=|~)", rest)
         if m:
-            defined.setdefault(m.group(1), lineno)
+            later.setdefault(m.group(1), lineno)
 
-    for lineno, line, kind, rest in body:
-        where = (line, lineno)
-        main, _, opt_text = rest.partition(";")
-        main = main.strip()
-        opts = [o.strip() for o in re.split(r",(?![^()]*\))", opt_text) if o.strip()]
-        flags = {o.split("=", 1)[0]: (o.split("=", 1)[1] if "=" in o else "True") for o in opts
-                 if not o.startswith("cross(")}
+    for lineno, line, keyword, rest in body:
+        ln = _Line(p, lineno, line, keyword, rest, arrays, later)
         try:
-            if kind == "FAMILY":
-                m = _FAMILY.match(main)
-                if not m:
-                    raise ParseError("FAMILY must read `name owner=O` with O a DATA array", *where)
-                p.add_family(m.group(1), array(m.group(2), where).astype(np.intp))
-            elif kind == "SELECT":
-                m = _ASSIGN.match(main)
-                sel = _SELECT.match(m.group(2)) if m else None
-                if not sel:
-                    raise ParseError("SELECT must read `y := x[I] in family`", *where)
-                p.add_select(m.group(1), sel.group(1), array(sel.group(2), where).astype(np.intp),
-                             sel.group(3))
-            elif kind == "MATRIX":
-                m = _MATRIX.match(main)
-                if not m:
-                    raise ParseError("MATRIX must read `W ~ N(0, var/n)`; every matrix is n×n",
-                                     *where)
-                var_text = m.group(2).strip()
-                generated = re.match(r"^[A-Za-z_]\w*$", var_text)
-                p.add_matrix(m.group(1), array(var_text, where) if generated
-                             else _number(var_text, where),
-                             trainable=_bool(flags.get("trainable", "True"), where),
-                             tangent=array(flags["tangent"], where) if "tangent" in flags
-                             else None)
-            elif kind == "SCALAR":
-                m = _ASSIGN.match(main)
-                if not m:
-                    raise ParseError("SCALAR must read `s := value`", *where)
-                p.add_scalar(m.group(1), _number(m.group(2), where))
-            elif kind == "INPUT":
-                m = _ASSIGN.match(main)
-                call = _CALL.match(m.group(2)) if m else None
-                if not call or call.group(1) != "embed":
-                    raise ParseError("INPUT must read `h := embed(X, var=..., bias_var=...)`",
-                                     *where)
-                pos, kw = _kwargs(call.group(2), where)
-                if len(pos) != 1:
-                    raise ParseError("embed takes one data name", *where)
-                p.add_embedding(m.group(1), array(pos[0], where),
-                                _number(kw.get("var", "1.0"), where),
-                                _number(kw.get("bias_var", "0.0"), where),
-                                weight=kw.get("weight"),
-                                trainable=_bool(flags.get("trainable", "True"), where),
-                                data_name=pos[0], family=kw.get("family", "inputs"))
-            elif kind == "VECTOR":
-                m = _VECTOR.match(main)
-                if not m:
-                    raise ParseError("VECTOR must read `v ~ N(0, var)` or `v ~ N(0, C)` with C "
-                                     "a DATA array", *where)
-                cov_text = m.group(2).strip()
-                cov = (array(cov_text, where) if re.match(r"^[A-Za-z_]\w*$", cov_text)
-                       else _number(cov_text, where))
-                cross = {}
-                for o in opts:
-                    if o.startswith("cross("):
-                        for part in o[len("cross("):-1].split(","):
-                            k, _, v = part.partition("=")
-                            cross[k.strip()] = array(v.strip(), where)
-                bias = "bias" in flags
-                trainable = _bool(flags.get("trainable", "True" if bias else "False"), where)
-                p.add_vector(m.group(1), cov, cross=cross, trainable=trainable,
-                             source="bias" if bias else "given", family=flags.get("family"),
-                             tangent=array(flags["tangent"], where) if "tangent" in flags
-                             else None)
-            elif kind == "MATMUL":
-                m = _ASSIGN.match(main)
-                mm = _MATMUL.match(m.group(2)) if m else None
-                if not mm:
-                    raise ParseError("MATMUL must read `h := W x` or `h := W^T x`", *where)
-                p.add_matmul(m.group(1), mm.group(1), mm.group(3), bool(mm.group(2)))
-            elif kind in ("NONLIN", "MOMENT"):
-                m = _ASSIGN.match(main)
-                if not m:
-                    raise ParseError(f"{kind} must read `x := ψ(...)`", *where)
-                body_text = m.group(2)
-                if kind == "MOMENT":
-                    call = _CALL.match(body_text)
-                    if not call or call.group(1) != "avg":
-                        raise ParseError("MOMENT must read `θ := avg(ψ(...))`", *where)
-                    body_text = call.group(2)
-                p.add_inferred(kind.lower(), m.group(1), parse_psi(p, body_text, where, defined))
-            elif kind == "OUTPUT":
-                call = _CALL.match(main)
-                if not call or call.group(1) != "readout":
-                    raise ParseError("OUTPUT must read `readout(x, var=..., bias_var=...)`",
-                                     *where)
-                pos, kw = _kwargs(call.group(2), where)
-                slots = flags.get("slots")
-                p.set_readout(pos[0], _number(kw.get("var", "1.0"), where),
-                              _number(kw.get("bias_var", "0.0"), where),
-                              trainable=_bool(flags.get("trainable", "True"), where),
-                              slots=None if slots is None else array(slots, where).astype(np.intp))
+            if keyword == "FAMILY":
+                _family(ln)
+            elif keyword == "OUTPUT":
+                _output(ln)
+            else:
+                PARSE.of(KEYWORDS[keyword])(ln)
         except ParseError:
             raise
         except ProgramError as e:

@@ -29,7 +29,11 @@ import sympy as sp
 
 import numpy as np
 
-from ..ir.program import SHARED, Family, Program, symbol
+from ..ir.instructions import (SHARED, Embedding, InitialMatrix, InitialScalar, InitialVector,
+                               MatMul, Moment, Nonlin, Select, symbol)
+from ..ir.program import Family, Program
+from ..ir.rewrite import Rewrite
+from ..ir.rules import RuleTable
 from .lift import lift_cross_input
 
 
@@ -37,17 +41,131 @@ from .lift import lift_cross_input
 class Backward:
     """A program with its backward pass.  ``grad[x]`` names the variable holding ``dx``;
     ``network`` is the forward program the pass differentiates (the user's program, or its
-    lift when inputs interact, see :mod:`.lift`), ``program`` that program plus the pass."""
+    lift when inputs interact, see :mod:`.lift`), ``program`` that program plus the pass;
+    ``restore[family]`` maps each member of a family of the user's program to its copy in
+    ``network`` (empty when nothing was lifted)."""
 
     program: Program
     readout_vector: str
     network: Program
     grad: dict[str, str] = field(default_factory=dict)
+    restore: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Pass(Rewrite):
+    """The backward pass being written: the network walked from its last record to its first,
+    gradient terms gathered per variable and materialised when their variable is reached."""
+
+    def __init__(self, network: Program, out: Backward, seed: sp.Expr):
+        super().__init__(network, out.program, TRANSPOSE, reverse=True)
+        self.out = out
+        self.vec_terms: dict[str, list[sp.Expr]] = {network.readout.node: [seed]}
+        self.sca_terms: dict[str, list[sp.Expr]] = {}
+
+    def gradient(self, name: str) -> str | None:
+        """Materialise ``d name`` as one variable (None when ``name`` does not reach f)."""
+        grad, q = self.out.grad, self.target
+        if name in grad:
+            return grad[name]
+        terms = self.vec_terms.get(name)
+        if not terms:
+            return None
+        total = sp.Add(*terms)
+        if total.is_zero:
+            return None
+        if isinstance(total, sp.Symbol):
+            grad[name] = total.name
+        else:
+            gname = q.fresh_name(f"d_{name}_")
+            q.add_inferred("nonlin", gname, total)
+            grad[name] = gname
+        return grad[name]
+
+    def scalar_gradient(self, name: str) -> sp.Expr | None:
+        terms = self.sca_terms.get(name)
+        if not terms:
+            return None
+        total = sp.Add(*terms)
+        return None if total.is_zero else total
+
+    def add(self, name: str, term: sp.Expr) -> None:
+        self.vec_terms.setdefault(name, []).append(term)
+
+    def chain(self, node, inside, outside) -> None:
+        """Push a gradient through ψ: ``dx += outside·inside·∂ψ/∂x`` for its vectors and
+        ``dθ += outside·avg(inside·∂ψ/∂θ)`` for its scalars (a NONLIN: inside = dy, outside = 1;
+        a MOMENT: inside = 1, outside = dθ)."""
+        for x in node.args:
+            part = sp.diff(node.expr, symbol(x))
+            if not part.is_zero:
+                self.add(x, outside * inside * part)
+        for s in node.scalars:
+            part = sp.diff(node.expr, symbol(s))
+            if not part.is_zero:
+                m = self.target.fresh_name(f"d_{s}_")
+                self.target.add_inferred("moment", m, inside * part)
+                self.sca_terms.setdefault(s, []).append(outside * symbol(m))
+
+
+#: The transpose rule of each instruction (module docstring): ``TRANSPOSE(record, pass)``
+#: appends the instructions that push the record's gradient to its operands.
+TRANSPOSE = RuleTable("transpose")
+
+
+@TRANSPOSE.rule(InitialMatrix, InitialScalar)
+def _(node, bw: _Pass) -> None:
+    """Parameters' NTK shares are :mod:`.terms`; nothing flows further back."""
+
+
+@TRANSPOSE.rule(Embedding, InitialVector)
+def _(node, bw: _Pass) -> None:
+    bw.gradient(node.name)
+
+
+@TRANSPOSE.rule(MatMul)
+def _(node: MatMul, bw: _Pass) -> None:
+    dg = bw.gradient(node.name)
+    if dg is None:
+        return
+    h = bw.target.fresh_name(f"d_{node.arg}_")
+    bw.target.add_matmul(h, node.matrix, dg, transpose=not node.transpose)
+    bw.add(node.arg, symbol(h))
+
+
+@TRANSPOSE.rule(Select)
+def _(node: Select, bw: _Pass) -> None:
+    dy = bw.gradient(node.name)
+    if dy is None:
+        return
+    p, q, x = bw.source, bw.target, node.arg
+    shared = p.node(x).family == SHARED
+    for index in _scatter(node.index, shared, p.family_size(p.node(x).family)):
+        target = node.family if shared else p.node(x).family
+        if q.node(dy).family == SHARED:  # the same gradient for every member
+            index = np.minimum(index, 0)
+        sel = q.fresh_name(f"d_{x}_")
+        q.add_select(sel, dy, index, target)
+        bw.add(x, symbol(sel))
+
+
+@TRANSPOSE.rule(Nonlin)
+def _(node: Nonlin, bw: _Pass) -> None:
+    dy = bw.gradient(node.name)
+    if dy is not None:
+        bw.chain(node, symbol(dy), sp.S.One)
+
+
+@TRANSPOSE.rule(Moment)
+def _(node: Moment, bw: _Pass) -> None:
+    dth = bw.scalar_gradient(node.name)
+    if dth is not None:
+        bw.chain(node, sp.S.One, dth)
 
 
 def backward_program(p: Program) -> Backward:
     """Append the backward pass of ``p`` (which must have an output) to a copy of ``p``."""
-    p = lift_cross_input(p)
+    lifted = lift_cross_input(p)
+    p = lifted.program
     r = p.require_output()
     q = p.copy()
     v = q.fresh_name("v_out")
@@ -61,82 +179,8 @@ def backward_program(p: Program) -> Backward:
         sel = q.fresh_name("v_slot")
         q.add_select(sel, v, np.asarray(r.slots), q.node(r.node).family)
         seed = symbol(sel) / sp.sqrt(P)
-    out = Backward(q, v, p)
-    vec_terms: dict[str, list[sp.Expr]] = {r.node: [seed]}
-    sca_terms: dict[str, list[sp.Expr]] = {}
-
-    def gradient(name: str) -> str | None:
-        """Materialise ``d name`` as one variable (None when ``name`` does not reach f)."""
-        if name in out.grad:
-            return out.grad[name]
-        terms = vec_terms.get(name)
-        if not terms:
-            return None
-        total = sp.Add(*terms)
-        if total.is_zero:
-            return None
-        if isinstance(total, sp.Symbol):
-            out.grad[name] = total.name
-        else:
-            gname = q.fresh_name(f"d_{name}_")
-            q.add_inferred("nonlin", gname, total)
-            out.grad[name] = gname
-        return out.grad[name]
-
-    def scalar_gradient(name: str) -> sp.Expr | None:
-        terms = sca_terms.get(name)
-        if not terms:
-            return None
-        total = sp.Add(*terms)
-        return None if total.is_zero else total
-
-    def chain(a: dict, inside, outside) -> None:
-        """Push a gradient through ψ: ``dx += outside·inside·∂ψ/∂x`` for its vectors and
-        ``dθ += outside·avg(inside·∂ψ/∂θ)`` for its scalars (a NONLIN: inside = dy, outside = 1;
-        a MOMENT: inside = 1, outside = dθ)."""
-        for x in a["args"]:
-            part = sp.diff(a["expr"], symbol(x))
-            if not part.is_zero:
-                vec_terms.setdefault(x, []).append(outside * inside * part)
-        for s in a["scalars"]:
-            part = sp.diff(a["expr"], symbol(s))
-            if not part.is_zero:
-                m = q.fresh_name(f"d_{s}_")
-                q.add_inferred("moment", m, inside * part)
-                sca_terms.setdefault(s, []).append(outside * symbol(m))
-
-    for node in reversed(p.nodes()):
-        a, name = node.attrs, node.name
-        if node.kind == "matmul":
-            dg = gradient(name)
-            if dg is None:
-                continue
-            h = q.fresh_name(f"d_{a['args'][0]}_")
-            q.add_matmul(h, a["matrix"], dg, transpose=not a["transpose"])
-            vec_terms.setdefault(a["args"][0], []).append(symbol(h))
-        elif node.kind == "select":
-            dy = gradient(name)
-            if dy is None:
-                continue
-            x = a["args"][0]
-            for index in _scatter(a["index"], p.node(x).family == SHARED,
-                                  p.family_size(p.node(x).family)):
-                target = node.family if p.node(x).family == SHARED else p.node(x).family
-                if q.node(dy).family == SHARED:  # the same gradient for every member
-                    index = np.minimum(index, 0)
-                sel = q.fresh_name(f"d_{x}_")
-                q.add_select(sel, dy, index, target)
-                vec_terms.setdefault(x, []).append(symbol(sel))
-        elif node.kind == "nonlin":
-            dy = gradient(name)
-            if dy is not None:
-                chain(a, symbol(dy), sp.S.One)
-        elif node.kind == "moment":
-            dth = scalar_gradient(name)
-            if dth is not None:
-                chain(a, sp.S.One, dth)
-        elif node.kind == "vector":
-            gradient(name)
+    out = Backward(q, v, p, restore=lifted.restore)
+    _Pass(p, out, seed).run()
     return out
 
 

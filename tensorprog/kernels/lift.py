@@ -16,28 +16,45 @@ program computes the same network, and the ordinary backward pass on it is exact
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 
 from ..errors import LimitError
-from ..ir.program import INPUTS, SHARED, Program
+from ..ir.check import family_of
+from ..ir.instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
+                               InitialVector, MatMul, Moment, Nonlin, Select)
+from ..ir.program import Program
+from ..ir.rewrite import Rewrite, keep
+from ..ir.rules import RuleTable
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """A program lifted on dependency pairs: ``program`` (the input itself when nothing
+    needed lifting) and ``restore[family]``, for each member a of a family of the original
+    program, the index of its copy ``(owner(a), a)`` in the lifted family (empty when nothing
+    was lifted)."""
+
+    program: Program
+    restore: dict = field(default_factory=dict)
 
 
 def needs_lift(p: Program) -> bool:
     """Whether some SELECT reads a member owned by another input than the one it feeds."""
     for node in p.nodes("select"):
-        src = p.get_family(p.node(node.attrs["args"][0]).family)
+        src = p.get_family(p.node(node.arg).family)
         dst = p.get_family(node.family)
         if src.owner is None or dst.owner is None:
             continue
-        index = node.attrs["index"]
-        valid = index >= 0
-        if np.any(src.owner[index[valid]] != dst.owner[valid]):
+        valid = node.index >= 0
+        if np.any(src.owner[node.index[valid]] != dst.owner[valid]):
             return True
     return False
 
 
-def _owned(p: Program, family: str) -> bool:
-    return family != SHARED and p.get_family(family).owner is not None
+def _owned(p: Program, family) -> bool:
+    return family not in (SHARED, None) and p.get_family(family).owner is not None
 
 
 def dependency_pairs(p: Program) -> dict[str, np.ndarray]:
@@ -53,18 +70,17 @@ def dependency_pairs(p: Program) -> dict[str, np.ndarray]:
     while changed:
         changed = False
         for node in reversed(p.nodes()):
-            if node.kind == "matrix" or not _owned(p, node.family):
+            if not _owned(p, node.family):
                 continue
             D = dep[node.family]
-            for arg in list(node.attrs.get("args", ())) + list(node.attrs.get("scalars", ())):
+            for arg in node.args + node.scalars:
                 fam = p.node(arg).family
                 if not _owned(p, fam):
                     continue
-                if node.kind == "select":
-                    index = node.attrs["index"]
-                    valid = index >= 0
+                if isinstance(node, Select):
+                    valid = node.index >= 0
                     contrib = np.zeros_like(dep[fam])
-                    np.logical_or.at(contrib.T, index[valid], D[:, valid].T)
+                    np.logical_or.at(contrib.T, node.index[valid], D[:, valid].T)
                 else:
                     contrib = D
                 new = dep[fam] | contrib
@@ -73,88 +89,110 @@ def dependency_pairs(p: Program) -> dict[str, np.ndarray]:
     return dep
 
 
-def lift_cross_input(p: Program) -> Program:
+class _Lift(Rewrite):
+    """The rewrite on dependency pairs: per family, the pairs (owner[k], pairs[k]) and the
+    position of pair (o, a) in the lifted family."""
+
+    def __init__(self, p: Program):
+        N = p.num_inputs
+        dep = dependency_pairs(p)
+        super().__init__(p, p.empty_like({SHARED: p.families[SHARED],
+                                          INPUTS: p.families[INPUTS]}), LIFT)
+        self.target.data, self.target.init_cov = {}, {}
+        self.owner, self.pairs, self.position, self.lifted, self.restore = {}, {}, {}, {}, {}
+        for name, fam in p.families.items():
+            if fam.owner is None:
+                continue
+            self.owner[name], self.pairs[name] = np.nonzero(dep[name])  # sorted by (o, a)
+            self.position[name] = np.full((N, fam.size), -1, dtype=np.intp)
+            self.position[name][self.owner[name], self.pairs[name]] = \
+                np.arange(len(self.pairs[name]))
+            self.lifted[name] = f"{name}_pairs"
+            self.restore[name] = self.position[name][fam.owner, np.arange(fam.size)]
+            self.target.add_family(self.lifted[name], self.owner[name])
+
+    def family(self, family: str) -> str:
+        return self.lifted.get(family, family)
+
+
+#: How each instruction is lifted (module docstring): ``LIFT(record, lift)``.
+LIFT = RuleTable("lift")
+
+
+@LIFT.rule(InitialMatrix)
+def _(node: InitialMatrix, lf: _Lift) -> None:
+    lf.target.add_matrix(node.name, node.var, node.trainable, node.parametrization)
+
+
+@LIFT.rule(Embedding)
+def _(node: Embedding, lf: _Lift) -> None:
+    rows = lf.pairs[node.family]
+    lf.target.add_embedding(node.name, lf.source.data[node.data][rows], node.var, node.bias_var,
+                            node.weight, node.trainable, data_name=f"{node.data}_pairs",
+                            family=lf.family(node.family))
+
+
+@LIFT.rule(InitialVector)
+def _(node: InitialVector, lf: _Lift) -> None:
+    p, name = lf.source, node.name
+    if node.family == SHARED:
+        lf.target.add_vector(name, node.var, trainable=node.trainable, source=node.source)
+        return
+    rows = lf.pairs[node.family]
+    cross = {}
+    for other in p.order[: p.order.index(name)]:
+        on = p.node(other)
+        if isinstance(on, InitialVector) and (name, other) in p.init_cov:
+            rows_o = lf.pairs[on.family] if on.family != SHARED else np.zeros(1, np.intp)
+            cross[other] = p.init_cov[(name, other)][np.ix_(rows, rows_o)]
+    tangent = node.tangent
+    lf.target.add_vector(name, p.init_cov_of(name, name)[np.ix_(rows, rows)], cross=cross,
+                         trainable=node.trainable, source=node.source,
+                         family=lf.family(node.family),
+                         tangent=None if tangent is None else tangent[np.ix_(rows, rows)])
+
+
+LIFT.rule(InitialScalar)(keep)
+
+
+@LIFT.rule(MatMul, Nonlin, Moment)
+def _(node, lf: _Lift) -> None:
+    """Coordinatewise instructions and MATMULs act member by member: their family is the
+    lifted family of their operands."""
+    lf.target.append(replace(node, family=family_of(lf.target, node.operands)))
+
+
+@LIFT.rule(Select)
+def _(node: Select, lf: _Lift) -> None:
+    src, dst = lf.source.node(node.arg).family, node.family
+    a_src = node.index[lf.pairs[dst]]
+    if src == SHARED:
+        index = np.where(a_src >= 0, 0, -1)
+    else:  # (o, a') -> (o, index[a'])
+        index = np.where(a_src >= 0, lf.position[src][lf.owner[dst], np.maximum(a_src, 0)], -1)
+    lf.target.add_select(node.name, node.arg, index, lf.family(dst))
+
+
+def lift_cross_input(p: Program) -> Lifted:
     """``p`` itself when no SELECT crosses inputs, else its lift on dependency pairs (module
-    docstring).  Variable names are kept, so gradients and parameters map one to one;
-    ``lifted.restore[family]`` gives, for each member a of an original family, its copy
-    ``(owner(a), a)`` in the lifted family."""
+    docstring).  Variable names are kept, so gradients and parameters map one to one."""
     if not needs_lift(p):
-        return p
-    if any(p.is_generated(W.name) for W in p.nodes("matrix")):
+        return Lifted(p)
+    if any(W.generated for W in p.nodes("matrix")):
         raise LimitError("a program whose inputs interact (a SELECT across inputs) cannot also "
                          "have generated (per-input) matrices")
     N = p.num_inputs
-    dep = dependency_pairs(p)
-    q = type(p)(p.name)
-    q.num_inputs = N
-    q.families = {SHARED: p.families[SHARED], INPUTS: p.families[INPUTS]}
-    owner, pairs, position, lifted, restore = {}, {}, {}, {}, {}
-    for name, fam in p.families.items():
-        if fam.owner is None:
-            continue
-        owner[name], pairs[name] = np.nonzero(dep[name])   # row-major: sorted by (o, a)
-        position[name] = np.full((N, fam.size), -1, dtype=np.intp)
-        position[name][owner[name], pairs[name]] = np.arange(len(pairs[name]))
-        lifted[name] = f"{name}_pairs"
-        restore[name] = position[name][fam.owner, np.arange(fam.size)]
-        q.add_family(lifted[name], owner[name])
-    q.restore = restore
-
-    def fam_of(family):
-        return lifted.get(family, family)
-
-    for node in p.nodes():
-        a, name = node.attrs, node.name
-        if node.kind == "matrix":
-            q.add_matrix(name, a["var"], a["trainable"], a["parametrization"])
-        elif node.kind == "vector" and a["source"] == "embed":
-            rows = pairs[node.family]
-            q.add_embedding(name, p.data[a["data"]][rows], a["var"], a["bias_var"], a["weight"],
-                            a["trainable"], data_name=f"{a['data']}_pairs",
-                            family=fam_of(node.family))
-        elif node.kind == "vector" and node.family == SHARED:
-            q.add_vector(name, a["var"], trainable=a["trainable"], source=a["source"])
-        elif node.kind == "vector":
-            rows = pairs[node.family]
-            cross = {}
-            for other in p.order[: p.order.index(name)]:
-                on = p.node(other)
-                if on.kind == "vector" and on.attrs.get("source") != "embed" and \
-                        (name, other) in p.init_cov:
-                    rows_o = pairs[on.family] if on.family != SHARED else np.zeros(1, np.intp)
-                    cross[other] = p.init_cov[(name, other)][np.ix_(rows, rows_o)]
-            tangent = a.get("tangent")
-            q.add_vector(name, p.init_cov_of(name, name)[np.ix_(rows, rows)], cross=cross,
-                         trainable=a["trainable"], source=a["source"],
-                         family=fam_of(node.family),
-                         tangent=None if tangent is None else tangent[np.ix_(rows, rows)])
-        elif node.kind == "scalar":
-            q.add_scalar(name, a["value"])
-        elif node.kind == "matmul":
-            q.add_matmul(name, a["matrix"], a["args"][0], a["transpose"])
-        elif node.kind in ("nonlin", "moment"):
-            q.add_inferred(node.kind, name, a["expr"])
-        elif node.kind == "select":
-            src = p.node(a["args"][0]).family
-            dst = node.family
-            a_src = a["index"][pairs[dst]]
-            if src == SHARED:
-                index = np.where(a_src >= 0, 0, -1)
-            else:  # (o, a') -> (o, index[a'])
-                index = np.where(a_src >= 0, position[src][owner[dst], np.maximum(a_src, 0)], -1)
-            q.add_select(name, a["args"][0], index, fam_of(dst))
-        else:  # pragma: no cover - kinds are validated by Program
-            raise LimitError(f"cannot lift node kind {node.kind!r}")
+    lf = _Lift(p)
+    q = lf.run()
     r = p.require_output()
     family = p.node(r.node).family
     if r.slots is None:
-        target, index = INPUTS, position[INPUTS][np.arange(N), np.arange(N)]
+        target, index = INPUTS, lf.position[INPUTS][np.arange(N), np.arange(N)]
     else:
         q.families[family] = p.families[family]
         target = family
-        index = position[family][p.families[family].owner, np.arange(p.family_size(family))]
+        index = lf.position[family][p.families[family].owner, np.arange(p.family_size(family))]
     out = q.fresh_name(f"{r.node}_own")
     q.add_select(out, r.node, index, target)
     q.set_readout(out, r.var, r.bias_var, r.trainable, slots=r.slots)
-    return q
-
+    return Lifted(q, lf.restore)

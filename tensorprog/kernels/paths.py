@@ -40,24 +40,32 @@ import numpy as np
 import sympy as sp
 
 from ..errors import LimitError
-from ..ir.program import INPUTS, SHARED, Program, symbol
+from ..ir.instructions import INPUTS, SHARED, MatMul, Nonlin, Select, symbol
+from ..ir.program import Program
 from ..limit.evaluator import Limit
+from ..limit.numbers import limit_number
 from .lift import lift_cross_input
-from .ntk import _number, evaluate_term, parameter_weight, to_inputs
-from .terms import readout_term
+from .terms import evaluate_term, parameter_groups, parameter_weight, readout_term, to_inputs
 
 
 def path_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """``{(parameter, matrix sequence): (N, N) array}`` of path-sum NTK contributions."""
+    return path_sums(program, symbolic, tier)[0]
+
+
+def path_sums(program: Program, symbolic: bool = False, tier: str = "auto"):
+    """:func:`path_contributions` and the :class:`Limit` they were computed on (its
+    ``max_rel_error`` bounds the error of every expectation)."""
     program.require_output()
     for W in program.nodes("matrix"):
-        if len({g.attrs["transpose"] for g in program.matmuls_of(W.name)}) == 2:
+        if len({g.transpose for g in program.matmuls_of(W.name)}) == 2:
             raise LimitError(
                 f"method='paths': matrix {W.name!r} is used with its transpose in the forward "
                 "pass, outside Prop. D.3's assumptions; use method='backprop' (which includes "
                 "the ZDOT terms of TP IIb D.4.2)")
-    red = lift_cross_input(program).reduced()
-    return _PathSums(red, Limit(red, symbolic=symbolic, tier=tier), symbolic).contributions()
+    red = lift_cross_input(program).program.reduced()
+    lim = Limit(red, symbolic=symbolic, tier=tier)
+    return _PathSums(red, lim, symbolic).contributions(), lim
 
 
 def by_parameter(parts: dict) -> dict:
@@ -66,10 +74,6 @@ def by_parameter(parts: dict) -> dict:
     for (param, _), value in parts.items():
         out[param] = out[param] + value if param in out else value
     return out
-
-
-def _label(node) -> str:
-    return node.attrs["matrix"] + ("ᵀ" if node.attrs["transpose"] else "")
 
 
 def _scatter(value, m, mb, rows: int, cols: int):
@@ -102,16 +106,16 @@ class _PathSums:
         self.out = program.readout
         self.users: dict[str, list] = {}
         for node in program.nodes():
-            if node.kind in ("nonlin", "matmul", "select"):
-                for arg in dict.fromkeys(node.attrs["args"]):
+            if isinstance(node, (Nonlin, MatMul, Select)):
+                for arg in dict.fromkeys(node.args):
                     self.users.setdefault(arg, []).append(node)
-        self.start = _number(readout_term(program).scale, symbolic)
-        self._D: dict = {}
-        self._B: dict = {}
+        self.start = limit_number(readout_term(program).scale, symbolic)
+        self._dx: dict = {}
+        self._dg: dict = {}
         self._segments: dict = {}
 
-    def _users(self, name, kind):
-        return [u for u in self.users.get(name, []) if u.kind == kind]
+    def _users(self, name, cls):
+        return [u for u in self.users.get(name, []) if isinstance(u, cls)]
 
     def level(self, name: str) -> str:
         """The family an array of ``name`` lives on: its own, or the outputs for a shared one."""
@@ -125,38 +129,69 @@ class _PathSums:
     def _accumulate(out: dict, seq, value) -> None:
         out[seq] = out[seq] + value if seq in out else value
 
-    def D(self, x: str, xb: str) -> dict:
+    def dx_cov(self, x: str, xb: str) -> dict:
         """``E[Z^{dx}(ξ) Z^{dx̄}(ξ')]`` by path class, for the part of the backward vectors of
         X-vars (x, x̄) that comes from their MATMUL users and the readout (Ẑ atoms and v)."""
         key = (x, xb)
-        if key not in self._D:
-            out: dict = {}
-            if x == xb == self.out.node:
-                out[()] = self.start
-            for g in self._users(x, "matmul"):
-                for gb in self._users(xb, "matmul"):
-                    if _label(g) != _label(gb):
-                        continue
-                    var = self.lim.matrix_var(g.attrs["matrix"])
-                    for seq, val in self.B(g.name, gb.name).items():
-                        self._accumulate(out, (_label(g),) + seq, var * val)
-            self._D[key] = out
-        return self._D[key]
+        if key not in self._dx:
+            self._resolve(("dx", key))
+        return self._dx[key]
+
+    def _resolve(self, item) -> None:
+        """Fill the caches of :meth:`dx_cov` and :meth:`dg_cov` for ``item = ("dx"|"dg", key)``
+        bottom-up (from the output back), with an explicit stack: a program of depth L would
+        otherwise recurse L levels deep (dx_cov → dg_cov → dx_cov of the next layer …)."""
+        caches = {"dx": self._dx, "dg": self._dg}
+        stack = [item]
+        while stack:
+            kind, key = stack[-1]
+            if key in caches[kind]:
+                stack.pop()
+                continue
+            missing = [d for d in self._needs(kind, key) if d[1] not in caches[d[0]]]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            caches[kind][key] = (self._compute_dx if kind == "dx" else self._compute_dg)(*key)
+
+    def _needs(self, kind: str, key) -> list:
+        """The dx_cov and dg_cov entries that ``kind`` at ``key`` is computed from."""
+        a, b = key
+        if kind == "dx":
+            return [("dg", (g.name, gb.name)) for g in self._users(a, MatMul)
+                    for gb in self._users(b, MatMul) if g.label == gb.label]
+        return [("dx", (x, xb)) for x, _, _ in self.segments(a) for xb, _, _ in self.segments(b)]
+
+    def _compute_dx(self, x: str, xb: str) -> dict:
+        """:meth:`dx_cov` from the dg_cov entries of the MATMUL users of x and x̄ (already
+        computed)."""
+        out: dict = {}
+        if x == xb == self.out.node:
+            out[()] = self.start
+        for g in self._users(x, MatMul):
+            for gb in self._users(xb, MatMul):
+                if g.label != gb.label:
+                    continue
+                var = self.lim.matrix_var(g.matrix)
+                for seq, val in self.dg_cov(g.name, gb.name).items():
+                    self._accumulate(out, (g.label,) + seq, var * val)
+        return out
 
     def segments(self, a: str) -> list:
         """The segments from G-var or SELECT ``a``: ``(end X-var, derivative product on the
         end's members, map from the end's members to a's)``."""
         if a not in self._segments:
             lim, out = self.lim, []
-            for x in self._users(a, "nonlin"):
-                factor = lim.z_of(sp.diff(x.attrs["expr"], symbol(a)), lim.size(x.name))
+            for x in self._users(a, Nonlin):
+                factor = lim.z_of(sp.diff(x.expr, symbol(a)), lim.size(x.name))
                 if self.level(a) == self.level(x.name):
                     to_a = None
                 else:  # a shared vector feeding a family: member ↦ the output that owns it
                     to_a = self.p.get_family(x.family).owner
                 out.append((x.name, factor, to_a))
-                for s in self._users(x.name, "select"):
-                    idx = s.attrs["index"]
+                for s in self._users(x.name, Select):
+                    idx = s.index
                     for end, chain, to_s in self.segments(s.name):
                         to_x = _compose(idx, to_s)
                         here = lim.leaves.reindex(factor, np.maximum(to_x, 0))
@@ -164,25 +199,29 @@ class _PathSums:
             self._segments[a] = out
         return self._segments[a]
 
-    def B(self, g: str, gb: str) -> dict:
+    def dg_cov(self, g: str, gb: str) -> dict:
         """``E[Z^{dg}(ξ) Z^{dḡ}(ξ')]`` by path class for G-vars or SELECTs (Eq. 106, segment by
         segment)."""
         key = (g, gb)
-        if key not in self._B:
-            out: dict = {}
-            for x, chain, m in self.segments(g):
-                for xb, chainb, mb in self.segments(gb):
-                    rest = self.D(x, xb)
-                    if not rest:
-                        continue
-                    factor = self.lim.expect_pair(chain, self.lim.size(x), chainb,
-                                                  self.lim.size(xb))
-                    for seq, val in rest.items():
-                        value = np.broadcast_to(factor * val, (self.size(x), self.size(xb)))
-                        self._accumulate(out, seq, _scatter(value, m, mb, self.size(g),
-                                                            self.size(gb)))
-            self._B[key] = out
-        return self._B[key]
+        if key not in self._dg:
+            self._resolve(("dg", key))
+        return self._dg[key]
+
+    def _compute_dg(self, g: str, gb: str) -> dict:
+        """:meth:`dg_cov` from the dx_cov entries of the segments' ends (already computed)."""
+        out: dict = {}
+        for x, chain, m in self.segments(g):
+            for xb, chainb, mb in self.segments(gb):
+                rest = self.dx_cov(x, xb)
+                if not rest:
+                    continue
+                factor = self.lim.expect_pair(chain, self.lim.size(x), chainb,
+                                              self.lim.size(xb))
+                for seq, val in rest.items():
+                    value = np.broadcast_to(factor * val, (self.size(x), self.size(xb)))
+                    self._accumulate(out, seq, _scatter(value, m, mb, self.size(g),
+                                                        self.size(gb)))
+        return out
 
     def contributions(self) -> dict:
         parts: dict = {}
@@ -199,26 +238,19 @@ class _PathSums:
             uses = self.p.matmuls_of(W.name)
             for g in uses:
                 for gb in uses:
-                    if _label(g) != _label(gb):
+                    if g.label != gb.label:
                         continue
-                    w = var * lim.cov(g.attrs["args"][0], gb.attrs["args"][0])
-                    add(W.name, {(_label(g),) + s: v for s, v in self.B(g.name, gb.name).items()},
+                    w = var * lim.cov(g.arg, gb.arg)
+                    add(W.name, {(g.label,) + s: v for s, v in self.dg_cov(g.name, gb.name).items()},
                         w, g.name, gb.name)
-        groups: dict[str, list[str]] = {}
-        for node in self.p.nodes("vector"):
-            if not node.attrs["trainable"]:
-                continue
-            if node.attrs["source"] == "embed":
-                groups.setdefault(node.attrs["weight"], []).append(node.name)
-            elif node.family == SHARED:
-                add(node.name, {(node.name,) + s: v for s, v in self.B(node.name, node.name).items()},
-                    _number(node.attrs["var"], self.symbolic), node.name, node.name)
-            else:
-                groups.setdefault(node.name, []).append(node.name)
+        shared, groups = parameter_groups(self.p)
+        for node in shared:
+            add(node.name, {(node.name,) + s: v for s, v in self.dg_cov(node.name, node.name).items()},
+                limit_number(node.var, self.symbolic), node.name, node.name)
         for param, members in groups.items():
             for a in members:
                 for b in members:
-                    add(param, {(param,) + s: v for s, v in self.B(a, b).items()},
+                    add(param, {(param,) + s: v for s, v in self.dg_cov(a, b).items()},
                         lim.tangent(a, b), a, b)
         if self.out.trainable:
             self._accumulate(parts, ("readout", ()), evaluate_term(readout_term(self.p), lim))

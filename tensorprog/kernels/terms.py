@@ -27,21 +27,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.program import SHARED, Program
+from ..ir.instructions import SHARED, Embedding
+from ..ir.program import INPUTS, Program
+from ..limit.numbers import limit_number
 
 
 @dataclass(frozen=True)
 class Term:
     """``scale · K · Π_k G(a_k, b_k) + const``, one summand of a parameter's NTK share, over the
-    members of ``families``.  ``scale`` is a number or an array over those members; ``kernel``,
-    when given, names the initial vectors (a, b) whose tangent kernel ``K`` multiplies."""
+    members of ``families``.  ``scale`` is a number or an array over those members;
+    ``tangent_pair``, when given, names the initial vectors (a, b) whose tangent kernel ``K``
+    multiplies."""
 
     param: str
     scale: object
     factors: tuple[tuple[str, str], ...]
     families: tuple[str, str]
     const: float = 0.0
-    kernel: tuple[str, str] | None = None
+    tangent_pair: tuple[str, str] | None = None
 
 
 def member_family(q: Program, vector: str, grad: str) -> str:
@@ -49,6 +52,24 @@ def member_family(q: Program, vector: str, grad: str) -> str:
     shared vector (a bias), the family its gradient lives in."""
     family = q.node(vector).family
     return q.node(grad).family if family == SHARED else family
+
+
+def parameter_groups(p: Program, among=None) -> tuple[list, dict[str, list[str]]]:
+    """The trainable initial vectors of ``p`` (those in ``among`` when given) as NTK
+    parameters: the shared ones (biases, each its own parameter of variance ``var``) and
+    ``{parameter: [member vectors]}`` for families (embeddings grouped by the weight they
+    share, other families on their own)."""
+    shared, groups = [], {}
+    for node in p.nodes("vector"):
+        if not node.trainable or (among is not None and node.name not in among):
+            continue
+        if isinstance(node, Embedding):
+            groups.setdefault(node.weight, []).append(node.name)
+        elif node.family == SHARED:
+            shared.append(node)
+        else:
+            groups.setdefault(node.name, []).append(node.name)
+    return shared, groups
 
 
 def ntk_terms(backward) -> list[Term]:
@@ -60,33 +81,26 @@ def ntk_terms(backward) -> list[Term]:
     for W in p.trained_matrices():
         uses = []
         for g in p.matmuls_of(W.name):
-            arg, dg = g.attrs["args"][0], grad.get(g.name)
+            arg, dg = g.arg, grad.get(g.name)
             if dg is None:
                 continue
             fam = member_family(q, g.name, dg)
             # g = W h: ∂f/∂W = dg ⊗ h;  z = Wᵀ u: ∂f/∂W = u ⊗ dz
-            uses.append((arg, dg, fam) if g.attrs["transpose"] else (dg, arg, fam))
-        weight = W.attrs["tangent"] if "tangent" in W.attrs else W.attrs["var"]
+            uses.append((arg, dg, fam) if g.transpose else (dg, arg, fam))
+        weight = W.tangent if W.generated else W.var
         for L1, R1, f1 in uses:
             for L2, R2, f2 in uses:
                 terms.append(Term(W.name, weight, ((L1, L2), (R1, R2)), (f1, f2)))
-    groups: dict[str, list[str]] = {}
-    for node in p.nodes("vector"):
-        if not node.attrs["trainable"] or node.name not in grad:
-            continue
-        if node.attrs["source"] == "embed":
-            groups.setdefault(node.attrs["weight"], []).append(node.name)
-        elif node.family == SHARED:
-            db = grad[node.name]
-            fam = member_family(q, node.name, db)
-            terms.append(Term(node.name, node.attrs["var"], ((db, db),), (fam, fam)))
-        else:
-            groups.setdefault(node.name, []).append(node.name)
+    shared, groups = parameter_groups(p, among=grad)
+    for node in shared:
+        db = grad[node.name]
+        fam = member_family(q, node.name, db)
+        terms.append(Term(node.name, node.var, ((db, db),), (fam, fam)))
     for key, members in groups.items():
         for a in members:
             for b in members:
                 terms.append(Term(key, 1.0, ((grad[a], grad[b]),),
-                                  (p.node(a).family, p.node(b).family), kernel=(a, b)))
+                                  (p.node(a).family, p.node(b).family), tangent_pair=(a, b)))
     if r.trainable:
         terms.append(readout_term(p))
     return terms
@@ -102,3 +116,30 @@ def readout_term(p: Program) -> Term:
         slots = np.asarray(r.slots)
         scale = r.var * (slots[:, None] == slots[None, :]) / r.num_slots
     return Term("readout", scale, ((r.node, r.node),), (family, family), r.bias_var)
+
+
+def evaluate_term(term: Term, lim):
+    """``term`` in the limit ``lim``, ``G(a, b) = E[Z^a Z^b]``: an (N, N) array."""
+    value = limit_number(term.scale, lim.symbolic)
+    if term.tangent_pair is not None:
+        value = value * lim.tangent(*term.tangent_pair)
+    for a, b in term.factors:
+        value = value * lim.cov(a, b)
+    return to_inputs(lim.program, value, *term.families) + limit_number(term.const, lim.symbolic)
+
+
+def parameter_weight(lim, W):
+    """σ_W² of an ordinary matrix; the tangent kernel of a generated one's entries."""
+    return limit_number(W.tangent, lim.symbolic) if W.generated else lim.matrix_var(W.name)
+
+
+def to_inputs(program: Program, value, family_a: str, family_b: str):
+    """Sum a (family_a × family_b) array over the members each input owns: an (N, N) array."""
+    sizes = (program.family_size(family_a), program.family_size(family_b))
+    value = np.broadcast_to(value, sizes)
+    if family_a == family_b == INPUTS:
+        return value
+    Oa, Ob = program.owner_matrix(family_a), program.owner_matrix(family_b)
+    if value.dtype == object:
+        Oa, Ob = Oa.astype(int).astype(object), Ob.astype(int).astype(object)
+    return Oa.T @ value @ Ob

@@ -102,3 +102,13 @@ class LeafTable:
                 base, idx = self.info[s]
                 sub[s] = self.leaf(base, idx[index])
         return expr.xreplace(sub)
+
+
+def zhat_key(name: str) -> str:
+    """Key of the Ẑ atom base of MATMUL ``name`` in the limit's leaf table."""
+    return f"zhat:{name}"
+
+
+def init_key(name: str) -> str:
+    """Key of the Gaussian atom base of initial vector ``name`` in the limit's leaf table."""
+    return f"init:{name}"

@@ -28,8 +28,14 @@ import sympy as sp
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
 from ..expectations.engine import NeedsMonteCarlo
+from ..expectations.singular import singular_planes, worst_singularity
+from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                               Moment, Nonlin, Select)
 from ..ir.program import Program
-from .atoms import Base, LeafTable
+from ..ir.rules import RuleTable
+from ..resources import Progress
+from .atoms import Base, LeafTable, init_key, zhat_key
+from .printing import limit_to_text
 from .sampling import JointSampler
 
 
@@ -44,6 +50,12 @@ class Limit:
         ``name -> [(coefficient leaf, σ², y, index)]``: the ZDOT terms of each MATMUL.
     scalars : dict
         ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
+    max_error : float
+        largest absolute error estimate of the expectations computed so far (kernels are
+        computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
+    max_rel_error, upstream_rel_error : float
+        largest error relative to its expectation's largest value, over all pair expectations
+        resp. over the ZHAT covariances later expectations are computed from.
     """
 
     def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
@@ -57,18 +69,25 @@ class Limit:
         self.scalars: dict[str, np.ndarray] = {}
         self.tiers_used: set[str] = set()
         self.max_error = 0.0
+        self.max_rel_error = 0.0
+        self.upstream_rel_error = 0.0
+        self._errors: dict[tuple[str, str], np.ndarray] = {}
+        self._last_error = 0.0
         self._bases: dict[str, Base] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
         self._joint = JointSampler(self.leaves, self._base_block)
-        for node in program.nodes():
+        progress = Progress(f"deriving the limit of {program.name!r}", len(program.order))
+        for k, node in enumerate(program.nodes()):
+            progress(k + 1)
             try:
                 self._evaluate(node)
             except ExpectationError as e:
                 raise ExpectationError(
                     f"in {node.kind.upper()} {node.name!r} (line {program.line_of(node.name)}): "
                     f"{e}") from None
+        progress.close()
 
     # ------------------------------------------------------------------ public queries
     def size(self, name: str) -> int:
@@ -91,15 +110,61 @@ class Limit:
         b = a if b is None else b
         self._require(a)
         self._require(b)
-        key = (a, b)
-        if key not in self._pairs:
-            if (b, a) in self._pairs:
-                return self._pairs[(b, a)].T
-            value = self.expect_pair(self.z[a], self.size(a), self.z[b], self.size(b))
-            if a == b and not self.symbolic:
+        if (a, b) not in self._pairs and (b, a) in self._pairs:
+            return self._pairs[(b, a)].T
+        self._resolve_pairs(a, b)
+        return self._pairs[(a, b)]
+
+    def _resolve_pairs(self, a: str, b: str) -> None:
+        """Compute ``cov(a, b)`` after every covariance its ZHAT atoms need (``σ_W² E[Z^x Z^y]``
+        of the MATMUL inputs), bottom-up with an explicit stack: a program of depth L would
+        otherwise recurse L levels deep (cov → ZHAT block → cov of the layer below)."""
+        stack = [(a, b)]
+        while stack:
+            x, y = stack[-1]
+            if (x, y) in self._pairs or (y, x) in self._pairs:
+                stack.pop()
+                continue
+            missing = [d for d in self._zhat_inputs(x, y)
+                       if d not in self._pairs and d[::-1] not in self._pairs]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            value = self.expect_pair(self.z[x], self.size(x), self.z[y], self.size(y))
+            error = np.broadcast_to(self._last_error, np.shape(value))
+            if x == y and not self.symbolic:
                 value = (value + value.T) / 2  # exact kernels are symmetric; Monte Carlo ones too
-            self._pairs[key] = value
-        return self._pairs[key]
+                error = (error + error.T) / 2
+            self._pairs[(x, y)] = value
+            self._errors[(x, y)] = error
+
+    def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
+        """The pairs of MATMUL inputs whose covariance the ZHAT atoms of ``Z^x``, ``Z^y`` need."""
+        bases = {}
+        for name in (x, y):
+            for s in self.leaves.split(self.z[name])[0]:
+                base = self.leaves.info[s][0]
+                if base.kind == "zhat":
+                    bases[base.key] = base
+        bases = list(bases.values())
+        out = []
+        for i, p in enumerate(bases):
+            for q in bases[i:]:
+                if p.group == q.group and (p.key, q.key) not in self._base_covs \
+                        and (q.key, p.key) not in self._base_covs:
+                    out.append((self.program.args(p.node)[0], self.program.args(q.node)[0]))
+        return out
+
+    def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
+        """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:
+        0 for closed forms, the rule difference for quadrature, the standard error for Monte
+        Carlo; the errors of the covariances it was computed from are in ``max_rel_error``)."""
+        b = a if b is None else b
+        self.cov(a, b)
+        if (a, b) in self._errors:
+            return self._errors[(a, b)]
+        return self._errors[(b, a)].T
 
     def mean(self, name: str) -> np.ndarray:
         """``E[Z^{name}(ξ_i)]`` for each member of the family."""
@@ -108,7 +173,7 @@ class Limit:
 
     def _require(self, name):
         if name not in self.z and name not in self.scalars:
-            if name in self.program and self.program.node(name).kind == "matrix":
+            if name in self.program and isinstance(self.program.node(name), InitialMatrix):
                 raise LimitError(f"{name!r} is a matrix; it has no Z (its MATMULs do)")
             raise LimitError(f"no variable {name!r} in program {self.program.name!r}")
 
@@ -124,6 +189,22 @@ class Limit:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
+        atoms, cov, values = self._single_gaussian(expr, m)
+        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+
+    def _note_upstream(self, value, error):
+        """Record the relative error of a ZHAT covariance, which later expectations are computed
+        from (relative to its largest entry, a variance): ``upstream_rel_error``."""
+        if self.symbolic:
+            return
+        top = float(np.max(error, initial=0.0))
+        if top > 0:
+            self.upstream_rel_error = max(
+                self.upstream_rel_error, top / max(float(np.max(np.abs(value), initial=0.0)),
+                                                   1e-300))
+
+    def _single_gaussian(self, expr: sp.Expr, m: int):
+        """The atoms of ``expr``, their (m, k, k) covariance and the parameters' (m,) values."""
         atoms, params = self.leaves.split(expr)
         cov = self._new((m, len(atoms), len(atoms)))
         for r, s in enumerate(atoms):
@@ -133,7 +214,26 @@ class Limit:
                     si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
                     cov[:, r, c] = cov[:, c, r] = block[si, ti]
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]] for q in params}
-        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+        return atoms, cov, values
+
+    def _require_moment(self, expr: sp.Expr, m: int, power: int) -> None:
+        """Refuse a ψ whose ``power``-th absolute moment is infinite under the Gaussian of its
+        arguments (a non-integrable singularity, :mod:`tensorprog.expectations.singular`)."""
+        if self.symbolic or not singular_planes(expr, tuple(self.leaves.split(expr)[0])):
+            return
+        atoms, cov, values = self._single_gaussian(expr, m)
+        worst = worst_singularity(expr, tuple(atoms), cov, values)
+        if worst is not None and power * worst[0] <= -1 + 0.02:
+            (a, b), kappa = worst[1], worst[0]
+            form = sp.Add(*[c * s for c, s in zip(a, atoms)], b)
+            growth = "is infinite on it" if kappa == -np.inf else \
+                f"grows like |{form}|^{kappa:.3g} near it"
+            raise ExpectationError(
+                f"ψ = {expr} has an infinite {'second moment' if power == 2 else 'mean'} under "
+                f"the Gaussian of its arguments: it is singular on {form} = 0 and {growth} "
+                f"(E|ψ|^{power} is finite only for exponents above {-1 / power:g}); the Master "
+                "Theorem needs ψ with finite moments: regularise it, e.g. 1/(h² + ε) or "
+                "h/√(h² + ε)")
 
     def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
         """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
@@ -183,6 +283,7 @@ class Limit:
         # term factorises over independent atom groups; function arguments are left alone.
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
+        self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
             fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
@@ -197,8 +298,19 @@ class Limit:
             return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
-            self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
+            self._record_error(res.value, res.error)
         return np.broadcast_to(res.value, shape).copy()
+
+    def _record_error(self, value, error):
+        """Keep an expectation's error: the last one (for :meth:`cov_error`), the largest
+        (``max_error``) and, for pair expectations, the largest relative to the expectation's
+        largest value (``max_rel_error``; means may vanish, so they are left out)."""
+        self._last_error = error
+        top = float(np.max(error, initial=0.0))
+        self.max_error = max(self.max_error, top)
+        if top > 0 and np.ndim(value) == 2:  # covariances: their largest entry is a variance
+            self.max_rel_error = max(self.max_rel_error,
+                                     top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
 
     def _engine(self, expr, atoms, cov, params):
         options = dict(symbolic=self.symbolic, tier=self.tier, check_psd=False, montecarlo=False)
@@ -214,7 +326,7 @@ class Limit:
     def _sampled(self, estimate):
         value, err = estimate
         self.tiers_used.add("montecarlo")
-        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        self._record_error(value, err)
         return value
 
     def _block(self, s, t):
@@ -234,7 +346,8 @@ class Limit:
         elif a.kind == b.kind == "zhat" and a.group == b.group:
             xa = self.program.args(a.node)[0]
             xb = self.program.args(b.node)[0]
-            out = self.matrix_var(self.program.node(a.node).attrs["matrix"]) * self.cov(xa, xb)
+            out = self.matrix_var(self.program.node(a.node).matrix) * self.cov(xa, xb)
+            self._note_upstream(self.cov(xa, xb), self.cov_error(xa, xb))
         else:
             out = None
         self._base_covs[key] = out
@@ -248,7 +361,7 @@ class Limit:
 
     def tangent(self, a: str, b: str) -> np.ndarray:
         """NTK weight of trainable initial vectors a, b (:meth:`Program.tangent_of`)."""
-        if "tangent" not in self.program.node(a).attrs:
+        if getattr(self.program.node(a), "tangent", None) is None:
             return self.init_cov(a, b)
         value = self.program.tangent_of(a, b)
         return np.vectorize(sp.Float, otypes=[object])(value) if self.symbolic else value
@@ -258,53 +371,14 @@ class Limit:
 
     def matrix_var(self, matrix: str):
         """σ_W² of a matrix: a number, or the (N, N) input covariance of a generated matrix."""
-        var = self.program.node(matrix).attrs["var"]
+        var = self.program.node(matrix).var
         if isinstance(var, np.ndarray) and self.symbolic:
             return np.vectorize(sp.Float, otypes=[object])(var)
         return self._var(var)
 
     # ------------------------------------------------------------------ the Z rules
     def _evaluate(self, node) -> None:
-        p, L, name = self.program, self.leaves, node.name
-        kind = node.kind
-        if kind == "matrix":
-            return
-        m = p.family_size(node.family)
-        if kind == "vector":  # ZINIT
-            base = L.add_base(Base(f"init:{name}", "init", m, f"Z^{{{name}}}", "init", name))
-            self.z[name] = L.natural(base, m)
-        elif kind == "scalar":
-            value = sp.Float(node.attrs["value"]) if self.symbolic else node.attrs["value"]
-            self._scalar_base(name, np.array([value], dtype=object if self.symbolic else float))
-        elif kind == "nonlin":  # ZNONLIN+
-            self.z[name] = self._substitute(node, m)
-        elif kind == "select":  # a view of other members: re-index, zero where index is -1
-            index = node.attrs["index"]
-            z = L.reindex(self.z[node.attrs["args"][0]], np.maximum(index, 0))
-            if (index < 0).any():
-                mask = (index >= 0).astype(float)
-                if self.symbolic:
-                    mask = np.array([sp.Integer(int(v)) for v in mask], dtype=object)
-                base = L.add_base(Base(f"mask:{name}", "param", m, f"1[{name}]", node=name,
-                                       values=mask))
-                z = L.natural(base, m) * z
-            self.z[name] = z
-        elif kind == "moment":  # ZMOMENT
-            values = self.expect_single(self._substitute(node, m), m)
-            self._scalar_base(name, values)
-        elif kind == "matmul":  # ZMATMUL = ZHAT + ZDOT
-            W, t = node.attrs["matrix"], node.attrs["transpose"]
-            x = node.attrs["args"][0]
-            group = f"{W}^T" if t else W
-            shown = f"{W}ᵀ" if t else W
-            base = L.add_base(Base(f"zhat:{name}", "zhat", m, f"Ẑ^{{{shown} {x}}}", group, name))
-            terms = self._zdot(name, W, t, x, m)
-            self.zdot[name] = terms
-            self.z[name] = L.natural(base, m) + sum(
-                (sigma2 * c * L.reindex(self.z[y], idx) for c, sigma2, y, idx in terms),
-                sp.S.Zero)
-        else:  # pragma: no cover - kinds are validated by Program
-            raise LimitError(f"unknown node kind {kind!r}")
+        LIMIT(node, self)
 
     def _scalar_base(self, name, values):
         base = self.leaves.add_base(Base(f"param:{name}", "param", len(values), name,
@@ -313,7 +387,7 @@ class Limit:
         self.scalars[name] = values
 
     def _substitute(self, node, m) -> sp.Expr:
-        return self.z_of(node.attrs["expr"], m)
+        return self.z_of(node.expr, m)
 
     def z_of(self, expr: sp.Expr, m: int) -> sp.Expr:
         """An expression over program variables with every vector replaced by its Z and every
@@ -380,9 +454,74 @@ class Limit:
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
-        from .printing import limit_to_text
-
         return limit_to_text(self)
+
+
+#: The Master-Theorem rule of each instruction (TP IIb Def. B.3): ``LIMIT(record, limit)``
+#: stores the record's Z (vectors) or θ̊ (scalars) in the limit.
+LIMIT = RuleTable("limit")
+
+
+@LIMIT.rule(InitialMatrix)
+def _(node: InitialMatrix, lim: Limit) -> None:
+    """A matrix has no Z of its own: its MATMULs do."""
+
+
+@LIMIT.rule(Embedding, InitialVector)
+def _(node, lim: Limit) -> None:  # ZINIT
+    m, L = lim.size(node.name), lim.leaves
+    base = L.add_base(Base(init_key(node.name), "init", m, f"Z^{{{node.name}}}", "init",
+                           node.name))
+    lim.z[node.name] = L.natural(base, m)
+
+
+@LIMIT.rule(InitialScalar)
+def _(node: InitialScalar, lim: Limit) -> None:
+    value = sp.Float(node.value) if lim.symbolic else node.value
+    lim._scalar_base(node.name, np.array([value], dtype=object if lim.symbolic else float))
+
+
+@LIMIT.rule(Nonlin)
+def _(node: Nonlin, lim: Limit) -> None:  # ZNONLIN+
+    m = lim.size(node.name)
+    lim.z[node.name] = lim._substitute(node, m)
+    lim._require_moment(lim.z[node.name], m, 2)
+
+
+@LIMIT.rule(Select)
+def _(node: Select, lim: Limit) -> None:  # a view of other members: re-index, 0 where index -1
+    m, L, index = lim.size(node.name), lim.leaves, node.index
+    z = L.reindex(lim.z[node.arg], np.maximum(index, 0))
+    if (index < 0).any():
+        mask = (index >= 0).astype(float)
+        if lim.symbolic:
+            mask = np.array([sp.Integer(int(v)) for v in mask], dtype=object)
+        base = L.add_base(Base(f"mask:{node.name}", "param", m, f"1[{node.name}]",
+                               node=node.name, values=mask))
+        z = L.natural(base, m) * z
+    lim.z[node.name] = z
+
+
+@LIMIT.rule(Moment)
+def _(node: Moment, lim: Limit) -> None:  # ZMOMENT
+    m = lim.size(node.name)
+    expr = lim._substitute(node, m)
+    lim._require_moment(expr, m, 1)
+    lim._scalar_base(node.name, lim.expect_single(expr, m))
+
+
+@LIMIT.rule(MatMul)
+def _(node: MatMul, lim: Limit) -> None:  # ZMATMUL = ZHAT + ZDOT
+    m, L, name = lim.size(node.name), lim.leaves, node.name
+    W, t, x = node.matrix, node.transpose, node.arg
+    group = f"{W}^T" if t else W
+    base = L.add_base(Base(zhat_key(name), "zhat", m, f"Ẑ^{{{node.label} {x}}}", group, name))
+    terms = lim._zdot(name, W, t, x, m)
+    lim.zdot[name] = terms
+    lim.z[name] = L.natural(base, m) + sum(
+        (sigma2 * c * L.reindex(lim.z[y], idx) for c, sigma2, y, idx in terms), sp.S.Zero)
+
+
 
 
 def _nearest_psd(cov: np.ndarray) -> np.ndarray:
@@ -424,12 +563,12 @@ class _GramSymbols:
     def init_cov(self, a: str, b: str) -> np.ndarray:
         p = self.program
         na, nb = p.node(a), p.node(b)
-        if na.attrs.get("source") == "embed" and nb.attrs.get("source") == "embed" and \
+        if isinstance(na, Embedding) and isinstance(nb, Embedding) and \
                 (a == b or (a, b) in p.init_cov):
-            da, db = na.attrs["data"], nb.attrs["data"]
+            da, db = na.data, nb.data
             d = p.data[da].shape[1]
             out = np.empty((len(p.data[da]), len(p.data[db])), dtype=object)
-            var, bias = sp.Float(na.attrs["var"]), sp.Float(na.attrs["bias_var"])
+            var, bias = sp.Float(na.var), sp.Float(na.bias_var)
             for i, j in np.ndindex(out.shape):
                 out[i, j] = var * gram_symbol(p, da, i, db, j) / d + bias
             return out

@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..ir.program import symbol
+from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                               Moment, Nonlin, Select, symbol)
+from ..ir.rules import RuleTable
+from .atoms import zhat_key
 
 
 def _zsym(name: str) -> sp.Symbol:
@@ -31,39 +34,76 @@ def format_values(values: np.ndarray) -> str:
     return f"[{values.min():.6g} … {values.max():.6g}] over {values.size} inputs"
 
 
+class _Text:
+    """The limit being printed: its lines and the ZDOT coefficient lines."""
+
+    def __init__(self, limit):
+        self.limit, self.lines, self.coef_lines = limit, [], []
+
+
+#: ``LIMIT_TEXT(record, text)`` appends the record's line of the printed limit.
+LIMIT_TEXT = RuleTable("limit text")
+
+
+@LIMIT_TEXT.rule(InitialMatrix)
+def _(node, out: _Text) -> None:
+    """Matrices have no line: their MATMULs do."""
+
+
+@LIMIT_TEXT.rule(Embedding, InitialVector)
+def _(node, out: _Text) -> None:
+    out.lines.append(f"  Z^{{{node.name}}} = Gaussian atom (ZINIT)")
+
+
+def _body(node) -> sp.Expr:
+    sub = {symbol(v): _zsym(v) for v in node.args}
+    sub.update({symbol(s): sp.Symbol(f"θ̊_{s}", real=True) for s in node.scalars})
+    return node.expr.xreplace(sub)
+
+
+@LIMIT_TEXT.rule(Nonlin)
+def _(node: Nonlin, out: _Text) -> None:
+    out.lines.append(f"  Z^{{{node.name}}} = {_body(node)}")
+
+
+@LIMIT_TEXT.rule(Moment)
+def _(node: Moment, out: _Text) -> None:
+    out.lines.append(f"  θ̊_{node.name} = E[{_body(node)}] = "
+                     f"{format_values(out.limit.scalars[node.name])}")
+
+
+@LIMIT_TEXT.rule(Select)
+def _(node: Select, out: _Text) -> None:
+    out.lines.append(f"  Z^{{{node.name}}} = Z^{{{node.arg}}}[index] in {node.family} (SELECT)")
+
+
+@LIMIT_TEXT.rule(InitialScalar)
+def _(node: InitialScalar, out: _Text) -> None:
+    out.lines.append(f"  θ̊_{node.name} = {node.value}")
+
+
+@LIMIT_TEXT.rule(MatMul)
+def _(node: MatMul, out: _Text) -> None:
+    limit, name = out.limit, node.name
+    terms = [str(limit.leaves.natural(limit.leaves.base(zhat_key(name)), limit.size(name)))]
+    for c, sigma2, y, idx in limit.zdot[name]:
+        label = f"c{len(out.coef_lines) + 1}"
+        base = limit.leaves.info[c][0]
+        out.coef_lines.append(f"  {label} = {base.display} = {format_values(base.values)}")
+        terms.append(f"{sigma2}·{label}·Z^{{{y}}}")
+    out.lines.append(f"  Z^{{{name}}} = " + " + ".join(terms))
+
+
 def limit_to_text(limit) -> str:
+    """The printed limit (module docstring)."""
     p = limit.program
     inputs = f"{p.num_inputs} inputs" if p.num_inputs else "no inputs"
-    lines = [f"Master-Theorem limit of program {p.name!r} "
-             f"({inputs}; Z expressions hold for every input ξ_i)"]
-    coef_lines = []
+    out = _Text(limit)
+    out.lines.append(f"Master-Theorem limit of program {p.name!r} "
+                     f"({inputs}; Z expressions hold for every input ξ_i)")
     for node in p.nodes():
-        name, a = node.name, node.attrs
-        if node.kind == "vector":
-            lines.append(f"  Z^{{{name}}} = Gaussian atom (ZINIT)")
-        elif node.kind in ("nonlin", "moment"):
-            sub = {symbol(v): _zsym(v) for v in a["args"]}
-            sub.update({symbol(s): sp.Symbol(f"θ̊_{s}", real=True) for s in a["scalars"]})
-            body = a["expr"].xreplace(sub)
-            if node.kind == "nonlin":
-                lines.append(f"  Z^{{{name}}} = {body}")
-            else:
-                lines.append(f"  θ̊_{name} = E[{body}] = {format_values(limit.scalars[name])}")
-        elif node.kind == "select":
-            lines.append(f"  Z^{{{name}}} = Z^{{{a['args'][0]}}}[index] in {node.family} "
-                         "(SELECT)")
-        elif node.kind == "scalar":
-            lines.append(f"  θ̊_{name} = {a['value']}")
-        elif node.kind == "matmul":
-            terms = [str(limit.leaves.natural(limit.leaves.base(f"zhat:{name}"),
-                                              limit.size(name)))]
-            for c, sigma2, y, idx in limit.zdot[name]:
-                label = f"c{len(coef_lines) + 1}"
-                base = limit.leaves.info[c][0]
-                coef_lines.append(f"  {label} = {base.display} = {format_values(base.values)}")
-                terms.append(f"{sigma2}·{label}·Z^{{{y}}}")
-            lines.append(f"  Z^{{{name}}} = " + " + ".join(terms))
-    if coef_lines:
-        lines.append("ZDOT coefficients:")
-        lines.extend(coef_lines)
-    return "\n".join(lines)
+        LIMIT_TEXT(node, out)
+    if out.coef_lines:
+        out.lines.append("ZDOT coefficients:")
+        out.lines.extend(out.coef_lines)
+    return "\n".join(out.lines)

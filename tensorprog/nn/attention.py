@@ -59,11 +59,14 @@ import sympy as sp
 from ..errors import ProgramError
 from ..ir.builder import Var, moment
 from ..ir.program import INPUTS, SHARED
+from .masking import masks, sequence_lengths
 from .norm import layer_norm
 
 TOKENS = "tokens"
 SCALINGS = ("1/n", "1/sqrt(n)")
 QUERY_KEY = ("independent", "shared", "identity")
+VALUES = ("separate", "tied")
+NORMS = ("pre", "post")
 
 
 # ---------------------------------------------------------------------- sequences as families
@@ -116,9 +119,12 @@ def gather_token(x: Var, t: int, name: str | None = None) -> Var:
     return p.select(x, token_index(p, family, t), family, name=name)
 
 
-def pool_tokens(x: Var, how: str = "mean", name: str | None = None) -> Var:
+def pool_tokens(x: Var, how: str = "mean", name: str | None = None, lengths=None) -> Var:
     """Readout vector of each sequence, in the inputs family: the mean over its T tokens (a
-    NONLIN of T SELECTs, ``(1/T) Σ_t x_{(i,t)}``) or its first token (``how="first"``)."""
+    NONLIN of T SELECTs, ``(1/T) Σ_t x_{(i,t)}``) or its first token (``how="first"``).  With
+    ``lengths`` (N integers), sequence i has ``lengths[i]`` real tokens followed by padding, and
+    the mean runs over the real ones: ``Σ_t mask_{it} x_{(i,t)} / Σ_t mask_{it}`` with the masks
+    of :mod:`tensorprog.nn.masking`."""
     p = x.program
     members, T = sequence_layout(p, _family_of(x))
     base = name or p.fresh_name("pool")
@@ -127,6 +133,11 @@ def pool_tokens(x: Var, how: str = "mean", name: str | None = None) -> Var:
     if how != "mean":
         raise ProgramError(f"pool_tokens: how must be 'mean' or 'first', got {how!r}")
     parts = [p.select(x, members[:, t], INPUTS, name=f"{base}_t{t}") for t in range(T)]
+    if lengths is not None:
+        L = sequence_lengths(lengths, p.num_inputs, T)
+        on = masks(p, INPUTS, np.arange(T)[None, :] < L[:, None], f"{base}_mask")
+        num = sum((m.expr * s.expr for m, s in zip(on, parts)), sp.S.Zero)
+        return Var(p, num / sum((m.expr for m in on), sp.S.Zero)).named(base)
     total = parts[0].expr
     for s in parts[1:]:
         total = total + s.expr
@@ -136,7 +147,8 @@ def pool_tokens(x: Var, how: str = "mean", name: str | None = None) -> Var:
 # ---------------------------------------------------------------------- attention
 def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0,
                    ovar: float | None = None, query_key: str = "independent",
-                   logit_scale: float = 1.0, scaling: str = "1/n") -> Var:
+                   logit_scale: float = 1.0, scaling: str = "1/n", value: str = "separate",
+                   causal: bool = False, lengths=None) -> Var:
     """Multi-head self-attention of the token family ``x`` (see the module docstring).
 
     Matrices: ``WQ_{name}_{h}``, ``WK_{name}_{h}``, ``WV_{name}_{h}`` with entries N(0, wvar/n)
@@ -146,7 +158,12 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
     the limit logits are 0), ``"shared"`` (W_Q = W_K) or ``"identity"`` (logits
     ``avg(x_s ⊙ x_t)``, no query/key weights).  ``scaling="1/sqrt(n)"`` raises
     :class:`~tensorprog.errors.ProgramError`: those logits have no deterministic limit.
-    Returns the (pending) vector ``Σ_h W_O^h o^h``.
+    ``value="tied"`` uses the query's matrix for the values too (W_V = W_Q; with
+    ``query_key="shared"`` one matrix for query, key and value; with ``"identity"`` the values
+    are ``x``).  ``causal=True`` lets token s attend to tokens t ≤ s only; ``lengths`` (N
+    integers) marks tokens t ≥ lengths[i] of sequence i as padding, never attended to.  Both
+    are softmax masks, ``o_s = Σ_t m_st e^{ℓ_t} u⁽ᵗ⁾ / Σ_t m_st e^{ℓ_t}`` with the exact 0/1 masks
+    of :mod:`tensorprog.nn.masking`.  Returns the (pending) vector ``Σ_h W_O^h o^h``.
     """
     if not isinstance(x, Var) or not x.is_vector:
         raise ProgramError("self_attention takes a vector (a token family) of the program")
@@ -157,6 +174,8 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
         raise ProgramError(f"heads must be a positive integer, got {heads!r}")
     if query_key not in QUERY_KEY:
         raise ProgramError(f"query_key must be one of {QUERY_KEY}, got {query_key!r}")
+    if value not in VALUES:
+        raise ProgramError(f"value must be one of {VALUES}, got {value!r}")
     if scaling not in SCALINGS:
         raise ProgramError(f"scaling must be '1/n' (logits avg(q*k) = q·k/n) or '1/sqrt(n)', "
                            f"got {scaling!r}")
@@ -178,6 +197,19 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
             f"MOMENT: {name}_l1_0 := √n·avg({q}*{k}[(i,s) ← (i,0)])")
     ovar = wvar if ovar is None else ovar
     xn = x.materialize()
+    mask = None
+    if causal or lengths is not None:
+        members, _ = sequence_layout(p, family)
+        owner = p.get_family(family).owner
+        position = np.empty(members.size, dtype=int)
+        position[members] = np.arange(T)[None, :]
+        allowed = np.ones((members.size, T), dtype=bool)
+        if causal:
+            allowed &= np.arange(T)[None, :] <= position[:, None]
+        if lengths is not None:
+            L = sequence_lengths(lengths, p.num_inputs, T)
+            allowed &= np.arange(T)[None, :] < L[owner][:, None]
+        mask = masks(p, family, allowed, f"{name}_mask")
     out = None
     for h in range(1, heads + 1):
         tag = f"{name}_{h}"
@@ -191,8 +223,11 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
             else:
                 p.add_matrix(f"WK_{tag}", wvar)
                 k = _matmul(p, f"{name}_k{h}", f"WK_{tag}", xn)
-        p.add_matrix(f"WV_{tag}", wvar)
-        u = _matmul(p, f"{name}_v{h}", f"WV_{tag}", xn)
+        if value == "tied":
+            u = q
+        else:
+            p.add_matrix(f"WV_{tag}", wvar)
+            u = _matmul(p, f"{name}_v{h}", f"WV_{tag}", xn)
         logits, values = [], []
         for t in range(T):
             index = token_index(p, family, t)
@@ -200,7 +235,7 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
             logits.append(moment(sp.Float(logit_scale) * q * k_t if logit_scale != 1 else q * k_t,
                                  name=f"{name}_l{h}_{t}"))
             values.append(p.select(u, index, family, name=f"{name}_v{h}_{t}"))
-        o = _softmax_mix(p, f"{name}_o{h}", logits, values)
+        o = _softmax_mix(p, f"{name}_o{h}", logits, values, mask)
         p.add_matrix(f"WO_{tag}", ovar / heads)
         head = _matmul(p, f"{name}_out{h}", f"WO_{tag}", o.name)
         out = head if out is None else out + head
@@ -210,26 +245,38 @@ def self_attention(x: Var, heads: int = 1, name: str = "attn", wvar: float = 1.0
 def transformer_block(x: Var, name: str = "blk", heads: int = 1, wvar: float = 1.0,
                       bvar: float = 0.0, activation=None, query_key: str = "independent",
                       logit_scale: float = 1.0, mlp: bool = True, eps: float = 1e-5,
-                      scaling: str = "1/n") -> Var:
-    """Pre-LN transformer block on the token family ``x``:
+                      scaling: str = "1/n", norm: str = "pre", value: str = "separate",
+                      causal: bool = False, lengths=None) -> Var:
+    """Transformer block on the token family ``x``, pre-LN (``norm="pre"``, the default):
 
         x' = x + attn(LN(x)),        x'' = x' + W₂ φ(W₁ LN(x') + b₁) + b₂
+
+    or post-LN (``norm="post"``, the original Transformer's):
+
+        x' = LN(x + attn(x)),        x'' = LN(x' + W₂ φ(W₁ x' + b₁) + b₂)
 
     LN is :func:`tensorprog.nn.layer_norm` (no affine parameters), attn is
     :func:`self_attention`, ``φ`` defaults to ReLU, the MLP matrices ``W1_{name}``, ``W2_{name}``
     are n×n N(0, wvar/n) and the biases N(0, bvar) (none when ``bvar = 0``).  ``mlp=False``
-    stops after the attention sub-layer."""
+    stops after the attention sub-layer.  ``value``, ``causal`` and ``lengths`` are those of
+    :func:`self_attention`."""
     from ..ir.builder import relu
 
+    if norm not in NORMS:
+        raise ProgramError(f"norm must be one of {NORMS} (LayerNorm before or after each "
+                           f"residual sub-layer), got {norm!r}")
     phi = activation or relu
     p = x.program
-    y = layer_norm(x, eps).named(f"{name}_ln1")
+    pre = norm == "pre"
+    y = layer_norm(x, eps).named(f"{name}_ln1") if pre else x
     x = (x + self_attention(y, heads=heads, name=f"{name}_attn", wvar=wvar,
-                            query_key=query_key, logit_scale=logit_scale,
-                            scaling=scaling)).named(f"{name}_res1")
+                            query_key=query_key, logit_scale=logit_scale, scaling=scaling,
+                            value=value, causal=causal, lengths=lengths)).named(f"{name}_res1")
+    if not pre:
+        x = layer_norm(x, eps).named(f"{name}_ln1")
     if not mlp:
         return x
-    z = layer_norm(x, eps).named(f"{name}_ln2")
+    z = layer_norm(x, eps).named(f"{name}_ln2") if pre else x
     h = _matmul(p, f"{name}_h1", _new_matrix(p, f"W1_{name}", wvar), z.name)
     if bvar > 0:
         h = h + p.bias(f"b1_{name}", bvar)
@@ -237,7 +284,8 @@ def transformer_block(x: Var, name: str = "blk", heads: int = 1, wvar: float = 1
     m = _matmul(p, f"{name}_h2", _new_matrix(p, f"W2_{name}", wvar), g.name)
     if bvar > 0:
         m = m + p.bias(f"b2_{name}", bvar)
-    return (x + m).named(f"{name}_res2")
+    x = (x + m).named(f"{name}_res2")
+    return x if pre else layer_norm(x, eps).named(f"{name}_ln2")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -259,9 +307,10 @@ def _matmul(p, name: str, matrix: str, arg: str) -> Var:
     return Var(p, sp.Symbol(name, real=True))
 
 
-def _softmax_mix(p, name: str, logits: list, values: list) -> Var:
-    """NONLIN ``o = Σ_t e^{ℓ_t} u⁽ᵗ⁾ / Σ_t e^{ℓ_t}`` (pseudo-Lipschitz in u and ℓ jointly: the
-    softmax weights are bounded and Lipschitz)."""
-    num = sum((sp.exp(l.expr) * u.expr for l, u in zip(logits, values)), sp.S.Zero)
-    den = sum((sp.exp(l.expr) for l in logits), sp.S.Zero)
-    return Var(p, num / den).named(name)
+def _softmax_mix(p, name: str, logits: list, values: list, mask: list | None = None) -> Var:
+    """NONLIN ``o = Σ_t m_t e^{ℓ_t} u⁽ᵗ⁾ / Σ_t m_t e^{ℓ_t}`` (pseudo-Lipschitz in u and ℓ jointly:
+    the softmax weights are bounded and Lipschitz; ``m_t`` the 0/1 masks, all 1 by default)."""
+    weights = [sp.exp(l.expr) * (1 if mask is None else mask[t].expr)
+               for t, l in enumerate(logits)]
+    num = sum((w * u.expr for w, u in zip(weights, values)), sp.S.Zero)
+    return Var(p, num / sum(weights, sp.S.Zero)).named(name)

@@ -23,13 +23,19 @@ def batch_norm(x: Var, batch_size: int, eps: float = 1e-5) -> Var:
     coordinatewise ``(x_i − μ_β)/√(σ²_β + eps)`` with ``μ_β``, ``σ²_β`` the mean and variance over
     the inputs of i's batch β.  One NONLIN whose arguments are the batch's B vectors, brought
     into input i's place by SELECTs across inputs (so every output reads its whole batch; the
-    NTK's backward pass then runs on dependency pairs, :mod:`tensorprog.kernels.lift`)."""
+    NTK's backward pass then runs on dependency pairs, :mod:`tensorprog.kernels.lift`).
+    ``eps = 0`` is allowed for ``batch_size ≥ 2``."""
     p = x.program
     N = p.num_inputs
     if batch_size < 1 or N % batch_size:
         raise ProgramError(f"batch_norm: {N} inputs do not split into batches of {batch_size}")
+    if not np.isfinite(eps) or eps < 0 or (eps == 0 and batch_size < 2):
+        raise ProgramError(f"batch_norm: eps must be a finite number ≥ 0 (> 0 for batches of one "
+                           f"input, whose variance is 0), got eps={eps!r} with batch_size="
+                           f"{batch_size}")
     base = (np.arange(N) // batch_size) * batch_size
     members = [p.select(x, base + k, "inputs") for k in range(batch_size)]
     mu = sum(members[1:], members[0]) / batch_size
     var = sum(((m - mu) * (m - mu) for m in members[1:]), (members[0] - mu) * (members[0] - mu))
-    return (x - mu) / (var / batch_size + sp.Float(eps)) ** sp.Rational(1, 2)
+    var = var / batch_size + sp.Float(eps) if eps else var / batch_size
+    return (x - mu) / var ** sp.Rational(1, 2)

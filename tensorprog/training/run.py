@@ -127,7 +127,7 @@ class TrainingRun:
         if f0 is not None:
             q = q.copy()
             for j, name in un.f0.items():
-                q.node(name).attrs["value"] = float(f0.get(j, 0.0))
+                q.replace(name, value=float(f0.get(j, 0.0)))
         # the kernel regime's products of δ-sums are distributed (.evaluation); the
         # feature-learning program's vectors are nonlinear and are taken as they are
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)

@@ -15,8 +15,11 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ProgramError
-from ..ir.parametrization import NTK_FIXED, NTK_HIDDEN, Parametrization
+from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
+                               Moment, Nonlin, Select)
+from ..ir.parametrization import Parametrization
 from ..ir.program import INPUTS, SHARED, Program, symbol
+from ..ir.rules import RuleTable
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,81 @@ class Network:
 
 
 def _where(node) -> str:
-    return f"{node.kind.upper()} {node.name}"
+    return node.headline()
+
+
+@dataclass
+class _Reading:
+    """What :func:`read_network` collects while walking the program."""
+
+    p: Program
+    steps: list
+    tensors: dict
+    biases: list
+    matrices: list
+    weights: set
+
+
+#: How each instruction of a trainable network is read (one rule per record class).
+READ = RuleTable("training")
+
+
+@READ.rule(InitialMatrix)
+def _(node: InitialMatrix, r: _Reading) -> None:
+    if node.generated:
+        raise ProgramError("training: generated matrices are not supported", _where(node))
+    par = node.parametrization
+    r.tensors[node.name] = Tensor(node.name, "hidden", node.var, 1.0, par_lr(par),
+                                  node.trainable, par)
+    r.matrices.append(node.name)
+    r.steps.append(Step(node.name, "matrix"))
+
+
+@READ.rule(Embedding)
+def _(node: Embedding, r: _Reading) -> None:
+    if node.weight in r.weights:
+        raise ProgramError("training: embeddings sharing a weight are not supported; "
+                           "give each input layer its own weight", _where(node))
+    r.weights.add(node.weight)
+    X = r.p.data[node.data]
+    par, bpar = node.parametrization, node.bias_parametrization
+    w, b = f"{node.name}_U", f"{node.name}_b"
+    r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par), node.trainable,
+                          par)
+    r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
+    r.steps.append(Step(node.name, "embed", data=X, weight=w, bias=b))
+
+
+@READ.rule(InitialVector)
+def _(node: InitialVector, r: _Reading) -> None:
+    if node.source != "bias":
+        raise ProgramError("training supports biases (p.bias) as initial vectors, not given "
+                           "vector families", _where(node))
+    par = node.parametrization
+    r.tensors[node.name] = Tensor(node.name, "bias", node.var, 1.0, par_lr(par), node.trainable,
+                                  par)
+    r.biases.append(node.name)
+    r.steps.append(Step(node.name, "bias"))
+
+
+@READ.rule(MatMul)
+def _(node: MatMul, r: _Reading) -> None:
+    r.steps.append(Step(node.name, "matmul", args=node.args, matrix=node.matrix,
+                        transpose=node.transpose))
+
+
+@READ.rule(Nonlin)
+def _(node: Nonlin, r: _Reading) -> None:
+    if node.scalars:
+        raise ProgramError("training: NONLINs with scalar arguments (MOMENTs in the forward "
+                           "pass) are not supported", _where(node))
+    r.steps.append(Step(node.name, "nonlin", args=node.args, expr=node.expr))
+
+
+@READ.rule(InitialScalar, Moment, Select)
+def _(node, r: _Reading) -> None:
+    raise ProgramError(f"training supports embed, matrix, bias, MATMUL and NONLIN "
+                       f"instructions; a {node.kind} is not supported", _where(node))
 
 
 def read_network(p: Program) -> Network:
@@ -86,54 +163,15 @@ def read_network(p: Program) -> Network:
     if out.slots is not None:
         raise ProgramError("training: a readout with slots is not supported; read one vector "
                            "of the inputs family", f"OUTPUT: readout({out.node})")
-    steps, tensors, biases, matrices, weights = [], {}, [], [], set()
+    r = _Reading(p, [], {}, [], [], set())
     for node in p.nodes():
-        a = node.attrs
         if node.family not in (INPUTS, SHARED, None):
             raise ProgramError(f"training supports vectors of the inputs family only, not "
                                f"{node.family!r}", _where(node))
-        if node.kind == "matrix":
-            if p.is_generated(node.name):
-                raise ProgramError("training: generated matrices are not supported",
-                                   _where(node))
-            par = a.get("parametrization", NTK_HIDDEN)
-            tensors[node.name] = Tensor(node.name, "hidden", a["var"], 1.0, par_lr(par),
-                                        a["trainable"], par)
-            matrices.append(node.name)
-            steps.append(Step(node.name, "matrix"))
-        elif node.kind == "vector" and a.get("source") == "embed":
-            if a["weight"] in weights:
-                raise ProgramError("training: embeddings sharing a weight are not supported; "
-                                   "give each input layer its own weight", _where(node))
-            weights.add(a["weight"])
-            X = p.data[a["data"]]
-            par = a.get("parametrization", NTK_FIXED)
-            bpar = a.get("bias_parametrization", NTK_FIXED)
-            w, b = f"{node.name}_U", f"{node.name}_b"
-            tensors[w] = Tensor(w, "input", a["var"], float(X.shape[1]), par_lr(par),
-                                a["trainable"], par)
-            tensors[b] = Tensor(b, "bias", a["bias_var"], 1.0, par_lr(bpar), a["trainable"],
-                                bpar)
-            steps.append(Step(node.name, "embed", data=X, weight=w, bias=b))
-        elif node.kind == "vector" and a.get("source") == "bias":
-            par = a.get("parametrization", NTK_FIXED)
-            tensors[node.name] = Tensor(node.name, "bias", a["var"], 1.0, par_lr(par),
-                                        a["trainable"], par)
-            biases.append(node.name)
-            steps.append(Step(node.name, "bias"))
-        elif node.kind == "matmul":
-            steps.append(Step(node.name, "matmul", args=tuple(a["args"]), matrix=a["matrix"],
-                              transpose=a["transpose"]))
-        elif node.kind == "nonlin":
-            if a.get("scalars"):
-                raise ProgramError("training: NONLINs with scalar arguments (MOMENTs in the "
-                                   "forward pass) are not supported", _where(node))
-            steps.append(Step(node.name, "nonlin", args=tuple(a["args"]), expr=a["expr"]))
-        else:
-            raise ProgramError(f"training supports embed, matrix, bias, MATMUL and NONLIN "
-                               f"instructions; a {node.kind} is not supported", _where(node))
+        READ(node, r)
+    steps, tensors, biases, matrices = r.steps, r.tensors, r.biases, r.matrices
     rpar = out.parametrization
-    rbpar = getattr(out, "bias_parametrization", None) or NTK_FIXED
+    rbpar = out.bias_parametrization
     tensors["v"] = Tensor("v", "output", out.var, 1.0, par_lr(rpar), out.trainable, rpar)
     tensors["v_b"] = Tensor("v_b", "output_bias", out.bias_var, 1.0, par_lr(rbpar),
                             out.trainable, rbpar)

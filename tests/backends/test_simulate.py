@@ -151,7 +151,7 @@ def test_bad_arguments(mlp):
         tp.simulate("mlp", width=8)
     with pytest.raises(tp.ProgramError, match="already a variable"):
         tp.simulate(mlp, width=8, backend="numpy", moments={"W1": "h1"})
-    with pytest.raises(tp.ProgramError, match="unknown variables"):
+    with pytest.raises(tp.ParseError, match="'zz' at column 1 of `zz\\*h1`: unknown name"):
         tp.simulate(mlp, width=8, backend="numpy", moments={"m": "zz*h1"})
 
 

@@ -81,14 +81,13 @@ def multipliers(p, n):
     """NTK parametrization: parameter = multiplier × normalised N(0, 1) variable."""
     out = {}
     for node in p.nodes():
-        a = node.attrs
         if node.kind == "matrix":
-            out[node.name] = np.sqrt(a["var"] / n)
-        elif node.kind == "vector" and a.get("source") == "embed":
-            out[a["weight"]] = np.sqrt(a["var"] / p.data[a["data"]].shape[1])
-            out[a["weight"] + ".bias"] = np.sqrt(a["bias_var"])
-        elif node.kind == "vector" and a.get("trainable"):
-            out[node.name] = np.sqrt(a["var"])
+            out[node.name] = np.sqrt(node.var / n)
+        elif node.kind == "vector" and node.source == "embed":
+            out[node.weight] = np.sqrt(node.var / p.data[node.data].shape[1])
+            out[node.weight + ".bias"] = np.sqrt(node.bias_var)
+        elif node.kind == "vector" and node.trainable:
+            out[node.name] = np.sqrt(node.var)
     out["v"] = np.sqrt(p.readout.var)
     out["readout.bias"] = np.sqrt(p.readout.bias_var)
     return out

@@ -100,7 +100,7 @@ def test_zdot_limit_is_not_the_gradient_independence_answer(reports):
 def test_wrong_limit_is_caught():
     """The gradient-independence answer θ = 0 fails both the z-score and the slope check."""
     p = zdot_program()
-    rep = tp.validate(p, widths=(64, 256), seeds=100, backend="numpy",
+    rep = tp.validate(p, widths=(64, 128, 256), seeds=100, backend="numpy",
                       limits={"scalars": {"theta": np.zeros(3)}})
     assert not rep.passed
     failed = {c.name for c in rep.checks if not c.passed}
@@ -115,8 +115,8 @@ def test_ntk_off_by_ten_percent_is_caught():
     X = unit_inputs()
     p = build_mlp(X, depth=1, wvar=2.0, bvar=0.1, phi=tp.erf)
     T = tp.ntk(p)
-    good = tp.validate(p, widths=(64, 256), seeds=150, backend="numpy", quantities=["ntk"])
-    bad = tp.validate(p, widths=(64, 256), seeds=150, backend="numpy", quantities=["ntk"],
+    good = tp.validate(p, widths=(64, 128, 256), seeds=150, backend="numpy", quantities=["ntk"])
+    bad = tp.validate(p, widths=(64, 128, 256), seeds=150, backend="numpy", quantities=["ntk"],
                       limits={"ntk": 1.1 * T})
     assert good.passed, good.to_markdown()
     z_bad = bad.rows("ntk")[-1].stats.max_z

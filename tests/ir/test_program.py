@@ -14,7 +14,7 @@ def test_readme_example_builds_graph(mlp):
     assert nx.is_directed_acyclic_graph(p.graph)
     # relu(W2 x + b) is fused into one NONLIN with two arguments
     last = p.node(p.readout.node)
-    assert last.kind == "nonlin" and len(last.attrs["args"]) == 2
+    assert last.kind == "nonlin" and len(last.args) == 2
     # edges carry roles and positions
     roles = {d["role"] for _, _, d in p.graph.edges(data=True)}
     assert roles == {"matrix", "arg"}
@@ -34,7 +34,7 @@ def test_transpose_and_moment():
     z = W.T @ tp.tanh(y)
     th = (z * x).mean()
     node = p.node(z.name)
-    assert node.attrs["transpose"] and node.attrs["matrix"] == "W"
+    assert node.transpose and node.matrix == "W"
     assert p.node(th.name).kind == "moment"
     assert "MATMUL: h2 := W^T x1" in p.to_text()
 
@@ -51,7 +51,7 @@ def test_nonlin_forms():
     assert e2.expr == a.expr * s.expr + b.expr
     assert e3.expr == a.expr - b.expr
     th = tp.moment(lambda x: x**2, a)
-    assert p.node(th.name).attrs["expr"] == a.expr**2
+    assert p.node(th.name).expr == a.expr**2
 
 
 def test_elementwise_catalogue():
@@ -66,9 +66,9 @@ def test_elementwise_catalogue():
 
 def test_parametrization_recorded(mlp):
     W = mlp.node("W1")
-    assert W.attrs["parametrization"].a == sp.Rational(1, 2)
-    assert W.attrs["trainable"]
-    assert mlp.node("h1").attrs["parametrization"].a == 0
+    assert W.parametrization.a == sp.Rational(1, 2)
+    assert W.trainable
+    assert mlp.node("h1").parametrization.a == 0
 
 
 def test_reduced_form(mlp):
@@ -81,9 +81,9 @@ def test_reduced_form(mlp):
     r = p.reduced()
     for node in r.nodes():
         if node.kind == "nonlin":
-            assert all(r.node(a).is_gvar for a in node.attrs["args"]), node.name
+            assert all(r.node(a).is_gvar for a in node.args), node.name
         if node.kind == "matmul":
-            assert r.node(node.attrs["args"][0]).is_xvar, node.name
+            assert r.node(node.args[0]).is_xvar, node.name
     assert r.node(r.readout.node).is_xvar
     # the README MLP is already reduced apart from the inserted identity on the input
     assert mlp.reduced().node(mlp.reduced().readout.node).is_xvar

@@ -44,3 +44,49 @@ def test_data_can_be_supplied_separately(mlp):
         tp.Program.from_text(text)
     q = tp.Program.from_text(text, data={"X1": mlp.data["X1"]})
     assert q == mlp
+
+
+MLP_TEXT = """PROGRAM strict inputs=2
+INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)
+MATRIX: W1 ~ N(0, 2.0/n)
+NONLIN: x1 := relu(h1)
+MATMUL: h2 := W1 x1
+NONLIN: x2 := relu(h2)
+OUTPUT: readout(x2, var=1.0, bias_var=0.0)
+DATA:   X1 = [[1.0, 0.5], [0.25, -1.0]]
+"""
+
+
+def _with(old, new):
+    assert old in MLP_TEXT
+    return MLP_TEXT.replace(old, new)
+
+
+def test_strict_text_parses_the_reference():
+    p = tp.Program.from_text(MLP_TEXT)
+    assert tp.Program.from_text(p.to_text()) == p
+
+
+@pytest.mark.parametrize("old, new, line, key", [
+    ("W1 ~ N(0, 2.0/n)", "W1 ~ N(0, 2.0/n); trainabel=False", 3, "trainabel"),
+    ("bias_var=0.1)", "bias_vr=5.0)", 2, "bias_vr"),
+    ("readout(x2, var=1.0, bias_var=0.0)", "readout(x2, varr=1)", 7, "varr"),
+    ("NONLIN: x1 := relu(h1)", "NONLIN: x1 := relu(h1); trainable=False", 4, "trainable"),
+])
+def test_unknown_keys_are_named_with_the_valid_ones(old, new, line, key):
+    with pytest.raises(tp.ParseError, match=rf"line {line}.*unknown \w+ '{key}'; valid"):
+        tp.Program.from_text(_with(old, new))
+
+
+def test_second_data_line_for_one_name():
+    text = MLP_TEXT + "DATA:   X1 = [[1.0, 0.5], [0.25, -1.0]]\n"
+    with pytest.raises(tp.ParseError, match=r"line 9.*second DATA line for 'X1'"):
+        tp.Program.from_text(text)
+
+
+@pytest.mark.parametrize("value", ["[[1.0, 0.5], [0.25, 1j]]", "[[1.0, 0.5], [0.25, float('nan')]]",
+                                   "[[1.0, 0.5], [0.25, 1e999]]", "[[1.0, 0.5], [0.25, 'a']]"])
+def test_data_must_be_finite_and_real(value):
+    text = MLP_TEXT.replace("[[1.0, 0.5], [0.25, -1.0]]", value)
+    with pytest.raises(tp.ParseError, match=r"line 8.*DATA"):
+        tp.Program.from_text(text)

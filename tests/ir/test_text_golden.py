@@ -75,14 +75,7 @@ def test_printed_form(name):
     assert str(PROGRAMS[name]()) == PRINTED[name]
 
 
-#: Program names with a hyphen (programs/rnn.py's ``rnn-relu-last``) are printed but not read
-#: back: the parser's header accepts only ``\w+`` names.
-NAME_NOT_PARSED = pytest.mark.xfail(strict=True, raises=tp.ParseError,
-                                    reason="the PROGRAM header parser rejects hyphenated names")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NAME_NOT_PARSED) if n == "rnn" else n
-                                  for n in sorted(PRINTED)])
+@pytest.mark.parametrize("name", sorted(PRINTED))
 def test_printed_form_parses_back(name):
     p = PROGRAMS[name]()
     q = tp.Program.from_text(p.to_text())

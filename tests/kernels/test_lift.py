@@ -39,7 +39,7 @@ def test_needs_lift():
 
 def test_a_program_without_interaction_is_returned_unchanged():
     p = two_layer()
-    assert lift_cross_input(p) is p
+    assert lift_cross_input(p).program is p
 
 
 def test_dependency_pairs():
@@ -49,14 +49,14 @@ def test_dependency_pairs():
     p.output(x + p.select(x, [1, 0, 2]), var=1.0)
     dep = dependency_pairs(p)
     np.testing.assert_array_equal(dep["inputs"], [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
-    assert "X1_pairs: 5×2" in str(lift_cross_input(p))   # one copy per (output, member) pair
+    assert "X1_pairs: 5×2" in str(lift_cross_input(p).program)   # one copy per (output, member) pair
 
 
 def test_lift_preserves_kernels_and_needs_no_second_lift():
     p = mixing()
-    q = lift_cross_input(p)
+    q = lift_cross_input(p).program
     assert not needs_lift(q)
-    assert lift_cross_input(q) is q
+    assert lift_cross_input(q).program is q
     K, T_U = mixing_by_hand()
     np.testing.assert_allclose(tp.nngp(p), K, rtol=1e-12)
     np.testing.assert_allclose(tp.nngp(q), K, rtol=1e-12)
@@ -70,7 +70,7 @@ def test_lift_preserves_kernels_and_needs_no_second_lift():
 def test_lifted_family_holds_copies_of_the_same_gaussians():
     """Family "inputs" becomes the pairs (o, a), row-major: (0,0), (0,1), (1,0), (1,1); each
     copy of member a has member a's covariances (the copies are the same Gaussian variables)."""
-    q = lift_cross_input(mixing())
+    q = lift_cross_input(mixing()).program
     members = np.array([0, 1, 0, 1])
     Err, _ = relu_pair(K0)
     np.testing.assert_allclose(tp.limit(q).cov("x"), Err[np.ix_(members, members)], rtol=1e-12)

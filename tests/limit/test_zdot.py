@@ -48,7 +48,7 @@ def test_canonical_step_uses_stein():
 
 def test_zdot_printed_and_expression():
     p, th, z = canonical(tp.tanh)
-    phi_y = p.node(z).attrs["args"][0]
+    phi_y = p.node(z).args[0]
     lim = tp.limit(p)
     text = str(lim)
     assert f"Z^{{{z}}} = Ẑ^{{Wᵀ {phi_y}}} + 1.5·c1·Z^{{x}}" in text

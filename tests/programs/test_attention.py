@@ -104,7 +104,7 @@ def test_heads_and_family_layout():
     assert len([n for n in p.nodes("moment") if "_attn_l" in n.name]) == 2 * 2
     assert len([n for n in p.nodes("select") if "_attn_" in n.name]) == 2 * 2 * 2
     wo = [m for m in p.nodes("matrix") if m.name.startswith("WO_")]
-    assert [m.attrs["var"] for m in wo] == [0.5, 0.5]  # wvar/heads: concat of heads
+    assert [m.var for m in wo] == [0.5, 0.5]  # wvar/heads: concat of heads
 
 
 # ---------------------------------------------------------------------- the limits by hand

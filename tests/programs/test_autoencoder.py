@@ -89,7 +89,7 @@ def test_finite_width_converges_to_the_zdot_limit(kernels):
     p, q, K, T, Kq, Tq = kernels
     rep = assert_validates(p, seeds=150, seed=9)
     assert set(rep.quantities) == {"nngp", "ntk"}
-    gia = tp.validate(p, widths=(128, 512), seeds=150, backend="numpy", seed=9,
+    gia = tp.validate(p, widths=(128, 256, 512), seeds=150, backend="numpy", seed=9,
                       limits={"nngp": Kq, "ntk": Tq})
     assert not gia.passed
     assert gia.rows("nngp")[-1].stats.max_z > 20 and gia.rows("ntk")[-1].stats.max_z > 8

@@ -87,10 +87,10 @@ def test_gates_are_multi_argument_nonlins(two_steps):
     assert [n.name for n in p.nodes("matrix")] == ["gru_Wz", "gru_Wr", "gru_Wh"]
     for gate in ("gru_z2", "gru_r2", "gru_c2"):
         node = p.node(gate)
-        assert node.kind == "nonlin" and len(node.attrs["args"]) == 2
-        kinds = sorted(p.node(a).kind for a in node.attrs["args"])
+        assert node.kind == "nonlin" and len(node.args) == 2
+        kinds = sorted(p.node(a).kind for a in node.args)
         assert kinds == ["matmul", "vector"]  # W h (a MATMUL) and U ξ + b (an input layer)
-    assert len(p.node("gru_s2").attrs["args"]) == 3  # (1 − z) ⊙ h + z ⊙ h̃
+    assert len(p.node("gru_s2").args) == 3  # (1 − z) ⊙ h + z ⊙ h̃
     # the input layers of the two steps share (U_z, b_z): correlated initial vectors
     X = sequences()
     np.testing.assert_allclose(p.init_cov_of("gru_Uz_x1", "gru_Uz_x2"),

@@ -95,7 +95,7 @@ def test_program_is_a_valid_program():
     for H in (1, 2, 4):
         p = hypernet.build(X, Z, 3, H)
         assert tp.Program.from_text(p.to_text()) == p
-        trained = [n.name for n in p.nodes() if n.attrs.get("trainable")]
+        trained = [n.name for n in p.nodes() if getattr(n, "trainable", False)]
         assert len(trained) == H                  # the H generated weights, nothing of g's own
         assert not p.readout.trainable
     with pytest.raises(tp.ProgramError, match="same number"):

@@ -65,7 +65,7 @@ def test_matches_recursion_and_moments(block, depth):
     assert len(moments) == 2 * (depth + 1)
     for layer in range(depth + 1):
         mu, m = moments[2 * layer], moments[2 * layer + 1]
-        assert isinstance(m.attrs["expr"], sp.Pow) and not mu.attrs["expr"].has(sp.Pow)
+        assert isinstance(m.expr, sp.Pow) and not mu.expr.has(sp.Pow)
         np.testing.assert_allclose(lim.scalar(mu.name), 0.0, atol=1e-12)
         np.testing.assert_allclose(lim.scalar(m.name), m2[layer], rtol=1e-12)
 

@@ -23,7 +23,7 @@ def unit_inputs(N=4, d=5, seed=0):
 # ---------------------------------------------------------------------- the reference
 # E[relu(u)relu(v)], E[relu'(u)relu'(v)]: the arc-cosine kernels of order 1 and 0 (Cho & Saul
 # 2009), from the tests' reference recursion (tests/kernels/reference.py)
-def resnet_reference(X, blocks, wvar, bvar, alpha):
+def resnet_reference(X, blocks, wvar, bvar, alpha, bias_init="normal"):
     """NNGP and NTK of Dense → [h + α(Dense(Relu(h)))] × blocks → Relu → Dense.
 
     Input layer: K = Θ = wvar XXᵀ/d + bvar.  Residual block, h' = h + α(W relu(h) + b): the
@@ -32,16 +32,18 @@ def resnet_reference(X, blocks, wvar, bvar, alpha):
     respect to earlier parameters is ∂h + α W (φ'(h) ⊙ ∂h), whose kernel is Θ + α² wvar
     E[φ'φ'] Θ (cross terms vanish with W's mean), and the block's own parameters (W, b scaled
     by α) add α²(wvar E[φφ] + bvar).  Readout: the Dense step K_out = wvar E[φφ] + bvar,
-    Θ_out = K_out + wvar E[φ'φ'] Θ.
+    Θ_out = K_out + wvar E[φ'φ'] Θ.  With ``bias_init="zero"`` the biases start at 0: their
+    bvar leaves every K and stays in every Θ (and the readout has no bias).
     """
-    K = wvar * X @ X.T / X.shape[1] + bvar
-    T = K.copy()
+    kb = bvar if bias_init == "normal" else 0.0  # the biases' share of the NNGP
+    K = wvar * X @ X.T / X.shape[1] + kb
+    T = K + bvar - kb
     for _ in range(blocks):
         E, Ed = relu_pair(K)
         T = T + alpha**2 * (wvar * Ed * T + wvar * E + bvar)
-        K = K + alpha**2 * (wvar * E + bvar)
+        K = K + alpha**2 * (wvar * E + kb)
     E, Ed = relu_pair(K)
-    K_out = wvar * E + bvar
+    K_out = wvar * E + kb
     return K_out, K_out + wvar * Ed * T
 
 

@@ -34,7 +34,7 @@ def pair_expectations(C, activation):
             (np.pi - theta) / (2 * np.pi))
 
 
-def rnn_reference(X, activation, readout):
+def rnn_reference(X, activation, readout, lengths=None):
     """NNGP and NTK of the RNN by a recursion over all (step, input) pairs.
 
     Index a = (t, i).  Pre-activations h_t = W φ(h_{t−1}) + U ξ_t + b:
@@ -45,7 +45,9 @@ def rnn_reference(X, activation, readout):
         Θ[(s,i),(t,j)] = UVAR ξ_sᵀξ_t/d + BVAR
                          + 1{s,t>1} WVAR (E[φ(h_{s−1})φ(h_{t−1})] + E[φ'φ'] Θ[(s−1,i),(t−1,j)]).
     The readout x = φ(h_T) or (1/T) Σ_t φ(h_t) gives K = VVAR E[x x'] + BVAR and
-    Θ_f = K + VVAR E[φ'φ' Θ] (averaged over the step pairs for the mean readout).
+    Θ_f = K + VVAR E[φ'φ' Θ] (averaged over the step pairs for the mean readout).  With
+    ``lengths`` sequence i is read at step L_i (or averaged over steps 1 … L_i): the step
+    weights w[t, i] then differ per sequence and different steps of two sequences pair up.
     """
     N, T, d = X.shape
     Xf = X.transpose(1, 0, 2).reshape(T * N, d)  # row t*N + i
@@ -61,17 +63,12 @@ def rnn_reference(X, activation, readout):
             Th[new, a] = Th[new, a] + WVAR * (E[old, a_prev] + Ed[old, a_prev] * Th[old, a_prev])
             Th[a, new] = Th[new, a].T
     E, Ed = pair_expectations(C, activation)
-    blocks = range(T - 1, T) if readout == "last" else range(T)
-    w = 1.0 / len(blocks)
-    K = np.zeros((N, N))
-    Tf = np.zeros((N, N))
-    for s in blocks:
-        for t in blocks:
-            a, b = slice(s * N, (s + 1) * N), slice(t * N, (t + 1) * N)
-            K += w * w * VVAR * E[a, b]
-            Tf += w * w * VVAR * Ed[a, b] * Th[a, b]
-    K += BVAR
-    return K, K + Tf
+    L = np.full(N, T) if lengths is None else np.asarray(lengths)
+    steps = np.arange(1, T + 1)[:, None]
+    w = (steps == L) * 1.0 if readout == "last" else (steps <= L) / L  # w[t, i]
+    E, Ed, Th = (A.reshape(T, N, T, N) for A in (E, Ed, Th))
+    K = VVAR * np.einsum("si,sitj,tj->ij", w, E, w) + BVAR
+    return K, K + VVAR * np.einsum("si,sitj,tj->ij", w, Ed * Th, w)
 
 
 @pytest.mark.parametrize("activation", ["erf", "relu"])
@@ -107,8 +104,8 @@ def test_weight_sharing_structure():
     p = build(sequences(T=T), activation="tanh")
     assert [n.name for n in p.nodes("matrix")] == ["W"]
     assert len(p.matmuls_of("W")) == T - 1
-    embeds = [n for n in p.nodes("vector") if n.attrs.get("source") == "embed"]
-    assert len(embeds) == T and {n.attrs["weight"] for n in embeds} == {"U"}
+    embeds = [n for n in p.nodes("vector") if getattr(n, "source", None) == "embed"]
+    assert len(embeds) == T and {n.weight for n in embeds} == {"U"}
     # the embeddings of different steps are correlated initial vectors (shared U, b)
     X = sequences(T=T)
     C = p.init_cov_of(embeds[0].name, embeds[3].name)
