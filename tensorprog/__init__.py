@@ -10,6 +10,7 @@ against the same program run at finite width.
     >>> W = p.matrix("W1", var=2.0)
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
+    >>> kfn = tp.compile(p); kfn(X_test, X_train, get="ntk")
 
 The names below are imported on first use (PEP 562), so that ``import tensorprog`` — and with
 it every command-line call — does not pay for sympy, scipy, networkx or matplotlib until a
@@ -39,6 +40,7 @@ _LAZY = {
         "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
         "standard_parametrization", "yaida")},
     "Limit": ".limit.evaluator",
+    "KernelFn": ".plan",
     "render": ".render",
 }
 
@@ -86,6 +88,30 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
     return Limit(program, symbolic=symbolic, tier=tier)
 
 
+def compile(program, tier: str = "auto"):
+    """Derive ``program``'s limit once and return its kernels as a function of the inputs.
+
+    Parameters
+    ----------
+    program : Program
+        A network program (with an output).
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+
+    Returns
+    -------
+    KernelFn
+        ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
+        ``print()`` it for the derived recursion.
+    """
+    from .plan import KernelFn
+
+    return KernelFn(program, tier=tier)
+
+
+kernel_fn = compile
+
+
 class _Package(types.ModuleType):
     """The package module: ``tp.limit`` and ``tp.render`` stay the functions of those names when
     the submodules ``tensorprog.limit`` and ``tensorprog.render`` are imported (the import
@@ -110,7 +136,7 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "training",
-    "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
-    "standard_parametrization", "yaida", "TrainingError",
+    "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
+    "kernel_fn", "KernelFn", "training", "train", "abc_parametrization", "mean_field", "mup",
+    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError",
 ]

@@ -53,6 +53,9 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto",
     tier : the expectation tier ("auto", "exact", "quadrature", "montecarlo").
     with_error : also return the absolute error estimate (see the module docstring).
 
+    Numeric kernels of programs with a per-input template reuse the derivation of any earlier
+    program of the same structure (:func:`tensorprog.plan.compiled.cached_kernels`).
+
     Returns
     -------
     an (N, N) array, or ``(K, error)`` with ``with_error=True`` (error an (N, N) array; zeros
@@ -64,6 +67,13 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto",
         when the error estimate exceeds ``TARGET_RTOL`` of the kernel's largest entry.
     """
     program.require_output()
+    if not symbolic:
+        from ..plan.compiled import cached_kernels  # the plan builds on this module
+
+        check_kernel(program, "nngp", tiled=True)
+        value = cached_kernels(program, "nngp", tier)
+        if value is not None:  # closed forms only: exact to rounding
+            return (value, np.zeros(value.shape)) if with_error else value
     check_kernel(program, "nngp")
     lim = Limit(program, symbolic=symbolic, tier=tier)
     term = readout_term(program)
@@ -102,6 +112,13 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
     if method not in ("backprop", "paths", "both"):
         raise ValueError(f"method must be 'backprop', 'paths' or 'both', got {method!r}")
     program.require_output()
+    if method == "backprop" and not (symbolic or contributions):
+        from ..plan.compiled import cached_kernels  # the plan builds on this module
+
+        check_kernel(program, "ntk", tiled=True)
+        value = cached_kernels(program, "ntk", tier)
+        if value is not None:  # closed forms only: exact to rounding
+            return (value, np.zeros(value.shape)) if with_error else value
     check_kernel(program, "ntk")
     if method == "paths":
         parts, error = _paths(program, symbolic, tier)
