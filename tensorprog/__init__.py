@@ -24,7 +24,7 @@ import types
 
 from .errors import (AccuracyWarning, ExpectationError, LearningRateWarning, LimitError,
                      ParseError, PredictionError, ProgramError, PseudoLipschitzWarning,
-                     ResourceError, TensorProgError)
+                     ResourceError, TensorProgError, TrainingError)
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,9 @@ _LAZY = {
     **{name: ".kernels" for name in ("backward_program", "nngp", "ntk", "ntk_contributions")},
     **{name: ".backends" for name in ("simulate", "validate", "Simulation",
                                       "ValidationReport")},
+    **{name: ".training" for name in (
+        "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
+        "standard_parametrization", "yaida")},
     "Limit": ".limit.evaluator",
     "KernelFn": ".plan",
     "render": ".render",
@@ -47,8 +50,8 @@ def __getattr__(name: str):
         from .ir.builder import BuilderProgram
 
         value = BuilderProgram
-    elif name == "predict":
-        value = importlib.import_module(".predict", __name__)
+    elif name in ("predict", "training"):
+        value = importlib.import_module(f".{name}", __name__)
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     else:
@@ -124,7 +127,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict"})
+    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict", "training"})
 
 
 __all__ = [
@@ -134,5 +137,6 @@ __all__ = [
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
     "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
-    "kernel_fn", "KernelFn",
+    "kernel_fn", "KernelFn", "training", "train", "abc_parametrization", "mean_field", "mup",
+    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError",
 ]

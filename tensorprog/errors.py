@@ -60,3 +60,9 @@ class PredictionError(TensorProgError):
 
 class LearningRateWarning(UserWarning):
     """A learning rate above ``2m/λ_max`` of the NTK: gradient descent leaves the kernel regime."""
+
+
+class TrainingError(TensorProgError):
+    """A training run (:func:`tensorprog.train`) was asked with inputs it cannot use: targets of
+    the wrong length, an index out of range, a loss without a derivative, a bad batch schedule
+    or learning rate, or a parametrization whose limit blows up."""

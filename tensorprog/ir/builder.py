@@ -9,6 +9,7 @@ initial objects.  Nothing here loops over inputs: a vector stands for its whole 
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
@@ -17,6 +18,7 @@ from .. import functions as F
 from ..errors import ProgramError
 from .expression import as_expression
 from .instructions import InitialMatrix, symbol
+from .parametrization import NTK_FIXED, NTK_HIDDEN
 from .program import Program
 
 
@@ -268,14 +270,21 @@ class BuilderProgram(Program):
     """A :class:`Program` with the Python builder methods (this is ``tp.Program``)."""
 
     def embed(self, X, var: float = 1.0, bias_var: float = 0.0, name: str | None = None,
-              weight: str | None = None, trainable: bool = True, family: str = "inputs") -> Var:
+              weight: str | None = None, trainable: bool = True, family: str = "inputs",
+              lr: float = 1.0, bias_lr: float = 1.0) -> Var:
         """Input layer ``h(ξ) = Uξ + b`` on inputs ``X`` of shape (N, d): ``U_ij ~ N(0, var/d)``,
         ``b_i ~ N(0, bias_var)`` (NTK parametrization).  Its Z is the Gaussian family with
         covariance ``var·XXᵀ/d + bias_var``.  Calls naming the same ``weight`` share (U, b).
-        With ``family``, row a of X feeds member a of that family (see :meth:`family`)."""
+        With ``family``, row a of X feeds member a of that family (see :meth:`family`).
+        ``lr`` and ``bias_lr`` are the learning-rate multipliers λ of U and b in training
+        (:mod:`tensorprog.ir.parametrization`)."""
         name = name or self.fresh_name("h")
+        where = f"INPUT: {name}"
+        lr, bias_lr = _lr(lr, "lr", where), _lr(bias_lr, "bias_lr", where)
         self.add_embedding(name, X, var, bias_var, weight=weight, trainable=trainable,
                            family=family)
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr),
+                     bias_parametrization=NTK_FIXED.with_lr(bias_lr))
         return Var(self, symbol(name))
 
     def family(self, name: str, owner) -> str:
@@ -293,16 +302,23 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def matrix(self, name: str, var=1.0, trainable: bool = True, shape=None,
-               tangent=None) -> Matrix:
+               tangent=None, lr: float = 1.0) -> Matrix:
         """Initial n×n matrix, entries N(0, var/n).  With ``var`` an (N, N) covariance over the
         inputs and ``tangent`` the entries' tangent kernel, a generated matrix (the output of a
-        hypernetwork; see :meth:`Program.add_matrix`)."""
-        self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent)
+        hypernetwork; see :meth:`Program.add_matrix`).  ``lr`` is its learning-rate
+        multiplier λ in training."""
+        par = NTK_HIDDEN.with_lr(_lr(lr, "lr", f"MATRIX: {name}"))
+        self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent,
+                        parametrization=par)
         return Matrix(self, name)
 
-    def bias(self, name: str, var: float = 1.0, trainable: bool = True) -> Var:
-        """Input-independent initial vector with N(0, var) coordinates (a trainable bias)."""
+    def bias(self, name: str, var: float = 1.0, trainable: bool = True,
+             lr: float = 1.0) -> Var:
+        """Input-independent initial vector with N(0, var) coordinates (a trainable bias);
+        ``lr`` is its learning-rate multiplier λ in training."""
+        lr = _lr(lr, "lr", f"VECTOR: {name}")
         self.add_vector(name, var, trainable=trainable, source="bias")
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr))
         return Var(self, symbol(name))
 
     def vector(self, name: str, cov=1.0, cross: dict | None = None,
@@ -322,15 +338,20 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def output(self, x: Var, var: float = 1.0, bias_var: float = 0.0,
-               trainable: bool = True, slots=None):
+               trainable: bool = True, slots=None, lr: float = 1.0, bias_lr: float = 1.0):
         """Readout ``f(ξ) = v·x(ξ)/√n + b_out`` with ``v_i ~ N(0, var)``, ``b_out ~ N(0, bias_var)``.
 
         ``slots`` (one integer per member of x's family) reads a vector of another family with
         one independent readout vector per slot: ``f(ξ_i) = Σ_{a owned by i} v_{slots[a]}·x_a/√(nP)``
-        (a CNN's flatten readout: the slot is the position)."""
+        (a CNN's flatten readout: the slot is the position).  ``lr`` and ``bias_lr`` are the
+        learning-rate multipliers λ of v and b_out in training."""
         if not isinstance(x, Var) or not x.is_vector:
             raise ProgramError("OUTPUT: the readout reads a vector of the program")
-        return self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
+        lr, bias_lr = _lr(lr, "lr", "OUTPUT"), _lr(bias_lr, "bias_lr", "OUTPUT")
+        readout = self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
+        self.readout = replace(readout, parametrization=readout.parametrization.with_lr(lr),
+                               bias_parametrization=readout.bias_parametrization.with_lr(bias_lr))
+        return self.readout
 
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``."""
@@ -338,3 +359,15 @@ class BuilderProgram(Program):
         if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))
+
+
+def _lr(value, what: str, instruction: str) -> float:
+    """A learning-rate multiplier: a finite number ≥ 0."""
+    try:
+        ok = float(value) >= 0 and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProgramError(f"{what}={value!r}: a learning-rate multiplier must be a finite "
+                           "number ≥ 0", instruction)
+    return float(value)

@@ -129,6 +129,7 @@ class Embedding(Instruction):
     weight: str = ""
     trainable: bool = True
     parametrization: Parametrization = NTK_FIXED
+    bias_parametrization: Parametrization = NTK_FIXED
 
 
 @record("vector", "vector", "VECTOR: {self.name} ~ N(0, ...)", is_gvar=True)
@@ -239,6 +240,7 @@ class Readout:
     trainable: bool = True
     parametrization: Parametrization = NTK_HIDDEN
     slots: tuple | None = None
+    bias_parametrization: Parametrization = NTK_FIXED
 
     @property
     def num_slots(self) -> int:
