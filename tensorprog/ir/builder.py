@@ -1124,7 +1124,7 @@ class BuilderProgram(Program):
         Raises
         ------
         ProgramError
-            When ``name`` is taken.
+            When ``name`` is taken or ``value`` is not a finite number.
 
         Example
         -------
