@@ -134,7 +134,7 @@ class PseudoLipschitzWarning(UserWarning):
     ...     warnings.simplefilter("always")
     ...     y = tp.exp(h).named("y")
     >>> print(caught[0].message)
-    NONLIN: y := exp(h1): exp is not pseudo-Lipschitz (TP IIb Def. B.7); the Master Theorem is not guaranteed for it
+    NONLIN: y := exp(h1): exp is not pseudo-Lipschitz (TP IIb Def. B.7); the Master Theorem ...
     """
 
 
@@ -149,7 +149,7 @@ class PredictionError(TensorProgError):
     >>> tp.predict.gp_inference(np.eye(2), np.ones(3), np.ones((1, 2)))
     Traceback (most recent call last):
     ...
-    tensorprog.errors.PredictionError: gp_inference: y_train has shape (3,) for 2 training points; ...
+    tensorprog.errors.PredictionError: gp_inference: y_train has shape (3,) for 2 training ...
     """
 
 

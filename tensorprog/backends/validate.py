@@ -301,8 +301,8 @@ class ValidationReport:
     def plot(self, path: str) -> str:
         """Plot the error against width on log-log axes, one panel per quantity.
 
-        Per-draw errors with their fitted line and the n^{-1/2} reference, seed-mean errors and their
-        noise floor.  Writes a PNG (matplotlib, Agg backend).
+        Per-draw errors with their fitted line and the n^{-1/2} reference, seed-mean errors and
+        their noise floor.  Writes a PNG (matplotlib, Agg backend).
 
         Parameters
         ----------

@@ -427,8 +427,8 @@ def relu(x):
     Returns
     -------
     Var
-        The pending expression ``relu(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``relu(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -460,8 +460,8 @@ def step(x):
     Returns
     -------
     Var
-        The pending expression ``step(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``step(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -492,8 +492,8 @@ def abs(x):  # noqa: A001 - the name users expect
     Returns
     -------
     Var
-        The pending expression ``|x|``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``|x|``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -514,7 +514,7 @@ def leaky_relu(x, slope=0.01):
     """Leaky ReLU ``max(x, 0) + slope·min(x, 0)``, written ``slope·x + (1 − slope) relu(x)``.
 
     Applied to every coordinate (a NONLIN⁺ instruction, TP IIb Eq. 60, once the expression is
-    materialised); the Z of ``leaky_relu(h, 0.1)`` is ``leaky_relu(Z^h)`` (ZNONLIN⁺, Eq. 62).
+    materialised); the Z of ``leaky_relu(h, 0.1)`` is ``leaky_relu(Z^h, 0.1)`` (ZNONLIN⁺, Eq. 62).
 
     Parameters
     ----------
@@ -526,8 +526,8 @@ def leaky_relu(x, slope=0.01):
     Returns
     -------
     Var
-        The pending expression ``slope·x + (1 − slope)·relu(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``slope·x + (1 − slope)·relu(x)``; it becomes one NONLIN when a
+        MATMUL, a MOMENT, the readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -558,8 +558,8 @@ def erf(x):
     Returns
     -------
     Var
-        The pending expression ``erf(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``erf(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -590,8 +590,8 @@ def tanh(x):
     Returns
     -------
     Var
-        The pending expression ``tanh(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``tanh(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -622,8 +622,8 @@ def sigmoid(x):
     Returns
     -------
     Var
-        The pending expression ``sigmoid(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``sigmoid(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -654,8 +654,8 @@ def gelu(x):
     Returns
     -------
     Var
-        The pending expression ``gelu(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``gelu(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -686,8 +686,8 @@ def sin(x):
     Returns
     -------
     Var
-        The pending expression ``sin(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``sin(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -718,8 +718,8 @@ def cos(x):
     Returns
     -------
     Var
-        The pending expression ``cos(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``cos(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -751,8 +751,8 @@ def exp(x):
     Returns
     -------
     Var
-        The pending expression ``exp(x)``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``exp(x)``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -783,8 +783,8 @@ def identity(x):
     Returns
     -------
     Var
-        The pending expression ``x``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``x``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -817,8 +817,8 @@ def polynomial(x, coefficients):
     Returns
     -------
     Var
-        The pending expression ``Σ_k c_k x^k``; it becomes one NONLIN when it is used by a MATMUL, a
-        MOMENT, the readout or :meth:`Var.named`.
+        The pending expression ``Σ_k c_k x^k``; it becomes one NONLIN when a MATMUL, a MOMENT, the
+        readout or :meth:`Var.named` uses it.
 
     Raises
     ------
@@ -944,7 +944,7 @@ class BuilderProgram(Program):
         return name
 
     def select(self, x: Var, index, family: str = "inputs", name: str | None = None) -> Var:
-        """SELECT ``x' := x[index]``: member j of the new vector (in ``family``) is member ``index[j]`` of ``x``.
+        """SELECT ``x' := x[index]``: member j of ``x'`` (in ``family``) is member ``index[j]`` of x.
 
         A view with no arithmetic: ``Z^{x'}_j = Z^x_{index[j]}``, 0 where the index is ``-1``
         (``docs/theory.md`` §2.1).  Shifts, pooling windows and padding are selects.
@@ -989,8 +989,8 @@ class BuilderProgram(Program):
                tangent=None) -> Matrix:
         """Initial n×n matrix with entries ``N(0, var/n)`` (TP IIb Setup B.2 (1)).
 
-        With ``var`` an (N, N) covariance over the inputs and ``tangent`` the entries' tangent kernel,
-        a generated matrix (the output of a hypernetwork; see :meth:`add_matrix`).
+        With ``var`` an (N, N) covariance over the inputs and ``tangent`` the entries' tangent
+        kernel, a generated matrix (the output of a hypernetwork; see :meth:`add_matrix`).
 
         Parameters
         ----------
@@ -1029,7 +1029,8 @@ class BuilderProgram(Program):
     def bias(self, name: str, var: float = 1.0, trainable: bool = True) -> Var:
         """Input-independent trainable initial vector with ``N(0, var)`` coordinates (a bias).
 
-        It lives in the shared family and broadcasts against input families (``docs/theory.md`` §3.2).
+        It lives in the shared family and broadcasts against input families (``docs/theory.md``
+        §3.2).
 
         Parameters
         ----------
@@ -1154,9 +1155,9 @@ class BuilderProgram(Program):
         trainable : bool
             Whether (v, b_out) contribute to the NTK.
         slots : array_like of int, optional
-            One integer per member of x's family: one independent readout vector per slot,
-            ``f(ξ_i) = Σ_{a owned by i} v_{slots[a]}·x_a/√(nP)`` (a CNN's flatten readout: the slot is
-            the position).
+            One integer per member of x's family: one independent readout vector per slot, ``f(ξ_i)
+            = Σ_{a owned by i} v_{slots[a]}·x_a/√(nP)`` (a CNN's flatten readout: the slot is the
+            position).
 
         Returns
         -------

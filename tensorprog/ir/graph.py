@@ -452,8 +452,8 @@ class ProgramGraph:
         """Initial n×n matrix with entries ``N(0, var/n)`` (TP IIb Setup B.2 (1)).
 
         NTK parametrization: ``N(0, 1)·σ/√n`` (``docs/theory.md`` §3.3).  A *generated* matrix (the
-        weights a hypernetwork outputs) has an (N, N) covariance ``var`` over the inputs instead of a
-        number: its entries are iid over (a, b) and ``Cov(W_ab(ξ_i), W_ab(ξ_j)) = var[i, j]/n``;
+        weights a hypernetwork outputs) has an (N, N) covariance ``var`` over the inputs instead of
+        a number: its entries are iid over (a, b) and ``Cov(W_ab(ξ_i), W_ab(ξ_j)) = var[i, j]/n``;
         ``tangent`` (N, N) is the tangent kernel of the entries with respect to the generator's
         parameters, which weights the matrix's NTK contribution in place of σ².  Generated matrices
         act on vectors of the inputs family.
@@ -540,9 +540,9 @@ class ProgramGraph:
         """Input layer ``h(ξ) = Uξ + b``, ``U_ij ~ N(0, var/d)``, ``b ~ N(0, bias_var)``.
 
         Its Z is Gaussian with covariance ``var·ξ_iᵀξ_j/d + bias_var`` (``docs/theory.md`` §3.1; TP
-        IIb Def. 4.2).  Embeddings naming the same ``weight`` share (U, b) and are correlated; others
-        are independent.  With ``family`` other than the inputs, row a of ``X`` feeds member a of that
-        family (e.g. the image patch under a convolution's first filter at one position).
+        IIb Def. 4.2).  Embeddings naming the same ``weight`` share (U, b) and are correlated;
+        others are independent.  With ``family`` other than the inputs, row a of ``X`` feeds member
+        a of that family (e.g. the image patch under a convolution's first filter at one position).
 
         Parameters
         ----------
@@ -569,8 +569,8 @@ class ProgramGraph:
         Raises
         ------
         ProgramError
-            On an empty or non-finite ``X``, a negative variance, a row count that does not match, or
-            ``data_name`` already holding other inputs.
+            On an empty or non-finite ``X``, a negative variance, a row count that does not match,
+            or ``data_name`` already holding other inputs.
 
         Example
         -------
@@ -626,8 +626,8 @@ class ProgramGraph:
 
         A trainable family's NTK share is ``K ∘ E[Z^{dv} Z^{dv}]`` with ``K`` its covariance (exact
         when the vector is a linear layer of its own parameters); ``tangent`` gives another K, the
-        tangent kernel of a vector produced by a network that is trained (a hypernetwork's output, for
-        instance).  Biases are shared trainable vectors.
+        tangent kernel of a vector produced by a network that is trained (a hypernetwork's output,
+        for instance).  Biases are shared trainable vectors.
 
         Parameters
         ----------
@@ -751,7 +751,7 @@ class ProgramGraph:
         return self.append(InitialScalar(name, float(value)))
 
     def add_family(self, name: str, owner) -> Family:
-        """Declare a family whose member ``a`` belongs to input ``owner[a]`` (``docs/theory.md`` §3.2).
+        """Declare a family whose member ``a`` belongs to input ``owner[a]`` (docs/theory.md §3.2).
 
         For example the pixels of every image: ``owner = np.repeat(np.arange(N), P)``.
 
@@ -794,7 +794,7 @@ class ProgramGraph:
         return fam
 
     def tangent_of(self, a: str, b: str) -> np.ndarray:
-        """The NTK weight ``K`` of the share ``K ∘ E[Z^{da} Z^{db}]`` of trainable initial vectors a, b.
+        """The NTK weight ``K`` of the share ``K ∘ E[Z^{da} Z^{db}]`` of trainable vectors a, b.
 
         Parameters
         ----------
@@ -893,7 +893,7 @@ class ProgramGraph:
         return self.append(MatMul(name, family, matrix, arg, bool(transpose)))
 
     def add_select(self, name: str, arg: str, index, family: str) -> Select:
-        """SELECT ``name := arg[index]``: member j of the new vector (in ``family``) is member ``index[j]`` of ``arg``.
+        """SELECT ``name := arg[index]``: member j of ``name`` is member ``index[j]`` of ``arg``.
 
         ``-1`` selects the zero vector (padding); ``docs/theory.md`` §2.1.
 
@@ -1000,7 +1000,7 @@ class ProgramGraph:
         return as_expression(expr, names, instruction=instruction)
 
     def add_inferred(self, kind: str, name: str, expr) -> Nonlin | Moment:
-        """A NONLIN (``kind="nonlin"``) or MOMENT whose arguments are the variables ``expr`` mentions.
+        """Add a NONLIN or MOMENT whose arguments are the variables that ``expr`` mentions.
 
         The arguments are taken in program order, vectors then scalars.
 

@@ -82,8 +82,8 @@ class Program(ProgramGraph):
     def to_text(self) -> str:
         """The textual form of the program (TP IIb Algorithm 1 style), with its data.
 
-        One line per instruction, then ``DATA:`` lines holding the arrays; :meth:`from_text` parses it
-        back to an equal program.  The grammar is in ``docs/compiler.md``; ``str(p)`` is the same
+        One line per instruction, then ``DATA:`` lines holding the arrays; :meth:`from_text` parses
+        it back to an equal program.  The grammar is in ``docs/compiler.md``; ``str(p)`` is the same
         form without the data lines.
 
         Returns
