@@ -10,6 +10,7 @@ against the same program run at finite width.
     >>> W = p.matrix("W1", var=2.0)
     >>> p.output(tp.relu(W @ tp.relu(h)), var=2.0)
     >>> tp.nngp(p), tp.ntk(p), tp.limit(p)
+    >>> kfn = tp.compile(p); kfn(X_test, X_train, get="ntk")
 
 The names below are imported on first use (PEP 562), so that ``import tensorprog`` — and with
 it every command-line call — does not pay for sympy, scipy, networkx or matplotlib until a
@@ -21,9 +22,9 @@ import importlib
 import sys
 import types
 
-from .errors import (ExpectationError, LearningRateWarning, LimitError, ParseError,
-                     PredictionError, ProgramError, PseudoLipschitzWarning, ResourceError,
-                     TensorProgError)
+from .errors import (AccuracyWarning, ExpectationError, LearningRateWarning, LimitError,
+                     ParseError, PredictionError, ProgramError, PseudoLipschitzWarning,
+                     ResourceError, TensorProgError, TrainingError)
 
 __version__ = "0.1.0"
 
@@ -35,7 +36,11 @@ _LAZY = {
     **{name: ".kernels" for name in ("backward_program", "nngp", "ntk", "ntk_contributions")},
     **{name: ".backends" for name in ("simulate", "validate", "Simulation",
                                       "ValidationReport")},
+    **{name: ".training" for name in (
+        "train", "abc_parametrization", "mean_field", "mup", "ntk_parametrization",
+        "standard_parametrization", "yaida")},
     "Limit": ".limit.evaluator",
+    "KernelFn": ".plan",
     "render": ".render",
 }
 
@@ -45,8 +50,8 @@ def __getattr__(name: str):
         from .ir.builder import BuilderProgram
 
         value = BuilderProgram
-    elif name == "predict":
-        value = importlib.import_module(".predict", __name__)
+    elif name in ("predict", "training"):
+        value = importlib.import_module(f".{name}", __name__)
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     else:
@@ -105,6 +110,30 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
     return Limit(program, symbolic=symbolic, tier=tier)
 
 
+def compile(program, tier: str = "auto"):
+    """Derive ``program``'s limit once and return its kernels as a function of the inputs.
+
+    Parameters
+    ----------
+    program : Program
+        A network program (with an output).
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+
+    Returns
+    -------
+    KernelFn
+        ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
+        ``print()`` it for the derived recursion.
+    """
+    from .plan import KernelFn
+
+    return KernelFn(program, tier=tier)
+
+
+kernel_fn = compile
+
+
 class _Package(types.ModuleType):
     """The package module: ``tp.limit`` and ``tp.render`` stay the functions of those names when
     the submodules ``tensorprog.limit`` and ``tensorprog.render`` are imported (the import
@@ -120,7 +149,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict"})
+    return sorted(set(globals()) | set(_LAZY) | {"Program", "predict", "training"})
 
 
 __all__ = [
@@ -129,5 +158,7 @@ __all__ = [
     "sigmoid", "gelu", "sin", "cos", "exp", "identity", "polynomial", "TensorProgError",
     "ProgramError", "ParseError", "ExpectationError", "LimitError", "ResourceError",
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
-    "predict", "PredictionError", "LearningRateWarning",
+    "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
+    "kernel_fn", "KernelFn", "training", "train", "abc_parametrization", "mean_field", "mup",
+    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError",
 ]

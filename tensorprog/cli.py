@@ -571,8 +571,11 @@ def cmd_kernel(args) -> int:
     _check_output(args.nngp_out, args.ntk_out, args.json)
     p = _program(args)
     K = tp.nngp(p)
-    T, parts = tp.ntk(p, method=args.ntk_method, contributions=True)
-    shares = by_parameter(parts) if args.ntk_method == "paths" else parts
+    T = tp.ntk(p, method=args.ntk_method)
+    shares = {}
+    if args.json or args.shares:
+        _, parts = tp.ntk(p, method=args.ntk_method, contributions=True)
+        shares = by_parameter(parts) if args.ntk_method == "paths" else parts
     if args.json:
         _write_text(args.json, _json({
             "program": p.name, "inputs": int(K.shape[0]), "ntk_method": args.ntk_method,

@@ -119,6 +119,11 @@ class ResourceError(TensorProgError):
     """
 
 
+class AccuracyWarning(UserWarning):
+    """A limit could not be computed to the target accuracy; its error estimate says by how
+    much (``with_error=True`` returns it with the kernel)."""
+
+
 class PseudoLipschitzWarning(UserWarning):
     """A nonlinearity grows faster than polynomially: the Master Theorem may not apply.
 
@@ -165,3 +170,9 @@ class LearningRateWarning(UserWarning):
     >>> caught[0].category.__name__
     'LearningRateWarning'
     """
+
+
+class TrainingError(TensorProgError):
+    """A training run (:func:`tensorprog.train`) was asked with inputs it cannot use: targets of
+    the wrong length, an index out of range, a loss without a derivative, a bad batch schedule
+    or learning rate, or a parametrization whose limit blows up."""

@@ -138,13 +138,16 @@ def _members(program) -> int:
                 if n.family is not None] + [1])
 
 
-def check_kernel(program, what: str = "ntk") -> Estimate:
+def check_kernel(program, what: str = "ntk", tiled: bool = False) -> Estimate:
     """Refuse ``what`` on ``program`` up front when it will not fit (see the module docstring).
 
     Parameters
     ----------
     program, what
         As for :func:`kernel_estimate`.
+    tiled : bool
+        The kernel is computed in tiles within the memory budget (the compiled kernel plan,
+        :mod:`tensorprog.plan`): only the time is checked.
 
     Returns
     -------
@@ -163,9 +166,10 @@ def check_kernel(program, what: str = "ntk") -> Estimate:
     """
     est = kernel_estimate(program, what)
     M = _members(program)
-    _check_memory(est.bytes, f"{what} of program {program.name!r} on {M} members "
-                             f"({KERNEL_ARRAYS[what]} arrays of {M}×{M} float64)",
-                  "use fewer inputs (compute the kernel on blocks of inputs and assemble it)")
+    if not tiled:
+        _check_memory(est.bytes, f"{what} of program {program.name!r} on {M} members "
+                                 f"({KERNEL_ARRAYS[what]} arrays of {M}×{M} float64)",
+                      "use fewer inputs (compute the kernel on blocks of inputs and assemble it)")
     _check_time(est.seconds, f"{what} of program {program.name!r} ({len(program.order)} "
                              f"instructions, {M} members)",
                 "use a shallower program or fewer inputs")

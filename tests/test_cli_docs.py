@@ -130,10 +130,15 @@ def test_cli_doc_default_validation(capsys, workspace):
 def test_readme_python_blocks(workspace):
     namespace: dict = {}
     for lines in blocks(README, kinds=("python",)):
-        exec(compile("\n".join(lines), "README.md", "exec"), namespace)
-    assert namespace["report"].passed
-    assert (workspace / "mlp.png").stat().st_size > 0
-    assert np.all(namespace["sim"].ntk.shape == (6, 6))
+        code = "\n".join(lines)
+        exec(compile(code, "README.md", "exec"), namespace)
+        if "tp.simulate(" in code:   # the finite-width section
+            assert namespace["report"].passed
+            assert (workspace / "mlp.png").stat().st_size > 0
+            assert np.all(namespace["sim"].ntk.shape == (6, 6))
+        if "tp.train(" in code:      # the training section
+            assert namespace["run"].mean.shape == (3, 2)
+            assert namespace["report"].passed
 
 
 @pytest.mark.slow

@@ -41,6 +41,20 @@ PENDING = {
     "Limit.init_cov": "tensorprog/limit/evaluator.py",
     "Limit.tangent": "tensorprog/limit/evaluator.py",
     "Limit.matrix_var": "tensorprog/limit/evaluator.py",
+    "Limit.cov_error": "tensorprog/limit/evaluator.py",
+    "Program.replace": "tensorprog/ir/graph.py",
+    "AccuracyWarning": "tensorprog/errors.py",
+    "TrainingError": "tensorprog/errors.py",
+    "compile": "tensorprog/__init__.py",
+    "kernel_fn": "tensorprog/__init__.py",
+    "KernelFn": "tensorprog/plan/compiled.py",
+    "train": "tensorprog/training/run.py",
+    "abc_parametrization": "tensorprog/training/parametrization.py",
+    "mean_field": "tensorprog/training/parametrization.py",
+    "mup": "tensorprog/training/parametrization.py",
+    "ntk_parametrization": "tensorprog/training/parametrization.py",
+    "standard_parametrization": "tensorprog/training/parametrization.py",
+    "yaida": "tensorprog/training/parametrization.py",
 }
 
 #: Classes whose public methods are public (besides their own docstring).
@@ -64,7 +78,7 @@ def _public():
     "method", "class" or "property"."""
     items = []
     for name in tp.__all__:
-        if name == "predict":
+        if name in ("predict", "training"):
             continue
         obj = getattr(tp, name)
         items.append((name, obj, "class" if inspect.isclass(obj) else "function"))

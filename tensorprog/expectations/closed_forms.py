@@ -563,10 +563,10 @@ def _eval_gauss(term, cov, params, m):
         M = eye - 2 * (cov @ A)
         cov_t = m.solve(M, cov)
         pref = pref * m.sqrt(m.c(1) / m.det(M)) if m.symbolic else pref / np.sqrt(m.det(M))
+        if not m.symbolic:
+            cov_t = np.asarray(cov_t)
     else:
-        cov_t = cov
-    if not m.symbolic:
-        cov_t = np.asarray(cov_t)
+        cov_t = cov  # an array, or entry-by-entry blocks (tensorprog.plan.pairs.BlockCov)
     C = _Cov(cov_t)
     mean = None
     expo = peval(term.c, params, m)

@@ -23,17 +23,19 @@ All results are cached on the sympy expression and the atom tuple.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
 import sympy as sp
 
 from ..functions import gelu, relu, sigmoid, step
 
 __all__ = [
     "T", "Piece", "Factor", "Term", "affine_form", "as_pieces", "features", "plan_expectation",
-    "KINK_FUNCTIONS", "SOFT_FUNCTIONS",
+    "affine_kinks", "affine_soft", "algebraic_planes", "KINK_FUNCTIONS", "SOFT_FUNCTIONS",
 ]
 
 #: The argument of a univariate piece ``g(T)``.
@@ -42,6 +44,9 @@ T = sp.Dummy("t", real=True)
 #: Functions that are not smooth where their argument vanishes.
 KINK_FUNCTIONS = (relu, step, sp.Heaviside, sp.Abs, sp.sign, sp.DiracDelta, sp.floor,
                   sp.ceiling)
+#: Width given to a singular point (a real root of the base of a negative or fractional power)
+#: so that quadrature grades its panels geometrically down to it.
+SINGULAR_WIDTH = sp.Float(1e-18)
 #: Smooth functions with a sharp transition (poles or fast growth near the imaginary axis
 #: around the point where their argument vanishes).
 SOFT_FUNCTIONS = (sp.tanh, sigmoid, sp.erf, gelu)
@@ -157,6 +162,70 @@ def as_pieces(factor: sp.Expr, atoms: tuple) -> tuple[Piece, ...] | None:
 
 
 # ----------------------------------------------------------------------------------- features
+def _zero_form(z, atoms):
+    """``(a, b)`` with ``{z = 0} = {a·x + b = 0}``: ``z`` affine, or a quotient whose numerator is
+    affine (``ℓ/√(ℓ² + ε)`` vanishes where ℓ does: BatchNorm's normalised coordinate); else
+    None."""
+    aff = affine_form(z, atoms)
+    if aff is not None:
+        return aff
+    if not any(isinstance(f, sp.Pow) and f.exp.is_negative for f in sp.Mul.make_args(z)):
+        return None
+    numer, _ = z.as_numer_denom()
+    return affine_form(numer, atoms)
+
+
+def is_algebraic_power(node) -> bool:
+    """A power ``base**e`` of the atoms that is not a polynomial (e negative or fractional)."""
+    return isinstance(node, sp.Pow) and node.exp.is_Number and \
+        not (node.exp.is_Integer and node.exp >= 0)
+
+
+def algebraic_planes(base: sp.Expr, atoms: tuple):
+    """Where the base of ``base**e`` (e negative or fractional) is singular, when ``base`` is a
+    polynomial of degree ≤ 2 in one linear form ``ℓ = u·x`` with numeric coefficients:
+    ``(hard, soft)`` with ``hard`` the hyperplanes ``(a, b)`` (``a·x + b = 0``) of its real roots
+    and ``soft`` the ``(a, b, width)`` of a pair of complex roots ``centre ± i·width`` (the peak
+    of ``1/√(ℓ² + ε)`` has width √ε).  None when ``base`` is not of that form."""
+    try:
+        poly = sp.Poly(base, *atoms)
+    except sp.PolynomialError:
+        return None
+    if poly.total_degree() < 1 or poly.total_degree() > 2 or \
+            not all(c.is_Number for c in poly.coeffs()):
+        return None
+    if poly.total_degree() == 1:
+        return (affine_form(base, atoms),), ()
+    k = len(atoms)
+    A = np.zeros((k, k))
+    b = np.zeros(k)
+    c = 0.0
+    for monom, coef in poly.terms():
+        idx = [i for i, e in enumerate(monom) for _ in range(e)]
+        if len(idx) == 2:
+            A[idx[0], idx[1]] += float(coef) / 2
+            A[idx[1], idx[0]] += float(coef) / 2
+        elif len(idx) == 1:
+            b[idx[0]] = float(coef)
+        else:
+            c = float(coef)
+    lam, V = np.linalg.eigh(A)
+    j = int(np.argmax(np.abs(lam)))
+    top = abs(lam[j])
+    if np.sum(np.abs(lam) > 1e-12 * top) != 1:
+        return None
+    u, lam = V[:, j], lam[j]
+    beta = float(b @ u)
+    if np.linalg.norm(b - beta * u) > 1e-12 * (np.linalg.norm(b) + top):
+        return None
+    centre, disc = -beta / (2 * lam), beta * beta - 4 * lam * c
+    coeffs = tuple(sp.Float(x) for x in u)
+    if disc < 0:
+        return (), ((coeffs, sp.Float(-centre), sp.Float(math.sqrt(-disc) / (2 * abs(lam)))),)
+    half = math.sqrt(disc) / (2 * abs(lam))
+    return tuple(dict.fromkeys((coeffs, sp.Float(-(centre + s))) for s in (-half, half))), ()
+
+
 def _kink_zeros(node):
     """The expressions whose zeros are the kinks of ``node`` (Max/Min, relu/step/|.|/sign), or
     None when ``node`` is none of those."""
@@ -174,8 +243,11 @@ def features(func: sp.Expr, var: sp.Symbol = T):
 
     Returns ``(hard, soft)``: ``hard`` a tuple of sympy values of ``var`` where ``func`` is not
     smooth (arguments of relu/step/|.|/sign/Max/Min that vanish), ``soft`` a tuple of
-    ``(centre, width)`` of smooth transitions (tanh, sigmoid, erf, gelu).  Returns None when a
-    kink sits at a non-affine argument (its location is not known in closed form).
+    ``(centre, width)`` of transitions: tanh, sigmoid, erf, gelu; complex roots
+    ``centre ± i·width`` of the base of a negative or fractional power (the peak of width √ε of
+    ``1/√(t² + ε)``); real roots of such a base (integrable singularities such as ``|t|^-½``) with
+    the width :data:`SINGULAR_WIDTH`.  Returns None when a kink sits at an argument whose zeros
+    are not known in closed form.
     """
     hard, soft = [], []
     for node in sp.preorder_traversal(func):
@@ -189,13 +261,21 @@ def features(func: sp.Expr, var: sp.Symbol = T):
                 alpha, beta = aff[0][0], aff[1]
                 soft.append((-beta / alpha, 1 / sp.Abs(alpha)))
             continue
+        if is_algebraic_power(node):
+            base = node.base.args[0] if isinstance(node.base, sp.Abs) else node.base
+            planes = algebraic_planes(base, (var,)) or ((), ())
+            for (alpha,), beta in planes[0]:
+                soft.append((-beta / alpha, SINGULAR_WIDTH))
+            for (alpha,), beta, width in planes[1]:
+                soft.append((-beta / alpha, width / sp.Abs(alpha)))
+            continue
         zeros = _kink_zeros(node)
         if zeros is None:
             continue
         for z in zeros:
             if not z.has(var):
                 continue
-            aff = affine_form(z, (var,))
+            aff = _zero_form(z, (var,))
             if aff is None:
                 return None
             alpha, beta = aff[0][0], aff[1]
@@ -216,8 +296,8 @@ def is_kinky(expr: sp.Expr, atoms: tuple) -> bool:
 
 @lru_cache(maxsize=2048)
 def affine_kinks(expr: sp.Expr, atoms: tuple):
-    """The hyperplanes ``a·x + b = 0`` where ``expr`` may fail to be smooth, as a tuple of
-    ``(a, b)``, or None when some kink sits at a non-affine argument."""
+    """The hyperplanes ``a·x + b = 0`` where ``expr`` has a kink, as a tuple of ``(a, b)``, or
+    None when some kink sits at an argument whose zeros are not a known hyperplane."""
     aset = _atomset(atoms)
     out = []
     for node in sp.preorder_traversal(expr):
@@ -225,15 +305,40 @@ def affine_kinks(expr: sp.Expr, atoms: tuple):
             continue
         if isinstance(node, sp.Piecewise):
             return None
+        if is_algebraic_power(node):
+            continue
         zeros = _kink_zeros(node)
         if zeros is None:
             continue
         for z in zeros:
-            aff = affine_form(z, atoms)
+            aff = _zero_form(z, atoms)
             if aff is None:
                 return None
             if any(c != 0 for c in aff[0]):
                 out.append(aff)
+    return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=2048)
+def affine_soft(expr: sp.Expr, atoms: tuple):
+    """The transitions of ``expr`` across hyperplanes, as a tuple of ``(a, b, width)``:
+    tanh/sigmoid/erf/gelu of an affine argument ``a·x + b`` (width 1 in units of the argument),
+    complex roots of the base of a negative or fractional power (:func:`algebraic_planes`), and
+    its real roots, singular points given the width :data:`SINGULAR_WIDTH` so that quadrature
+    grades its panels towards them."""
+    aset = _atomset(atoms)
+    out = []
+    for node in sp.preorder_traversal(expr):
+        if not (isinstance(node, sp.Basic) and node.free_symbols & aset):
+            continue
+        if isinstance(node, SOFT_FUNCTIONS):
+            aff = affine_form(node.args[0], atoms)
+            if aff is not None and any(c != 0 for c in aff[0]):
+                out.append(aff + (sp.S.One,))
+        elif is_algebraic_power(node):
+            base = node.base.args[0] if isinstance(node.base, sp.Abs) else node.base
+            planes = algebraic_planes(base, atoms) or ((), ())
+            out += [(a, b, SINGULAR_WIDTH) for a, b in planes[0]] + list(planes[1])
     return tuple(dict.fromkeys(out))
 
 

@@ -41,10 +41,22 @@ converges only algebraically across a kink, so the integration range is split at
   pairwise intersections, the inner one at the kink points along each outer node.
 Kinky factors of dimension 3 that cannot be conditioned go to Monte Carlo
 (:class:`TooManyDimensions`).  Accuracy ~1e-12 on relu·gelu, step·tanh, relu(u−0.3)·relu(v).
+
+**Narrow transitions** (docs/accuracy.md).  Gauss–Hermite and Mehler converge geometrically only
+while the integrand's complex singularities stay away from the real axis in standard deviations:
+``tanh(h)`` at ``Var h = 100`` has poles at ±iπ/20.  Transitions are located symbolically
+(tanh/sigmoid/erf/gelu of linear forms; complex roots ``c ± iw`` of the base of a negative or
+fractional power — BatchNorm's ``(ℓ² + ε)^-½``, width √ε; real roots, singular points), and
+batch points where one is narrower than ``NARROW`` standard deviations, or where the fast rules
+do not converge, go to the composite rules with panels graded geometrically towards it
+(``c ± w·2^k``), which converge geometrically whatever the width; in 2-D the coordinates are
+first rotated so the narrowest transition depends on the outer one only.  Estimates that stay
+above ``TARGET_RTOL`` after every refinement raise an :class:`AccuracyWarning`.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,10 +64,10 @@ import numpy as np
 import sympy as sp
 from scipy.special import roots_hermitenorm, roots_legendre
 
-from ..errors import NotPositiveSemidefinite
+from ..errors import AccuracyWarning, NotPositiveSemidefinite
 from ..functions import lambdify
 from .closed_forms import ExactPlan, evaluate_exact, exact_plan, peval
-from .decompose import T, affine_kinks, as_pieces, features, is_kinky
+from .decompose import T, affine_kinks, affine_soft, as_pieces, features, is_kinky
 from .shim import NUMERIC
 
 __all__ = ["QuadPlan", "quad_plan", "integrate", "effective_rank", "TooManyDimensions",
@@ -64,8 +76,17 @@ __all__ = ["QuadPlan", "quad_plan", "integrate", "effective_rank", "TooManyDimen
 MAX_DIMENSION = 3
 L_Z = 10.0
 FIXED_EDGES = np.array([-L_Z, -6.0, -4.0, -2.5, -1.25, 0.0, 1.25, 2.5, 4.0, 6.0, L_Z])
-SOFT_OFFSETS = (0.5, 1.5, 3.0, 5.0, 8.0)
 RTOL = 1e-9
+#: Relative accuracy (of the integrand's scale E|F|) promised for smooth integrands; points whose
+#: error estimate stays above it after every refinement raise an :class:`AccuracyWarning`.
+TARGET_RTOL = 1e-8
+#: Relative rounding error of a quadrature sum (a floor for every error estimate).
+ROUNDOFF = 1e-15
+#: Transitions narrower than this (in standard deviations of the whitened Gaussian) are out of
+#: Gauss–Hermite's reach: such factors go to composite rules graded towards the transition.
+NARROW = 0.4
+#: Narrowest transition width resolved by grading (in standard deviations).
+MIN_WIDTH = 1e-18
 MEMORY_BUDGET = 200e6  # bytes of temporaries per chunk
 RANK_RTOL = 1e-14
 
@@ -73,8 +94,8 @@ GH_LEVELS = {1: ((48, 36), (96, 72), (192, 144), (384, 288)),
              2: ((24, 18), (48, 36), (96, 72), (160, 120)),
              3: ((16, 12), (28, 20), (40, 30), (60, 45))}
 MEHLER_LEVELS = ((96, 72), (192, 144), (384, 288))
-GL_LEVELS = ((10, 7), (16, 11), (24, 16))
-GL_LEVELS_2D = ((8, 6), (12, 8), (18, 12))
+GL_LEVELS = ((10, 7), (16, 11), (24, 16), (40, 28))
+GL_LEVELS_2D = ((8, 6), (12, 8), (18, 12), (26, 18))
 
 
 class TooManyDimensions(Exception):
@@ -115,6 +136,9 @@ def composite_rule(breaks, q):
     """Composite Gauss–Legendre rule for ``∫ f(z) φ(z) dz`` on [−10, 10] split at the fixed
     edges and at ``breaks`` (shape (..., nb); NaN entries ignored).  Returns nodes and weights
     (density included) of shape (..., n_nodes)."""
+    used = np.isfinite(breaks).any(axis=tuple(range(breaks.ndim - 1)))
+    if not used.all():  # breakpoints absent at every point (graded levels beyond the range)
+        breaks = breaks[..., used]
     br = np.where(np.isfinite(breaks), np.clip(breaks, -L_Z, L_Z), -L_Z)
     lead = br.shape[:-1]
     edges = np.concatenate([np.broadcast_to(FIXED_EDGES, lead + FIXED_EDGES.shape), br], axis=-1)
@@ -164,6 +188,7 @@ class QuadPlan:
     pieces: tuple | None
     kinky: bool
     kinks: tuple | None  # affine kink hyperplanes (a, b): a·x + b = 0
+    soft: tuple  # smooth transitions across hyperplanes (a, b, width)
 
 
 def _symbols(expr, atoms):
@@ -194,8 +219,9 @@ def quad_plan(expr: sp.Expr, atoms: tuple) -> QuadPlan:
             infos.append(PieceInfo(pc.coeffs, pc.func, pp, lambdify((T,) + pp, pc.func),
                                    hard, soft, cond, mu, zc))
         pieces = tuple(infos) if infos is not None else None
-    kinks = affine_kinks(expr, atoms) if kinky else ()
-    return QuadPlan(expr, tuple(atoms), params, fn, pieces, kinky, kinks)
+    kinks = affine_kinks(expr, atoms)
+    soft = affine_soft(expr, atoms) if pieces is None else ()
+    return QuadPlan(expr, tuple(atoms), params, fn, pieces, kinky, kinks, soft)
 
 
 # =========================================================================== helpers
@@ -256,23 +282,23 @@ def effective_rank(expr: sp.Expr, atoms: tuple, cov, params) -> int:
 
 
 # =========================================================================== integrators
-def _adaptive(n, levels, run):
-    """Run ``run(idx, level) -> (value, err, scale)`` on all points, then again at the next
-    level on those whose error estimate is above RTOL·scale."""
-    value = np.zeros(n)
-    err = np.full(n, np.inf)
-    idx = np.arange(n)
+def _adaptive(n, levels, run, idx=None):
+    """Run ``run(idx, level) -> (value, err, scale)`` on the points ``idx`` (default all), then
+    again at the next level on those whose error estimate is above RTOL·scale.  Returns value,
+    err and scale over all n points (points outside ``idx`` stay 0, inf, 0)."""
+    value, err, scale = np.zeros(n), np.full(n, np.inf), np.zeros(n)
+    idx = np.arange(n) if idx is None else idx
     for level in levels:
-        v, e, s = run(idx, level)
-        value[idx], err[idx] = v, e
-        bad = e > RTOL * s + 1e-300
-        idx = idx[bad]
         if idx.size == 0:
             break
-    return value, err
+        v, e, s = run(idx, level)
+        e = np.maximum(e, ROUNDOFF * s)  # no estimate is below the sums' rounding
+        value[idx], err[idx], scale[idx] = v, e, s
+        idx = idx[e > RTOL * s + 1e-300]
+    return value, err, scale
 
 
-def _gh_1d(n, evalf):
+def _gh_1d(n, evalf, idx=None):
     """``E[h(Z)]`` with ``evalf(idx, z) -> (len(idx), N)`` values at nodes ``z`` (1, N)."""
 
     def run(idx, level):
@@ -288,10 +314,10 @@ def _gh_1d(n, evalf):
         (vh, ah), (vl, _) = out
         return vh, np.abs(vh - vl), ah
 
-    return _adaptive(n, GH_LEVELS[1], run)
+    return _adaptive(n, GH_LEVELS[1], run, idx)
 
 
-def _gh_nd(n, r, evalf):
+def _gh_nd(n, r, evalf, idx=None):
     """Tensor Gauss–Hermite: ``evalf(idx, zs)`` with zs a list of r broadcastable node arrays."""
 
     def run(idx, level):
@@ -316,7 +342,7 @@ def _gh_nd(n, r, evalf):
         (vh, ah), (vl, _) = out
         return vh, np.abs(vh - vl), ah
 
-    return _adaptive(n, GH_LEVELS[r], run)
+    return _adaptive(n, GH_LEVELS[r], run, idx)
 
 
 def _unique_rows(piece, s, pflat):
@@ -366,6 +392,7 @@ def _mehler(n, f, g, s1, s2, rho, pflat):
     ug, inv_g = _unique_rows(g, s2, pflat)
     value = np.zeros(n)
     err = np.full(n, np.inf)
+    scales = np.zeros(n)
     undecided = np.arange(n)
     for li, (nh, nl) in enumerate(MEHLER_LEVELS):
         last = li == len(MEHLER_LEVELS) - 1
@@ -383,6 +410,7 @@ def _mehler(n, f, g, s1, s2, rho, pflat):
         ia, ib = inv_rf.reshape(-1), inv_rg.reshape(-1)
         est = dA[ia] * nB[ib] + nA[ia] * dB[ib] + tA[ia] * tB[ib]
         scale = nA[ia] * nB[ib]
+        scales[undecided] = scale
         ok = est <= RTOL * scale + 1e-300
         pa, pb = nA[nA > 0], nB[nB > 0]
         tol = 1e-3 * RTOL * float(pa.min()) * float(pb.min()) if pa.size and pb.size else 0.0
@@ -399,7 +427,7 @@ def _mehler(n, f, g, s1, s2, rho, pflat):
         undecided = rest[~good]
         if undecided.size == 0:
             break
-    return value, err
+    return value, err, scales
 
 
 _RHO_BINS = (0.25, 0.5, 0.7, 0.85, 0.93, 0.97, 0.99, 0.997, 1.0)
@@ -435,56 +463,97 @@ def _series(A, B, ia, ib, rho, tol):
     return out
 
 
-def _planes_1d(planes, idx):
+def _grades(planes):
+    """For each plane, how many graded breakpoints each side of its transition (see
+    :func:`_graded`) its narrowest instance needs (None for a kink)."""
+    out = []
+    for c, _, w in planes:
+        if w is None:
+            out.append(None)
+            continue
+        widths = _sdiv(w, np.linalg.norm(c, axis=-1))
+        widths = widths[np.isfinite(widths) & (widths > 0)]
+        low = max(float(widths.min()), MIN_WIDTH) if widths.size else 2 * L_Z
+        out.append(max(1, int(np.ceil(np.log2(4 * L_Z / low)))))
+    return out
+
+
+def _graded(z0, ww, grades):
+    """Breakpoints ``z0 ± ww·2^k`` (k = −1, 0, …) inside the integration range: panels that grow
+    geometrically away from a transition of width ww, so that each panel sees the transition's
+    complex singularities (tanh's poles at ±iπw/2, the branch points ``±i√ε`` of ``√(t² + ε)``)
+    at a distance comparable to its length, and Gauss–Legendre converges geometrically there
+    whatever the width (algebraic tails included)."""
+    pts = [z0]
+    resolution = 1e-13 * np.maximum(np.abs(z0), 1.0)  # finer panels would collapse onto z0
+    for k in range(grades):
+        ow = ww * 2.0 ** (k - 1)
+        ow = np.where((ow < 2 * L_Z) & (ow > resolution), ow, np.nan)
+        pts += [z0 - ow, z0 + ow]
+    return pts
+
+
+def _planes_1d(planes, idx, grades):
     """Breakpoints in z of hyperplanes ``c z = t`` (with soft widths) for points idx."""
     pts = []
-    for c, t, w in planes:
+    for (c, t, w), g in zip(planes, grades):
         cc = c[idx, 0]
         z0 = _sdiv(t[idx], cc)
-        pts.append(z0)
-        if w is not None:
-            ww = _sdiv(w[idx], np.abs(cc))
-            for o in SOFT_OFFSETS:
-                ow = np.where(o * ww < 8.0, o * ww, np.nan)
-                pts += [z0 - ow, z0 + ow]
+        if w is None:
+            pts.append(z0)
+        else:
+            pts += _graded(z0, _sdiv(w[idx], np.abs(cc)), g)
     if not pts:
         return np.empty((len(idx), 0))
     return np.stack(pts, axis=-1)
 
 
-def _composite_1d(n, planes, evalf):
+def _breaks_per_plane(grades):
+    return sum(1 if g is None else 1 + 2 * g for g in grades)
+
+
+def _weighted_only(f, w):
+    """The integrand values ``f`` with those at nodes of weight 0 (the nodes of empty panels,
+    which may sit on a kink or a removable singularity such as that of ``h/|h|``), and non-finite
+    ones at nodes of negligible weight (rounded onto such a point), set to 0."""
+    f = np.broadcast_to(f, w.shape)
+    with np.errstate(invalid="ignore"):
+        return np.where((w != 0) & (np.isfinite(f) | (w > 1e-30)), f, 0.0)
+
+
+def _composite_1d(n, planes, evalf, idx=None):
     """``E[h(Z)]`` split at the breakpoints of ``planes``; ``evalf(idx, z (c, N))``."""
+    grades = _grades(planes)
 
     def run(idx, level):
         out = []
         for q in level:
             vals, absv = np.empty(len(idx)), np.empty(len(idx))
-            nb = len(planes) * (1 + 2 * len(SOFT_OFFSETS)) + len(FIXED_EDGES)
+            nb = _breaks_per_plane(grades) + len(FIXED_EDGES)
             for sl in _chunks(len(idx), nb * q * 8 * 8):
-                z, w = composite_rule(_planes_1d(planes, idx[sl]), q)
-                f = np.broadcast_to(evalf(idx[sl], z), z.shape)
+                z, w = composite_rule(_planes_1d(planes, idx[sl], grades), q)
+                f = _weighted_only(evalf(idx[sl], z), w)
                 vals[sl] = np.einsum("cn,cn->c", f, w)
                 absv[sl] = np.einsum("cn,cn->c", np.abs(f), w)
             out.append((vals, absv))
         (vh, ah), (vl, _) = out
         return vh, np.abs(vh - vl), ah
 
-    return _adaptive(n, GL_LEVELS, run)
+    return _adaptive(n, GL_LEVELS, run, idx)
 
 
-def _composite_2d(n, planes, evalf):
+def _composite_2d(n, planes, evalf, idx=None):
     """Iterated composite rule in 2-D; ``evalf(idx, z1 (c, N1, 1), z2 (c, N1, N2))``."""
+    grades = _grades(planes)
 
     def outer_breaks(idx):
         pts = []
-        for c, t, w in planes:
+        for (c, t, w), g in zip(planes, grades):
             z0 = _sdiv(t[idx], c[idx, 0])
-            pts.append(z0)
-            if w is not None:
-                ww = _sdiv(w[idx], np.abs(c[idx, 0]))
-                for o in SOFT_OFFSETS:
-                    ow = np.where(o * ww < 8.0, o * ww, np.nan)
-                    pts += [z0 - ow, z0 + ow]
+            if w is None:
+                pts.append(z0)
+            else:
+                pts += _graded(z0, _sdiv(w[idx], np.abs(c[idx, 0])), g)
         for a in range(len(planes)):
             for b in range(a + 1, len(planes)):
                 ca, ta, _ = planes[a]
@@ -495,15 +564,13 @@ def _composite_2d(n, planes, evalf):
 
     def inner_breaks(idx, z1):
         pts = []
-        for c, t, w in planes:
+        for (c, t, w), g in zip(planes, grades):
             c1, c2 = c[idx, 0][:, None], c[idx, 1][:, None]
             z0 = _sdiv(t[idx][:, None] - c1 * z1, c2)
-            pts.append(z0)
-            if w is not None:
-                ww = _sdiv(w[idx][:, None], np.abs(c2))
-                for o in SOFT_OFFSETS:
-                    ow = np.where(o * ww < 8.0, o * ww, np.nan)
-                    pts += [z0 - ow, z0 + ow]
+            if w is None:
+                pts.append(z0)
+            else:
+                pts += _graded(z0, _sdiv(w[idx][:, None], np.abs(c2)), g)
         if not pts:
             return np.empty(z1.shape + (0,))
         return np.stack(pts, axis=-1)
@@ -511,22 +578,21 @@ def _composite_2d(n, planes, evalf):
     def run(idx, level):
         out = []
         for q in level:
-            nb1 = len(FIXED_EDGES) + len(planes) * (1 + 2 * len(SOFT_OFFSETS)) + len(planes) ** 2
-            nb2 = len(FIXED_EDGES) + len(planes) * (1 + 2 * len(SOFT_OFFSETS))
+            nb2 = len(FIXED_EDGES) + _breaks_per_plane(grades)
+            nb1 = nb2 + len(planes) ** 2
             vals, absv = np.empty(len(idx)), np.empty(len(idx))
             for sl in _chunks(len(idx), nb1 * nb2 * q * q * 8 * 8):
                 ii = idx[sl]
                 z1, w1 = composite_rule(outer_breaks(ii), q)
                 z2, w2 = composite_rule(inner_breaks(ii, z1), q)
-                f = evalf(ii, z1[:, :, None], z2)
-                f = np.broadcast_to(f, z2.shape)
+                f = _weighted_only(evalf(ii, z1[:, :, None], z2), w1[:, :, None] * w2)
                 vals[sl] = np.einsum("ca,cab->c", w1, f * w2)
                 absv[sl] = np.einsum("ca,cab->c", w1, np.abs(f) * w2)
             out.append((vals, absv))
         (vh, ah), (vl, _) = out
         return vh, np.abs(vh - vl), ah
 
-    return _adaptive(n, GL_LEVELS_2D, run)
+    return _adaptive(n, GL_LEVELS_2D, run, idx)
 
 
 # =========================================================================== dispatch
@@ -587,7 +653,30 @@ def _product_evaluator(pieces, cs, pflat, extra=None):
 
 
 def integrate(plan: QuadPlan, cov, params):
-    """``E[factor]`` and its error estimate over the batch of ``cov`` (..., k, k)."""
+    """``E[factor]`` and its error estimate over the batch of ``cov`` (..., k, k).
+
+    Parameters
+    ----------
+    plan : :class:`QuadPlan` of the factor (:func:`quad_plan`).
+    cov : array (..., k, k), the atoms' covariance at every batch point.
+    params : {Symbol: array broadcastable to the batch} values of the plan's parameters.
+
+    Returns
+    -------
+    ``(value, error)``, arrays of the batch shape; ``error`` is the absolute difference of the
+    last two rules (the error estimate of the lower one).
+
+    Raises
+    ------
+    TooManyDimensions
+        when the factor needs more dimensions than the rules here handle.
+
+    Warns
+    -----
+    AccuracyWarning
+        at batch points whose error estimate stays above ``TARGET_RTOL`` times the integrand's
+        scale ``E|F|`` after every refinement (the warning gives the worst relative error).
+    """
     cov = np.asarray(cov, dtype=float)
     batch = np.broadcast_shapes(cov.shape[:-2], *[np.shape(params[s]) for s in plan.params])
     cov = np.broadcast_to(cov, batch + cov.shape[-2:])
@@ -596,22 +685,115 @@ def integrate(plan: QuadPlan, cov, params):
     covf = cov.reshape(n, k, k)
     pflat = _flat_params(params, plan.params, batch, n)
     if plan.pieces is not None:
-        value, err = _integrate_pieces(plan, covf, pflat, n)
+        value, err, scale = _integrate_pieces(plan, covf, pflat, n)
     else:
-        value, err = _integrate_general(plan, covf, pflat, n)
+        value, err, scale = _integrate_general(plan, covf, pflat, n)
+    _warn_if_inaccurate(plan.expr, err, scale)
     return value.reshape(batch), err.reshape(batch)
+
+
+def _warn_if_inaccurate(expr, err, scale):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(scale > 0, err / scale, np.where(err > 0, np.inf, 0.0))
+    bad = ~(rel <= TARGET_RTOL)
+    if np.any(bad):
+        warnings.warn(
+            f"E[{expr}]: quadrature did not reach the target relative accuracy {TARGET_RTOL:g} "
+            f"at {int(bad.sum())} of {bad.size} batch point(s): worst error estimate "
+            f"{float(np.max(err[bad])):.3g} ({float(np.max(rel[bad])):.3g} of E|F|); the error "
+            "estimates returned with the value say by how much", AccuracyWarning, stacklevel=3)
+
+
+def _refine(n, narrow, fast, robust):
+    """``fast(idx)`` (Gauss–Hermite, Mehler) on the points without narrow features, then
+    ``robust(idx)`` (graded composite rules, or None) on the narrow points and on those where the
+    fast rule did not converge; each returns (value, err, scale) over all n points."""
+    value, err, scale = np.zeros(n), np.full(n, np.inf), np.zeros(n)
+    idx = np.flatnonzero(~narrow)
+    if idx.size:
+        v, e, sc = fast(idx)
+        value[idx], err[idx], scale[idx] = v[idx], e[idx], sc[idx]
+    redo = np.flatnonzero(narrow | (err > RTOL * scale + 1e-300))
+    if redo.size and robust is not None:
+        v, e, sc = robust(redo)
+        better = redo[~(e[redo] > err[redo])]
+        value[better], err[better], scale[better] = v[better], e[better], sc[better]
+    return value, err, scale
+
+
+def _narrow_pieces(pieces, S, pflat, n):
+    """Points where a piece has a transition narrower than NARROW standard deviations of its
+    linear form, or a singular point (a real root of the base of a negative power)."""
+    narrow = np.zeros(n, bool)
+    for j, pc in enumerate(pieces):
+        sd = np.sqrt(np.maximum(S[:, j, j], 0.0))
+        if pc.hard:
+            narrow |= sd > 0
+        for _, width in pc.soft:
+            w = np.broadcast_to(peval(width, pflat, NUMERIC), (n,)).astype(float)
+            narrow |= w < NARROW * sd
+    return narrow
+
+
+def _mehler_on(pieces, S, pflat, n):
+    """Mehler's series (:func:`_mehler`) on a subset of the points, as a ``fast`` rule."""
+
+    def fast(idx):
+        s1 = np.sqrt(np.maximum(S[idx, 0, 0], 0.0))
+        s2 = np.sqrt(np.maximum(S[idx, 1, 1], 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where((s1 > 0) & (s2 > 0), S[idx, 0, 1] / (s1 * s2), 0.0)
+        sub = {p: v[idx] for p, v in pflat.items()}
+        out = [np.zeros(n), np.full(n, np.inf), np.zeros(n)]
+        for o, x in zip(out, _mehler(len(idx), pieces[0], pieces[1], s1, s2,
+                                     np.clip(rho, -1.0, 1.0), sub)):
+            o[idx] = x
+        return tuple(out)
+
+    return fast
+
+
+def _align(G, planes):
+    """``G R`` with R a rotation of the 2-D whitened coordinates (per point) that makes the
+    narrowest transition of ``planes`` depend on the outer coordinate alone, so that the inner
+    rules need no grading towards it; G unchanged where no transition is narrow."""
+    soft = [(c, w) for c, _, w in planes if w is not None]
+    if G.shape[-1] != 2 or not soft:
+        return G
+    norms = np.stack([np.linalg.norm(c, axis=-1) for c, _ in soft], axis=-1)
+    widths = np.stack([_sdiv(w, nc) for (_, w), nc in zip(soft, norms.T)], axis=-1)
+    widths = np.where(np.isfinite(widths), widths, np.inf)
+    pick = np.argmin(widths, axis=-1)
+    rows = np.arange(len(G))
+    c = np.stack([c for c, _ in soft], axis=1)[rows, pick]
+    norm = norms[rows, pick]
+    narrow = widths[rows, pick] < NARROW
+    u = np.where(narrow[:, None] & (norm[:, None] > 0), c / np.where(norm > 0, norm, 1.0)[:, None],
+                 np.array([1.0, 0.0]))
+    R = np.stack([u, np.stack([-u[:, 1], u[:, 0]], axis=-1)], axis=-1)  # columns u, u⊥
+    return np.einsum("nkr,nrs->nks", G, R)
+
+
+def _composite(r, n, planes, evalf):
+    """The graded composite rule of dimension r ≤ 2 as a ``robust`` rule (None above 2)."""
+    if r == 1:
+        return lambda idx: _composite_1d(n, planes, lambda ii, z: evalf(ii, z), idx)
+    if r == 2:
+        return lambda idx: _composite_2d(n, planes, evalf, idx)
+    return None
 
 
 def _integrate_pieces(plan, covf, pflat, n):
     pieces = plan.pieces
     m = len(pieces)
     _, S = _linear_forms(pieces, covf, pflat, n)
-    if not plan.kinky and m == 2:
-        s1 = np.sqrt(np.maximum(S[:, 0, 0], 0.0))
-        s2 = np.sqrt(np.maximum(S[:, 1, 1], 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.where((s1 > 0) & (s2 > 0), S[:, 0, 1] / (s1 * s2), 0.0)
-        return _mehler(n, pieces[0], pieces[1], s1, s2, np.clip(rho, -1.0, 1.0), pflat)
+    smooth = not plan.kinky
+    narrow = _narrow_pieces(pieces, S, pflat, n) if smooth else None
+    if smooth and m == 2 and not narrow.any():
+        fast = _mehler_on(pieces, S, pflat, n)
+        value, err, scale = fast(np.arange(n))
+        if not np.any(err > RTOL * scale + 1e-300):
+            return value, err, scale
     if m == 1:
         G, r = np.sqrt(np.maximum(S, 0.0)), 1
     else:
@@ -620,23 +802,31 @@ def _integrate_pieces(plan, covf, pflat, n):
     if r == 0:
         G = np.zeros((n, m, 1))
     cs = [G[:, j, :] for j in range(m)]
-    if not plan.kinky:
-        if r_eff == 1:
-            return _gh_1d(n, _product_evaluator(pieces, cs, pflat))
-        if r_eff > MAX_DIMENSION:
-            raise TooManyDimensions(r_eff)
-        return _gh_nd(n, r_eff, _product_evaluator(pieces, cs, pflat))
-    if r_eff == 1:
+    planes = [p for pc, c in zip(pieces, cs) for p in _piece_planes(pc, c, pflat, n)]
+    if r_eff == 2 and (smooth or not any(pc.cond is not None for pc in pieces)):
+        G = _align(G, planes)
+        cs = [G[:, j, :] for j in range(m)]
         planes = [p for pc, c in zip(pieces, cs) for p in _piece_planes(pc, c, pflat, n)]
-        return _composite_1d(n, planes, _product_evaluator(pieces, cs, pflat))
+    evalf = _product_evaluator(pieces, cs, pflat)
+    if smooth:
+        if m == 2:
+            fast = _mehler_on(pieces, S, pflat, n)
+        elif r_eff == 1:
+            fast = lambda idx: _gh_1d(n, evalf, idx)  # noqa: E731
+        elif r_eff > MAX_DIMENSION:
+            raise TooManyDimensions(r_eff)
+        else:
+            fast = lambda idx: _gh_nd(n, r_eff, evalf, idx)  # noqa: E731
+        return _refine(n, narrow, fast, _composite(r_eff, n, planes, evalf))
+    if r_eff == 1:
+        return _composite_1d(n, planes, evalf)
     if m == r_eff and r_eff <= MAX_DIMENSION:
         cands = [j for j, pc in enumerate(pieces) if pc.cond is not None]
         if cands:
             star = max(cands, key=lambda j: (len(pieces[j].hard), j))
             return _conditioned(pieces, cs, star, pflat, n, r_eff)
     if r_eff == 2:
-        planes = [p for pc, c in zip(pieces, cs) for p in _piece_planes(pc, c, pflat, n)]
-        return _composite_2d(n, planes, _product_evaluator(pieces, cs, pflat))
+        return _composite_2d(n, planes, evalf)
     raise TooManyDimensions(r_eff)
 
 
@@ -681,6 +871,23 @@ def _general_evaluator(plan, G, pflat):
     return evalf
 
 
+def _general_planes(plan, G, pflat, n):
+    """The kinks (hard) and transitions (soft) of a general factor as planes ``c·z = t`` in
+    whitened coordinates."""
+    def plane(a, b):
+        av = np.zeros((n, len(plan.atoms)))
+        for i, c in enumerate(a):
+            if c != 0:
+                av[:, i] = np.broadcast_to(peval(c, pflat, NUMERIC), (n,))
+        return np.einsum("nk,nkr->nr", av, G), \
+            -np.broadcast_to(peval(b, pflat, NUMERIC), (n,)).astype(float)
+
+    hard = [plane(a, b) + (None,) for a, b in plan.kinks or ()]
+    soft = [plane(a, b) + (np.broadcast_to(peval(w, pflat, NUMERIC), (n,)).astype(float),)
+            for a, b, w in plan.soft]
+    return hard, soft
+
+
 def _integrate_general(plan, covf, pflat, n):
     G, r = whiten(covf)
     r_eff = max(r, 1)
@@ -688,22 +895,23 @@ def _integrate_general(plan, covf, pflat, n):
         G = np.zeros((n, len(plan.atoms), 1))
     if r_eff > MAX_DIMENSION:
         raise TooManyDimensions(r_eff)
+    hard, soft = _general_planes(plan, G, pflat, n)
+    if r_eff == 2 and soft:
+        G = _align(G, soft)
+        hard, soft = _general_planes(plan, G, pflat, n)
     evalf = _general_evaluator(plan, G, pflat)
     if plan.kinky and plan.kinks is not None and r_eff <= 2:
-        planes = []
-        for a, b in plan.kinks:
-            av = np.zeros((n, len(plan.atoms)))
-            for i, c in enumerate(a):
-                if c != 0:
-                    av[:, i] = np.broadcast_to(peval(c, pflat, NUMERIC), (n,))
-            cz = np.einsum("nk,nkr->nr", av, G)
-            t = -np.broadcast_to(peval(b, pflat, NUMERIC), (n,)).astype(float)
-            planes.append((cz, t, None))
-        if r_eff == 1:
-            return _composite_1d(n, planes, lambda idx, z: evalf(idx, z))
-        return _composite_2d(n, planes, evalf)
+        return _composite(r_eff, n, hard + soft, evalf)(np.arange(n))
     if plan.kinky and r_eff == MAX_DIMENSION:
         raise TooManyDimensions(r_eff)
+    narrow = np.zeros(n, bool)
+    for c, _, w in soft:
+        narrow |= w < NARROW * np.linalg.norm(c, axis=-1)
+    if hard:
+        narrow |= True
     if r_eff == 1:
-        return _gh_1d(n, lambda idx, z: evalf(idx, z))
-    return _gh_nd(n, r_eff, evalf)
+        fast = lambda idx: _gh_1d(n, lambda ii, z: evalf(ii, z), idx)  # noqa: E731
+    else:
+        fast = lambda idx: _gh_nd(n, r_eff, evalf, idx)  # noqa: E731
+    robust = _composite(r_eff, n, hard + soft, evalf) if plan.kinks is not None else None
+    return _refine(n, narrow, fast, robust)

@@ -9,6 +9,7 @@ initial objects.  Nothing here loops over inputs: a vector stands for its whole 
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
@@ -17,6 +18,7 @@ from .. import functions as F
 from ..errors import ProgramError
 from .expression import as_expression
 from .instructions import InitialMatrix, symbol
+from .parametrization import NTK_FIXED, NTK_HIDDEN
 from .program import Program
 
 
@@ -861,7 +863,8 @@ class BuilderProgram(Program):
     """
 
     def embed(self, X, var: float = 1.0, bias_var: float = 0.0, name: str | None = None,
-              weight: str | None = None, trainable: bool = True, family: str = "inputs") -> Var:
+              weight: str | None = None, trainable: bool = True, family: str = "inputs",
+              lr: float = 1.0, bias_lr: float = 1.0) -> Var:
         """Input layer ``h(ξ) = Uξ + b`` on the inputs ``X`` (an initial vector family).
 
         ``U_ij ~ N(0, var/d)``, ``b_i ~ N(0, bias_var)`` (NTK parametrization, ``docs/theory.md``
@@ -883,6 +886,9 @@ class BuilderProgram(Program):
         family : str
             ``"inputs"``, or a declared family (see :meth:`family`) whose member a reads row a of
             ``X``.
+        lr, bias_lr : float
+            Learning-rate multipliers λ of U and b in training (:mod:`tensorprog.ir.parametrization`,
+            :func:`tensorprog.train`).
 
         Returns
         -------
@@ -892,7 +898,7 @@ class BuilderProgram(Program):
         Raises
         ------
         ProgramError
-            On an empty or non-finite ``X``, a negative variance, or a row count that does not match
+            On an empty or non-finite ``X``, a negative variance or learning-rate multiplier, or a row count that does not match
             the program's inputs or the family.
 
         Example
@@ -904,8 +910,12 @@ class BuilderProgram(Program):
                [0.1, 1.1]])
         """
         name = name or self.fresh_name("h")
+        where = f"INPUT: {name}"
+        lr, bias_lr = _lr(lr, "lr", where), _lr(bias_lr, "bias_lr", where)
         self.add_embedding(name, X, var, bias_var, weight=weight, trainable=trainable,
                            family=family)
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr),
+                     bias_parametrization=NTK_FIXED.with_lr(bias_lr))
         return Var(self, symbol(name))
 
     def family(self, name: str, owner) -> str:
@@ -986,7 +996,7 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def matrix(self, name: str, var=1.0, trainable: bool = True, shape=None,
-               tangent=None) -> Matrix:
+               tangent=None, lr: float = 1.0) -> Matrix:
         """Initial n×n matrix with entries ``N(0, var/n)`` (TP IIb Setup B.2 (1)).
 
         With ``var`` an (N, N) covariance over the inputs and ``tangent`` the entries' tangent
@@ -1004,6 +1014,8 @@ class BuilderProgram(Program):
             Checked to be square (every matrix of a program is n×n).
         tangent : array_like, shape (N, N), optional
             Tangent kernel of a generated matrix's entries.
+        lr : float
+            Its learning-rate multiplier λ in training.
 
         Returns
         -------
@@ -1023,10 +1035,13 @@ class BuilderProgram(Program):
         >>> W @ h
         <vector h2 of 'demo'>
         """
-        self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent)
+        par = NTK_HIDDEN.with_lr(_lr(lr, "lr", f"MATRIX: {name}"))
+        self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent,
+                        parametrization=par)
         return Matrix(self, name)
 
-    def bias(self, name: str, var: float = 1.0, trainable: bool = True) -> Var:
+    def bias(self, name: str, var: float = 1.0, trainable: bool = True,
+             lr: float = 1.0) -> Var:
         """Input-independent trainable initial vector with ``N(0, var)`` coordinates (a bias).
 
         It lives in the shared family and broadcasts against input families (``docs/theory.md``
@@ -1040,6 +1055,8 @@ class BuilderProgram(Program):
             Its coordinates' variance σ_b².
         trainable : bool
             Whether it contributes to the NTK.
+        lr : float
+            Its learning-rate multiplier λ in training.
 
         Returns
         -------
@@ -1059,7 +1076,9 @@ class BuilderProgram(Program):
         >>> tp.limit(p).cov(b.name)
         array([[0.5]])
         """
+        lr = _lr(lr, "lr", f"VECTOR: {name}")
         self.add_vector(name, var, trainable=trainable, source="bias")
+        self.replace(name, parametrization=NTK_FIXED.with_lr(lr))
         return Var(self, symbol(name))
 
     def vector(self, name: str, cov=1.0, cross: dict | None = None,
@@ -1140,7 +1159,7 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def output(self, x: Var, var: float = 1.0, bias_var: float = 0.0,
-               trainable: bool = True, slots=None):
+               trainable: bool = True, slots=None, lr: float = 1.0, bias_lr: float = 1.0):
         """Readout ``f(ξ) = v·x(ξ)/√n + b_out`` with ``v_i ~ N(0, var)``, ``b_out ~ N(0, bias_var)``.
 
         The network's output (``docs/theory.md`` §3.1); its NNGP kernel is
@@ -1158,6 +1177,8 @@ class BuilderProgram(Program):
             One integer per member of x's family: one independent readout vector per slot, ``f(ξ_i)
             = Σ_{a owned by i} v_{slots[a]}·x_a/√(nP)`` (a CNN's flatten readout: the slot is the
             position).
+        lr, bias_lr : float
+            Learning-rate multipliers λ of v and b_out in training.
 
         Returns
         -------
@@ -1180,7 +1201,11 @@ class BuilderProgram(Program):
         """
         if not isinstance(x, Var) or not x.is_vector:
             raise ProgramError("OUTPUT: the readout reads a vector of the program")
-        return self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
+        lr, bias_lr = _lr(lr, "lr", "OUTPUT"), _lr(bias_lr, "bias_lr", "OUTPUT")
+        readout = self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
+        self.readout = replace(readout, parametrization=readout.parametrization.with_lr(lr),
+                               bias_parametrization=readout.bias_parametrization.with_lr(bias_lr))
+        return self.readout
 
     def var(self, name: str) -> Var:
         """Handle on the existing variable ``name``.
@@ -1211,3 +1236,15 @@ class BuilderProgram(Program):
         if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))
+
+
+def _lr(value, what: str, instruction: str) -> float:
+    """A learning-rate multiplier: a finite number ≥ 0."""
+    try:
+        ok = float(value) >= 0 and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProgramError(f"{what}={value!r}: a learning-rate multiplier must be a finite "
+                           "number ≥ 0", instruction)
+    return float(value)

@@ -16,6 +16,7 @@ form and the rewrites on top.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import networkx as nx
@@ -407,6 +408,12 @@ class ProgramGraph:
         for s in node.scalars:
             self.graph.add_edge(s, node.name, role="scalar")
         self.order.append(node.name)
+        return node
+
+    def replace(self, name: str, **changes) -> Instruction:
+        """Replace fields of the (immutable) record of ``name``, e.g. its parametrization."""
+        node = dataclasses.replace(self.node(name), **changes)
+        self.graph.nodes[name]["node"] = node
         return node
 
     def declare_inputs(self, n: int) -> None:

@@ -122,6 +122,7 @@ class Embedding(Instruction):
     weight: str = ""
     trainable: bool = True
     parametrization: Parametrization = NTK_FIXED
+    bias_parametrization: Parametrization = NTK_FIXED
 
     kind: ClassVar[str] = "vector"
     output: ClassVar[str] = "vector"
@@ -276,6 +277,7 @@ class Readout:
     trainable: bool = True
     parametrization: Parametrization = NTK_HIDDEN
     slots: tuple | None = None
+    bias_parametrization: Parametrization = NTK_FIXED
 
     @property
     def num_slots(self) -> int:

@@ -9,64 +9,220 @@ TP IIb Def. 4.2), in NTK parametrization.
   of :mod:`.terms` with ``G(a, b) = E[Z^a Z^b]``, e.g. a matrix with uses ``g = W h``:
   ``σ_W² Σ_{r,s} E[Z^{dgʳ}Z^{dgˢ}] E[Z^{hʳ}Z^{hˢ}]``.
 * NTK by path sums (TP IIb Prop. D.3): :mod:`.paths`.
+
+**Error estimates** (``with_error=True``; docs/accuracy.md).  Every kernel comes with an
+absolute error estimate array of its shape: each term ``c·Π_k G_k`` contributes
+``|c| Σ_k δG_k Π_{j≠k} |G_j|`` (δG the error estimate of the expectation that gave G: 0 for
+closed forms, the difference of two quadrature rules, the standard error of Monte Carlo), plus
+``|c Π_k G_k| · r`` with r the largest relative error of the ZHAT covariances the expectations
+were computed from (``Limit.upstream_rel_error``; the errors of limit scalars and ZDOT
+coefficients are in ``Limit.max_error`` but not propagated).  Path sums take
+``2·r'·Σ|share|`` with r' the largest relative error of any expectation
+(``Limit.max_rel_error``).  Kernels whose
+estimate exceeds :data:`TARGET_RTOL` of their largest entry raise an :class:`AccuracyWarning`.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import sympy as sp
 
+from ..errors import AccuracyWarning, LimitError
+from ..expectations.quadrature import TARGET_RTOL
 from ..ir.program import Program
 from ..limit.evaluator import Limit
 from ..resources import check_kernel
 from .backprop import backward_program
-from .paths import path_contributions
-from .terms import evaluate_term, ntk_terms, readout_term
+from .paths import path_sums
+from .terms import Term, evaluate_term, ntk_terms, readout_term, to_inputs
 
 
 def _to_output(array: np.ndarray, symbolic: bool):
     return sp.Matrix(array) if symbolic else np.asarray(array, dtype=float)
 
 
-def nngp(program: Program, symbolic: bool = False, tier: str = "auto"):
-    """Infinite-width NNGP kernel of ``program``'s output on its N inputs: an (N, N) array
-    (a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j`` with ``symbolic=True``)."""
+def nngp(program: Program, symbolic: bool = False, tier: str = "auto",
+         with_error: bool = False):
+    """Infinite-width NNGP kernel of ``program``'s output on its N inputs.
+
+    Parameters
+    ----------
+    program : a network program (with an output).
+    symbolic : closed forms only; a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j``.
+    tier : the expectation tier ("auto", "exact", "quadrature", "montecarlo").
+    with_error : also return the absolute error estimate (see the module docstring).
+
+    Numeric kernels of programs with a per-input template reuse the derivation of any earlier
+    program of the same structure (:func:`tensorprog.plan.compiled.cached_kernels`).
+
+    Returns
+    -------
+    an (N, N) array, or ``(K, error)`` with ``with_error=True`` (error an (N, N) array; zeros
+    when symbolic).
+
+    Warns
+    -----
+    AccuracyWarning
+        when the error estimate exceeds ``TARGET_RTOL`` of the kernel's largest entry.
+    """
     program.require_output()
+    if not symbolic:
+        from ..plan.compiled import cached_kernels  # the plan builds on this module
+
+        check_kernel(program, "nngp", tiled=True)
+        value = cached_kernels(program, "nngp", tier)
+        if value is not None:  # closed forms only: exact to rounding
+            return (value, np.zeros(value.shape)) if with_error else value
     check_kernel(program, "nngp")
     lim = Limit(program, symbolic=symbolic, tier=tier)
-    return _to_output(evaluate_term(readout_term(program), lim), symbolic)
+    term = readout_term(program)
+    value = evaluate_term(term, lim)
+    error = _checked_error(term_error(term, lim), value, "NNGP kernel")
+    out = _to_output(value, symbolic)
+    return (out, error) if with_error else out
 
 
 def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
-        contributions: bool = False, tier: str = "auto"):
+        contributions: bool = False, tier: str = "auto", with_error: bool = False):
     """Infinite-width NTK of ``program`` (every trainable parameter, NTK parametrization).
 
-    ``method`` is ``"backprop"`` (the backward pass written in the program) or ``"paths"``
-    (path sums, TP IIb Prop. D.3).  With ``contributions=True`` returns ``(Θ, parts)`` where
-    ``parts`` maps each parameter (and, for paths, each ``(parameter, matrix sequence)`` path
-    class) to its (N, N) share of Θ.
+    Parameters
+    ----------
+    program : a network program (with an output).
+    method : ``"backprop"`` (the backward pass written in the program), ``"paths"`` (path sums,
+        TP IIb Prop. D.3) or ``"both"``: both derivations, which must agree within
+        ``AGREEMENT`` times the sum of their error estimates; the backprop kernel is returned.
+    symbolic : closed forms only (a sympy Matrix).
+    contributions : also return ``parts``, each parameter's (and, for paths, each
+        ``(parameter, matrix sequence)`` path class's) (N, N) share of Θ.
+    tier : the expectation tier.
+    with_error : also return the absolute error estimate of Θ (module docstring).
+
+    Returns
+    -------
+    ``Θ``, then ``parts`` if ``contributions``, then ``error`` if ``with_error`` (a tuple when
+    more than Θ is asked for).
+
+    Raises
+    ------
+    LimitError
+        with ``method="both"``, when the two derivations disagree beyond their errors.
     """
+    if method not in ("backprop", "paths", "both"):
+        raise ValueError(f"method must be 'backprop', 'paths' or 'both', got {method!r}")
     program.require_output()
+    if method == "backprop" and not (symbolic or contributions):
+        from ..plan.compiled import cached_kernels  # the plan builds on this module
+
+        check_kernel(program, "ntk", tiled=True)
+        value = cached_kernels(program, "ntk", tier)
+        if value is not None:  # closed forms only: exact to rounding
+            return (value, np.zeros(value.shape)) if with_error else value
     check_kernel(program, "ntk")
-    if method == "backprop":
-        parts = ntk_contributions(program, symbolic=symbolic, tier=tier)
-    elif method == "paths":
-        parts = path_contributions(program, symbolic=symbolic, tier=tier)
+    if method == "paths":
+        parts, error = _paths(program, symbolic, tier)
     else:
-        raise ValueError(f"method must be 'backprop' or 'paths', got {method!r}")
-    total = _to_output(sum(parts.values()), symbolic)
+        parts, error = _backprop(program, symbolic, tier)
+    total = sum(parts.values(), np.zeros((program.num_inputs,) * 2))
+    if method == "both":
+        _require_agreement(program, total, error, *_paths(program, symbolic, tier))
+    error = _checked_error(error, total, f"NTK ({method})")
+    out = (_to_output(total, symbolic),)
     if contributions:
-        return total, {k: _to_output(v, symbolic) for k, v in parts.items()}
-    return total
+        out += ({k: _to_output(v, symbolic) for k, v in parts.items()},)
+    if with_error:
+        out += (error,)
+    return out if len(out) > 1 else out[0]
+
+
+#: ``method="both"`` fails where backprop and path sums differ by more than this many times the
+#: sum of their error estimates (Monte-Carlo estimates are standard errors, not bounds).
+AGREEMENT = 4.0
+
+
+def _require_agreement(program, value, error, path_parts, path_error):
+    other = sum(path_parts.values(), np.zeros(value.shape))
+    if value.dtype == object:
+        if any(sp.simplify(a - b) != 0 for a, b in zip(value.ravel(), other.ravel())):
+            raise LimitError(f"NTK of {program.name!r}: backprop and path sums disagree "
+                             "symbolically")
+        return
+    gap = np.abs(value - other)
+    allowed = AGREEMENT * (error + path_error) + 1e-12 * max(float(np.max(np.abs(value))), 1.0)
+    bad = gap > allowed
+    if np.any(bad):
+        i, j = np.unravel_index(np.argmax(np.where(bad, gap - allowed, -np.inf)), gap.shape)
+        raise LimitError(
+            f"NTK of {program.name!r}: backprop and path sums disagree at inputs ({i}, {j}) by "
+            f"{gap[i, j]:.3g} ({value[i, j]:.6g} vs {other[i, j]:.6g}), more than {AGREEMENT:g}× "
+            f"their error estimates ({error[i, j]:.3g} + {path_error[i, j]:.3g}); one "
+            "derivation's expectations are wrong: report this program")
+
+
+def _checked_error(error, value, what):
+    """The error array of a numeric kernel (zeros for a symbolic one); warns when it is above
+    the target accuracy."""
+    if value.dtype == object:
+        return np.zeros(value.shape)
+    top = float(np.max(np.abs(value), initial=0.0))
+    worst = float(np.max(error, initial=0.0))
+    if worst > TARGET_RTOL * max(top, 1e-300):
+        warnings.warn(f"the {what} is accurate to about {worst:.3g} absolute "
+                      f"({worst / max(top, 1e-300):.3g} of its largest entry), short of the "
+                      f"target {TARGET_RTOL:g}; "
+                      "with_error=True returns the error estimate of every entry",
+                      AccuracyWarning, stacklevel=3)
+    return error
+
+
+def _backprop(program, symbolic, tier):
+    """Per-parameter NTK shares by backprop and the absolute error estimate of their sum."""
+    program.require_output()
+    bw = backward_program(program)
+    lim = Limit(bw.program, symbolic=symbolic, tier=tier)
+    parts: dict[str, np.ndarray] = {}
+    error = 0.0
+    for term in ntk_terms(bw):
+        value = evaluate_term(term, lim)
+        parts[term.param] = parts[term.param] + value if term.param in parts else value
+        error = error + term_error(term, lim)
+    return parts, error
+
+
+def _paths(program, symbolic, tier):
+    """Path-sum shares and their error estimate ``2·r·Σ|share|`` (module docstring)."""
+    parts, lim = path_sums(program, symbolic=symbolic, tier=tier)
+    if symbolic:
+        return parts, 0.0
+    error = 2 * lim.max_rel_error * sum(np.abs(v) for v in parts.values())
+    return parts, error
 
 
 def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """Per-parameter NTK contributions by backprop-in-the-program (see :mod:`.terms`)."""
     program.require_output()
     check_kernel(program, "ntk")
-    bw = backward_program(program)
-    lim = Limit(bw.program, symbolic=symbolic, tier=tier)
-    parts: dict[str, np.ndarray] = {}
-    for term in ntk_terms(bw):
-        value = evaluate_term(term, lim)
-        parts[term.param] = parts[term.param] + value if term.param in parts else value
-    return parts
+    return _backprop(program, symbolic, tier)[0]
+
+
+def term_error(term: Term, lim: Limit):
+    """Absolute error estimate of :func:`evaluate_term` (module docstring): an (N, N) array."""
+    if lim.symbolic:
+        return 0.0
+    scale = np.abs(term.scale)
+    if term.tangent_pair is not None:
+        scale = scale * np.abs(lim.tangent(*term.tangent_pair))
+    mags = [np.abs(lim.cov(a, b)) for a, b in term.factors]
+    errs = [lim.cov_error(a, b) for a, b in term.factors]
+    total = scale
+    for mg in mags:
+        total = total * mg
+    error = total * lim.upstream_rel_error
+    for k, e in enumerate(errs):
+        part = scale * e
+        for j, mg in enumerate(mags):
+            if j != k:
+                part = part * mg
+        error = error + part
+    return to_inputs(lim.program, error, *term.families)

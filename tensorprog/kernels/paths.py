@@ -50,6 +50,12 @@ from .terms import evaluate_term, parameter_groups, parameter_weight, readout_te
 
 def path_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
     """``{(parameter, matrix sequence): (N, N) array}`` of path-sum NTK contributions."""
+    return path_sums(program, symbolic, tier)[0]
+
+
+def path_sums(program: Program, symbolic: bool = False, tier: str = "auto"):
+    """:func:`path_contributions` and the :class:`Limit` they were computed on (its
+    ``max_rel_error`` bounds the error of every expectation)."""
     program.require_output()
     for W in program.nodes("matrix"):
         if len({g.transpose for g in program.matmuls_of(W.name)}) == 2:
@@ -58,7 +64,8 @@ def path_contributions(program: Program, symbolic: bool = False, tier: str = "au
                 "pass, outside Prop. D.3's assumptions; use method='backprop' (which includes "
                 "the ZDOT terms of TP IIb D.4.2)")
     red = lift_cross_input(program).program.reduced()
-    return _PathSums(red, Limit(red, symbolic=symbolic, tier=tier), symbolic).contributions()
+    lim = Limit(red, symbolic=symbolic, tier=tier)
+    return _PathSums(red, lim, symbolic).contributions(), lim
 
 
 def by_parameter(parts: dict) -> dict:

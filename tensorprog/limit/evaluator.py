@@ -28,6 +28,7 @@ import sympy as sp
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
 from ..expectations.engine import NeedsMonteCarlo
+from ..expectations.singular import singular_planes, worst_singularity
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
                                Moment, Nonlin, Select)
 from ..ir.program import Program
@@ -49,6 +50,12 @@ class Limit:
         ``name -> [(coefficient leaf, σ², y, index)]``: the ZDOT terms of each MATMUL.
     scalars : dict
         ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
+    max_error : float
+        largest absolute error estimate of the expectations computed so far (kernels are
+        computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
+    max_rel_error, upstream_rel_error : float
+        largest error relative to its expectation's largest value, over all pair expectations
+        resp. over the ZHAT covariances later expectations are computed from.
     """
 
     def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
@@ -62,6 +69,10 @@ class Limit:
         self.scalars: dict[str, np.ndarray] = {}
         self.tiers_used: set[str] = set()
         self.max_error = 0.0
+        self.max_rel_error = 0.0
+        self.upstream_rel_error = 0.0
+        self._errors: dict[tuple[str, str], np.ndarray] = {}
+        self._last_error = 0.0
         self._bases: dict[str, Base] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
@@ -202,9 +213,12 @@ class Limit:
                 continue
             stack.pop()
             value = self.expect_pair(self.z[x], self.size(x), self.z[y], self.size(y))
+            error = np.broadcast_to(self._last_error, np.shape(value))
             if x == y and not self.symbolic:
                 value = (value + value.T) / 2  # exact kernels are symmetric; Monte Carlo ones too
+                error = (error + error.T) / 2
             self._pairs[(x, y)] = value
+            self._errors[(x, y)] = error
 
     def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
         """The pairs of MATMUL inputs whose covariance the ZHAT atoms of ``Z^x``, ``Z^y`` need."""
@@ -222,6 +236,16 @@ class Limit:
                         and (q.key, p.key) not in self._base_covs:
                     out.append((self.program.args(p.node)[0], self.program.args(q.node)[0]))
         return out
+
+    def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
+        """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:
+        0 for closed forms, the rule difference for quadrature, the standard error for Monte
+        Carlo; the errors of the covariances it was computed from are in ``max_rel_error``)."""
+        b = a if b is None else b
+        self.cov(a, b)
+        if (a, b) in self._errors:
+            return self._errors[(a, b)]
+        return self._errors[(b, a)].T
 
     def mean(self, name: str) -> np.ndarray:
         """``E[Z^{name}(ξ_i)]`` for each member of the family.
@@ -271,6 +295,22 @@ class Limit:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
+        atoms, cov, values = self._single_gaussian(expr, m)
+        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+
+    def _note_upstream(self, value, error):
+        """Record the relative error of a ZHAT covariance, which later expectations are computed
+        from (relative to its largest entry, a variance): ``upstream_rel_error``."""
+        if self.symbolic:
+            return
+        top = float(np.max(error, initial=0.0))
+        if top > 0:
+            self.upstream_rel_error = max(
+                self.upstream_rel_error, top / max(float(np.max(np.abs(value), initial=0.0)),
+                                                   1e-300))
+
+    def _single_gaussian(self, expr: sp.Expr, m: int):
+        """The atoms of ``expr``, their (m, k, k) covariance and the parameters' (m,) values."""
         atoms, params = self.leaves.split(expr)
         cov = self._new((m, len(atoms), len(atoms)))
         for r, s in enumerate(atoms):
@@ -280,7 +320,26 @@ class Limit:
                     si, ti = self.leaves.info[s][1], self.leaves.info[t][1]
                     cov[:, r, c] = cov[:, c, r] = block[si, ti]
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]] for q in params}
-        return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+        return atoms, cov, values
+
+    def _require_moment(self, expr: sp.Expr, m: int, power: int) -> None:
+        """Refuse a ψ whose ``power``-th absolute moment is infinite under the Gaussian of its
+        arguments (a non-integrable singularity, :mod:`tensorprog.expectations.singular`)."""
+        if self.symbolic or not singular_planes(expr, tuple(self.leaves.split(expr)[0])):
+            return
+        atoms, cov, values = self._single_gaussian(expr, m)
+        worst = worst_singularity(expr, tuple(atoms), cov, values)
+        if worst is not None and power * worst[0] <= -1 + 0.02:
+            (a, b), kappa = worst[1], worst[0]
+            form = sp.Add(*[c * s for c, s in zip(a, atoms)], b)
+            growth = "is infinite on it" if kappa == -np.inf else \
+                f"grows like |{form}|^{kappa:.3g} near it"
+            raise ExpectationError(
+                f"ψ = {expr} has an infinite {'second moment' if power == 2 else 'mean'} under "
+                f"the Gaussian of its arguments: it is singular on {form} = 0 and {growth} "
+                f"(E|ψ|^{power} is finite only for exponents above {-1 / power:g}); the Master "
+                "Theorem needs ψ with finite moments: regularise it, e.g. 1/(h² + ε) or "
+                "h/√(h² + ε)")
 
     def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
         """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
@@ -330,6 +389,7 @@ class Limit:
         # term factorises over independent atom groups; function arguments are left alone.
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
+        self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
             fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
@@ -344,8 +404,19 @@ class Limit:
             return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
-            self.max_error = max(self.max_error, float(np.max(res.error, initial=0.0)))
+            self._record_error(res.value, res.error)
         return np.broadcast_to(res.value, shape).copy()
+
+    def _record_error(self, value, error):
+        """Keep an expectation's error: the last one (for :meth:`cov_error`), the largest
+        (``max_error``) and, for pair expectations, the largest relative to the expectation's
+        largest value (``max_rel_error``; means may vanish, so they are left out)."""
+        self._last_error = error
+        top = float(np.max(error, initial=0.0))
+        self.max_error = max(self.max_error, top)
+        if top > 0 and np.ndim(value) == 2:  # covariances: their largest entry is a variance
+            self.max_rel_error = max(self.max_rel_error,
+                                     top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
 
     def _engine(self, expr, atoms, cov, params):
         options = dict(symbolic=self.symbolic, tier=self.tier, check_psd=False, montecarlo=False)
@@ -361,7 +432,7 @@ class Limit:
     def _sampled(self, estimate):
         value, err = estimate
         self.tiers_used.add("montecarlo")
-        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        self._record_error(value, err)
         return value
 
     def _block(self, s, t):
@@ -382,6 +453,7 @@ class Limit:
             xa = self.program.args(a.node)[0]
             xb = self.program.args(b.node)[0]
             out = self.matrix_var(self.program.node(a.node).matrix) * self.cov(xa, xb)
+            self._note_upstream(self.cov(xa, xb), self.cov_error(xa, xb))
         else:
             out = None
         self._base_covs[key] = out
@@ -517,7 +589,9 @@ def _(node: InitialScalar, lim: Limit) -> None:
 
 @LIMIT.rule(Nonlin)
 def _(node: Nonlin, lim: Limit) -> None:  # ZNONLIN+
-    lim.z[node.name] = lim._substitute(node, lim.size(node.name))
+    m = lim.size(node.name)
+    lim.z[node.name] = lim._substitute(node, m)
+    lim._require_moment(lim.z[node.name], m, 2)
 
 
 @LIMIT.rule(Select)
@@ -537,7 +611,9 @@ def _(node: Select, lim: Limit) -> None:  # a view of other members: re-index, 0
 @LIMIT.rule(Moment)
 def _(node: Moment, lim: Limit) -> None:  # ZMOMENT
     m = lim.size(node.name)
-    lim._scalar_base(node.name, lim.expect_single(lim._substitute(node, m), m))
+    expr = lim._substitute(node, m)
+    lim._require_moment(expr, m, 1)
+    lim._scalar_base(node.name, lim.expect_single(expr, m))
 
 
 @LIMIT.rule(MatMul)

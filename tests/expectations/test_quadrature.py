@@ -206,3 +206,49 @@ def test_rank_deficient_high_dimensional_factor_uses_quadrature():
     mc = expect(e, (u, v, w, x), C, tier="montecarlo")
     assert abs(float(q.value) - float(mc.value)) < 5 * float(mc.error)
     assert quadrature.effective_rank(e, (u, v, w, x), C, {}) == 2
+
+
+# ------------------------------------------------------------------ narrow transitions
+# True values by mpmath adaptive quadrature (30 digits), split at the transition.
+EPS = 1e-5
+NARROW_CASES = [
+    # tanh at variance 100: poles ±iπ/20 standard deviations from the real axis
+    (sp.tanh(u) ** 2, cov2(100, 0, 1), 0.920536863430516671),
+    ((1 - sp.tanh(u) ** 2) ** 2, cov2(100, 0, 1), 0.0531067877481158341),
+    # the peak of width √ε of BatchNorm over two inputs: E[(t² + ε)^-½] = e^{ε/4} K₀(ε/4)/√(2π)
+    (1 / sp.sqrt(u ** 2 + EPS), cov2(1, 0, 1), 5.19230713680727777),
+    ((EPS / (u ** 2 + EPS) ** sp.Rational(3, 2)) ** 2, cov2(1, 0, 1), 148.624525954120471),
+    # the same peak along u − v of a correlated pair (Var(u − v) = 1)
+    (1 / sp.sqrt((u - v) ** 2 + EPS), cov2(1.5, 1.0, 1.5), 5.19230713680727777),
+    (1 / sp.sqrt(u ** 2 - 2 * u * v + v ** 2 + EPS), cov2(1.5, 1.0, 1.5), 5.19230713680727777),
+]
+
+
+@pytest.mark.parametrize("expr, C, truth", NARROW_CASES)
+def test_narrow_transitions_to_1e8_with_honest_errors(expr, C, truth):
+    res = expect(expr, (u, v), C)
+    assert res.tier == "quadrature"
+    assert abs(float(res.value) - truth) <= 1e-8 * abs(truth)
+    assert abs(float(res.value) - truth) <= float(res.error) + 1e-14 * abs(truth)
+
+
+def test_wide_transitions_keep_the_fast_rules(monkeypatch):
+    """Well-scaled smooth factors never reach the graded composite rules."""
+    def fail(*args, **kwargs):
+        raise AssertionError("composite rule used")
+
+    monkeypatch.setattr(quadrature, "_composite_1d", fail)
+    monkeypatch.setattr(quadrature, "_composite_2d", fail)
+    C = np.stack([cov2(s, 0.5 * s, s) for s in (0.5, 1.0, 2.0)])
+    res = expect(sp.tanh(u) * sp.tanh(v) + sigmoid(u) ** 2, (u, v), C)
+    assert np.all(res.error < 1e-9)
+
+
+def test_unreachable_target_warns_with_the_size_of_the_error(monkeypatch):
+    from tensorprog.errors import AccuracyWarning
+
+    monkeypatch.setattr(quadrature, "RTOL", 1e-17)
+    monkeypatch.setattr(quadrature, "TARGET_RTOL", 1e-17)
+    with pytest.warns(AccuracyWarning, match="did not reach the target"):
+        res = expect(1 / sp.sqrt(u ** 2 + EPS), (u,), np.array([[1.0]]))
+    assert abs(float(res.value) - 5.19230713680727777) <= float(res.error)

@@ -1,0 +1,580 @@
+"""Executing a derived limit on two input sets at once: self blocks and cross arrays.
+
+The limit of a pair-local program is derived once, on a *template* of two inputs (one of each
+side; :mod:`.layout`).  Its Z expressions, ZDOT terms and NTK terms do not depend on the data;
+only the numbers do.  :class:`PairExecutor` evaluates them on inputs ``L`` (N₁ of them) and
+``R`` (N₂), keeping for every pair of vectors (a, b) of families with P_a and P_b members per
+input
+
+* ``l``: ``E[Z^a(L_i)_p Z^b(L_i)_q]``, an (N₁, P_a, P_b) self block (``r`` likewise on R),
+* ``x``: ``E[Z^a(L_i)_p Z^b(R_j)_q]``, the (N₁, N₂, P_a, P_b) cross array,
+* ``y``: ``E[Z^a(R_j)_p Z^b(L_i)_q]`` (the other order, needed when a ≠ b),
+
+and every Gaussian expectation reads the k × k covariance of its atoms entry by entry from these
+blocks (a :class:`BlockCov`), each entry an array that broadcasts against the pair batch: no
+(N₁, N₂, k, k) batch is assembled for closed forms, and two atoms are independent exactly when
+their atom groups say so (TP IIb Def. B.3: ZHAT families of different matrices, initial vectors
+without a given covariance), never because an array holds zeros.  Limit scalars (ZMOMENT) and
+ZDOT coefficients ``E[∂Z^x/∂Ẑ^{Wᵀy}]`` are per-input quantities, (N, P) arrays per side.
+Factors without a closed form fall to quadrature (or Monte Carlo) on the dense covariance of
+that factor only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ExpectationError
+from ..expectations import montecarlo, quadrature
+from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
+from ..expectations.decompose import plan_expectation
+from ..expectations.shim import NUMERIC
+from ..ir.instructions import Embedding, Moment
+from ..ir.program import SHARED
+from .fused import evaluate_fused, fused_form, gaussian_form2
+
+
+#: The covariance entry of two independent atoms (compared by identity: structural, not a
+#: value found in an array).
+_ZERO = 0.0
+
+
+class Unsupported(Exception):
+    """The executor does not handle this program; the caller evaluates on the union."""
+
+
+@dataclass
+class Block:
+    """Self blocks ``l`` (N₁, Pa, Pb), ``r`` (N₂, Pa, Pb) and cross arrays ``x``, ``y``
+    (N₁, N₂, Pa, Pb) of one pair of vectors or atom bases (see module docstring)."""
+
+    l: np.ndarray
+    r: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    scale: float = 1.0
+
+    def swap(self) -> "Block":
+        """The block of (b, a)."""
+        t = lambda a: np.swapaxes(a, -1, -2)
+        return Block(t(self.l), t(self.r), t(self.y), t(self.x), self.scale)
+
+    def read(self, part: str, rows, cols) -> np.ndarray:
+        """``scale · part[..., rows, cols]`` (rows, cols: the members read; a view when they
+        are one contiguous run each, as for one member per input)."""
+        arr = getattr(self, part)
+        out = arr[..., _run(rows), _run(cols)] if _is_run(rows) and _is_run(cols) else \
+            arr[..., rows, cols]
+        return out if self.scale == 1.0 else self.scale * out
+
+
+class BlockCov:
+    """``cov[..., i, j]`` of k atoms, entry by entry: arrays broadcasting against the batch
+    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms."""
+
+    def __init__(self, entries, batch):
+        self.entries = entries
+        self.k = len(entries)
+        self.shape = tuple(batch) + (self.k, self.k)
+
+    def __getitem__(self, key):
+        _, i, j = key
+        if isinstance(i, (int, np.integer)):
+            return self.entries[i][j]
+        i, j = np.asarray(i).ravel(), np.asarray(j).ravel()
+        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2])
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape)
+        for i in range(self.k):
+            for j in range(self.k):
+                out[..., i, j] = self.entries[i][j]
+        return out
+
+
+class PairExecutor:
+    """Evaluate covariances of a template limit ``lim`` on inputs ``L`` and ``R``.
+
+    Parameters
+    ----------
+    lim : Limit
+        The limit of the two-input template (:func:`.layout.retarget` of the program).
+    members : dict
+        Members per input of each family (:attr:`.layout.Layout.members`).
+    left, right : dict
+        ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
+        symmetric kernel (then ``y`` is the transpose of ``x``).
+    """
+
+    #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
+    #: :mod:`.fused` (False: the generic closed forms, for comparison).
+    fused = True
+
+    def __init__(self, lim, members, left, right=None):
+        self.lim = lim
+        self.p = lim.program
+        self.members = members
+        self.sym = right is None
+        self.data = {"l": left, "r": left if right is None else right}
+        self.n = {s: next(iter(d.values())).shape[0] for s, d in self.data.items()}
+        self.leaves = lim.leaves
+        self._blocks: dict = {}
+        self._covs: dict = {}
+        self._params: dict = {}
+        self.max_error = 0.0
+        self.tiers: set = set()
+
+    # ------------------------------------------------------------------ structure
+    def P(self, family: str) -> int:
+        """Members per input of an owned family; all members of an input-independent one."""
+        return self.members[family] if family in self.members else self.p.family_size(family)
+
+    def owned(self, family: str) -> bool:
+        return family in self.members
+
+    def _family(self, base) -> str:
+        return self.p.node(base.node).family if base.node in self.p else SHARED
+
+    def _local(self, leaf, family) -> tuple:
+        """(base, base member read by each member of one input of ``family``, base family).
+        On the template every input's members read members of the same input, so the first
+        input's view is every input's view."""
+        base, index = self.leaves.info[leaf]
+        return base, np.asarray(index[:self.P(family)]), self._family(base)
+
+    # ------------------------------------------------------------------ data
+    def _rows(self, side, node):
+        n = self.p.node(node)
+        X = self.data[side][n.data]
+        P = self.P(n.family)
+        return X.reshape(X.shape[0], P, -1)
+
+    def _embed_block(self, a, b):
+        na = self.p.node(a)
+        var, bias = na.var, na.bias_var
+        rl, rr = (self._rows("l", a), self._rows("r", a))
+        sl, sr = (self._rows("l", b), self._rows("r", b))
+        d = rl.shape[-1]
+        gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
+        cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
+        x = cross(rl, sr)
+        y = var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
+        return Block(gram(rl, sl), gram(rr, sr), x, y)
+
+    # ------------------------------------------------------------------ base covariances
+    def base_block(self, A, B):
+        """Block of two atom bases, or None when their groups make them independent."""
+        key = (A.key, B.key)
+        if key in self._blocks:
+            return self._blocks[key]
+        if (B.key, A.key) in self._blocks:
+            other = self._blocks[(B.key, A.key)]
+            return None if other is None else other.swap()
+        out = None
+        if A.kind == B.kind == "init":
+            related = A.node == B.node or (A.node, B.node) in self.p.init_cov
+            if related:
+                na, nb = self.p.node(A.node), self.p.node(B.node)
+                if isinstance(na, Embedding) and isinstance(nb, Embedding):
+                    out = self._embed_block(A.node, B.node)
+                elif not (self.owned(na.family) or self.owned(nb.family)):
+                    v = np.asarray(self.p.init_cov_of(A.node, B.node), dtype=float)[None]
+                    out = Block(v, v, v[None], v[None])
+                else:
+                    raise Unsupported(f"initial vector {A.node!r}")
+        elif A.kind == B.kind == "zhat" and A.group == B.group:
+            W = self.p.node(A.node).matrix
+            var = self.lim.matrix_var(W)
+            if isinstance(var, np.ndarray):
+                raise Unsupported(f"generated matrix {W!r}")
+            xa, xb = self.p.args(A.node)[0], self.p.args(B.node)[0]
+            c = self.cov(xa, xb)
+            out = Block(c.l, c.r, c.x, c.y, c.scale * var)
+        self._blocks[key] = out
+        return out
+
+    # ------------------------------------------------------------------ expectations
+    def _entry(self, s, slot_s, t, slot_t, sides, fams):
+        """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
+        shaped to broadcast against the batch; None when their groups are independent."""
+        bs, ls, fs = self._local(s, fams[slot_s == "b"])
+        bt, lt, ft = self._local(t, fams[slot_t == "b"])
+        blk = self.base_block(bs, bt)
+        if blk is None:
+            return None
+        side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
+        if side_s == side_t or not (self.owned(fs) and self.owned(ft)):
+            side = side_t if not self.owned(fs) else side_s
+            if slot_s == slot_t:
+                v = np.asarray(blk.scale * (blk.l if side == "l" else blk.r)[:, ls, lt])
+                v = v[:, :, None] if slot_s == "a" else v[:, None, :]
+            else:
+                v = blk.read(side, ls[:, None], lt[None, :])
+            if sides[0] != sides[1]:
+                v = v[:, None] if side == "l" else v[None, :]
+            return v
+        return blk.read("x", ls[:, None], lt[None, :])
+
+    def _param_values(self, q, slot, sides, fams):
+        base, loc, _ = self._local(q, fams[slot == "b"])
+        side = sides[slot == "b"]
+        v = self.param(base)[side][:, loc]       # (n, members)
+        v = v[:, :, None] if slot == "a" else v[:, None, :]
+        if sides[0] != sides[1]:
+            v = v[:, None] if side == "l" else v[None, :]
+        return v
+
+    def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
+        """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
+        ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        A, Pa = self.leaves.split(ea)
+        if eb is None:
+            B, Pb, prime = [], [], {}
+            expr = ea
+        else:
+            B, Pb = self.leaves.split(eb)
+            prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
+            expr = ea * eb.xreplace(prime)
+        atoms = A + [prime[s] for s in B]
+        sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+        k = len(atoms)
+        if sides[0] != sides[1]:
+            batch = (self.n["l"], self.n["r"], 1, 1)
+        else:
+            batch = (self.n[sides[0]], 1, 1)
+        entries = [[_ZERO] * k for _ in range(k)]
+        for r, (s, sl) in enumerate(sides_of):
+            for c in range(r, k):
+                t, tl = sides_of[c]
+                v = self._entry(s, sl, t, tl, sides, fams)
+                if v is None:
+                    continue
+                entries[r][c] = entries[c][r] = v
+        params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
+        params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
+        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
+                           power_exp=False, log=False)
+        expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
+        k = len(atoms)
+        zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
+        shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
+        cov = BlockCov(entries, shape)
+        cache = {}
+        total = _Sum(shape)
+        for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
+            val = peval(term.coef, params, NUMERIC)
+            for f in term.factors:
+                key = (f.expr, f.index)
+                if key not in cache:
+                    cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
+                val = val * cache[key]
+            total.add(val)
+        out = total.result()
+        if not np.all(np.isfinite(out)):
+            raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
+        return out if eb is not None else out[..., 0]
+
+    def _factor(self, f, sub, params):
+        plan = exact_plan(f.expr, f.atoms)
+        form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
+        if form is not None:
+            value = evaluate_fused(form, sub, params)
+            if value is not None:
+                self.tiers.add("exact")
+                return value
+        if plan is not None and all(_entrywise(t) for t in plan.terms):
+            self.tiers.add("exact")
+            total = 0.0
+            for t in plan.terms:
+                one = type(plan)(plan.atoms, (t,), plan.has_delta)
+                total = total + (_gaussian_form(t, sub, params, self.fused) if isinstance(t, GaussTerm)
+                                 and t.A is not None else evaluate_exact(one, sub, params,
+                                                                          NUMERIC))
+            return total
+        dense = sub.dense()
+        if plan is not None:
+            self.tiers.add("exact")
+            return evaluate_exact(plan, dense, params, NUMERIC)
+        qp = quadrature.quad_plan(f.expr, f.atoms)
+        try:
+            value, err = quadrature.integrate(qp, dense, params)
+            self.tiers.add("quadrature")
+        except quadrature.TooManyDimensions:
+            value, err = montecarlo.integrate(qp.fn, dense, params, qp.params)
+            self.tiers.add("montecarlo")
+        self.max_error = max(self.max_error, float(np.max(err, initial=0.0)))
+        return value
+
+    # ------------------------------------------------------------------ vectors and scalars
+    def cov(self, a: str, b: str) -> Block:
+        """The :class:`Block` of program vectors a and b."""
+        za, zb = self.lim.z[a], self.lim.z[b]
+        fams = (self.p.node(a).family, self.p.node(b).family)
+        # keyed by the Z expressions: vectors with one Z (a bias's gradient and its layer's)
+        # share their arrays
+        key, rev = (za, zb) + fams, (zb, za) + fams[::-1]
+        if key in self._covs:
+            return self._covs[key]
+        if rev in self._covs:
+            return self._covs[rev].swap()
+        self._resolve(a, b)
+        l = self.expect(za, zb, ("l", "l"), fams)
+        r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
+        x = self.expect(za, zb, ("l", "r"), fams)
+        same = za == zb and fams[0] == fams[1]
+        if same and self.sym:
+            x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
+        if self.sym:
+            y = np.transpose(x, (1, 0, 2, 3))
+        elif same:
+            y = np.swapaxes(x, 2, 3)
+        else:
+            y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
+        out = Block(l, r, x, y)
+        self._covs[key] = out
+        return out
+
+    def _resolve(self, a: str, b: str) -> None:
+        """Compute, bottom-up with an explicit stack, every covariance the ZHAT atoms of
+        ``Z^a`` and ``Z^b`` need (``σ_W² E[Z^x Z^y]`` of the MATMUL inputs), so that a program
+        of depth L does not recurse L levels deep (cov → ZHAT block → cov of the layer below)."""
+        stack = [(a, b)]
+        while stack:
+            x, y = stack[-1]
+            missing = [d for d in self._zhat_inputs(x, y) if d != (x, y)]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            if (x, y) != (a, b):
+                self.cov(x, y)
+
+    def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
+        """The pairs of MATMUL inputs whose blocks the ZHAT atoms of ``Z^x``, ``Z^y`` need and
+        that are not computed yet."""
+        bases = {}
+        for name in (x, y):
+            for s in self.leaves.split(self.lim.z[name])[0]:
+                base = self.leaves.info[s][0]
+                if base.kind == "zhat":
+                    bases[base.key] = base
+        bases = list(bases.values())
+        out = []
+        for i, p in enumerate(bases):
+            for q in bases[i:]:
+                if p.group == q.group and (p.key, q.key) not in self._blocks \
+                        and (q.key, p.key) not in self._blocks:
+                    pair = (self.p.args(p.node)[0], self.p.args(q.node)[0])
+                    if not self._has_cov(*pair):
+                        out.append(pair)
+        return out
+
+    def _has_cov(self, a: str, b: str) -> bool:
+        za, zb = self.lim.z[a], self.lim.z[b]
+        fams = (self.p.node(a).family, self.p.node(b).family)
+        return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
+
+    def param(self, base) -> dict:
+        """Values ``{"l": (N₁, P), "r": (N₂, P)}`` of a parameter base (a limit scalar, a mask,
+        a ZDOT coefficient)."""
+        if base.key in self._params:
+            return self._params[base.key]
+        kind = base.key.split(":")[0]
+        if kind == "param" and isinstance(self.p.node(base.node), Moment):
+            fam = self._family(base)
+            expr = self.lim.z_of(self.p.node(base.node).expr, self.p.family_size(fam))
+            vals = {s: self.expect(expr, None, (s, s), (fam, fam)) for s in ("l", "r")}
+        elif kind in ("param", "mask"):
+            fam = self._family(base)
+            v = np.asarray(base.values, dtype=float)[:self.P(fam)][None, :]
+            vals = {"l": v, "r": v}
+        elif kind == "coef":
+            vals = self._zdot_coef(base)
+        else:  # pragma: no cover
+            raise Unsupported(base.key)
+        if self.sym:
+            vals["r"] = vals["l"]
+        self._params[base.key] = vals
+        return vals
+
+    def _zdot_coef(self, base):
+        """``E[∂Z^x/∂Ẑ]`` of a ZDOT term (Remark B.5; Stein's form B.6 where a step is hit)."""
+        name = base.node
+        x = self.p.args(name)[0]
+        leaf = base.key.split(":", 2)[2]
+        zx = self.lim.z[x]
+        atoms, _ = self.leaves.split(zx)
+        s = next(a for a in atoms if a.name == leaf)
+        d = sp.diff(zx, s)
+        if not d.has(sp.DiracDelta):
+            fam = self.p.node(name).family
+            return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}
+        raise Unsupported("Stein-form ZDOT coefficient")
+
+
+
+
+@lru_cache(maxsize=4096)
+def linear_forms(expr: sp.Expr, atoms: tuple):
+    """Every linear form ``ℓ = Σ_t c_t x_t`` (two atoms or more) that a nonlinearity of ``expr``
+    reads (its argument, or the base of a power such as the ``ℓ²`` of ``exp(−ℓ²)``), as a new
+    atom: ``(expr', atoms', forms)`` with ``forms[u] = ((t, c_t), …)`` over the
+    positions of ``atoms``.  Atoms that then occur nowhere else are dropped.  A Gaussian
+    expectation only sees the covariance of the forms, so the closed forms read one variance
+    per form instead of regressing the atoms on it."""
+    aset = set(atoms)
+    position = {a: i for i, a in enumerate(atoms)}
+    forms, sub = {}, {}
+    apps = [(app, app.args[0], lambda a, x: a.func(x))
+            for app in expr.atoms(sp.Function) if len(app.args) == 1]
+    apps += [(pw, pw.base, lambda a, x: sp.Pow(x, a.exp)) for pw in expr.atoms(sp.Pow)]
+    for app, arg, rebuild in sorted(apps, key=lambda t: sp.default_sort_key(t[0])):
+        if not arg.free_symbols & aset:
+            continue
+        const, rest = arg.as_independent(*atoms, as_Add=True)
+        terms = []
+        for t in sp.Add.make_args(rest):
+            coef, atom = t.as_independent(*atoms, as_Mul=True)
+            if atom not in aset:
+                break
+            terms.append((position[atom], coef))
+        else:
+            if len(terms) < 2:
+                continue
+            key = tuple(sorted(terms, key=lambda x: x[0]))
+            if key not in forms:
+                forms[key] = sp.Symbol(f"u{len(forms)}_{abs(hash(key)) % 10**6}", real=True)
+            sub[app] = rebuild(app, const + forms[key])
+    if not forms:
+        return expr, atoms, ()
+    new = expr.xreplace(sub)
+    kept = tuple(a for a in atoms if a in new.free_symbols)
+    spec = tuple((u, key) for key, u in forms.items())
+    return new, kept + tuple(u for u, _ in spec), spec
+
+
+def _collapse(expr, atoms, entries, params):
+    """:func:`linear_forms` applied, with the covariance entries of the new atoms."""
+    new, new_atoms, spec = linear_forms(expr, atoms)
+    if not spec:
+        nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
+                   if entries[r][c] is not _ZERO}
+        return expr, atoms, entries, nonzero
+    position = {a: i for i, a in enumerate(atoms)}
+    coefs = {u: [(t, peval(c, params, NUMERIC)) for t, c in key] for u, key in spec}
+
+    def column(u, j):
+        """cov(u, atoms[j])."""
+        out = _ZERO
+        for t, c in coefs[u]:
+            if entries[t][j] is not _ZERO:
+                out = out + c * entries[t][j]
+        return out
+
+    def cov(a, b):
+        if a in coefs and b in coefs:
+            out = _ZERO
+            for t, c in coefs[a]:
+                col = column(b, t)
+                if col is not _ZERO:
+                    out = out + c * col
+            return out
+        if a in coefs:
+            return column(a, position[b])
+        if b in coefs:
+            return column(b, position[a])
+        return entries[position[a]][position[b]]
+
+    k = len(new_atoms)
+    out = [[_ZERO] * k for _ in range(k)]
+    nonzero = set()
+    for r in range(k):
+        for c in range(r, k):
+            v = cov(new_atoms[r], new_atoms[c])
+            out[r][c] = out[c][r] = v
+            if r != c and v is not _ZERO:
+                nonzero.add((r, c))
+    return new, list(new_atoms), out, nonzero
+
+
+class _Sum:
+    """A sum of the terms of an expectation over a batch of ``shape``, accumulated in place
+    in one array of that shape once a term spans it (the terms are fresh products or cached
+    factors, which are never written to)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.total = 0.0
+        self.owned = False
+
+    def add(self, val):
+        if self.owned and np.shape(val) != () and np.ndim(val) <= len(self.shape) and \
+                not np.iscomplexobj(val):
+            self.total += val
+            return
+        total = self.total + val
+        self.owned = isinstance(total, np.ndarray) and total.shape == self.shape and \
+            total.dtype == float and total is not val
+        self.total = total
+
+    def result(self) -> np.ndarray:
+        if self.owned:
+            return self.total
+        return np.broadcast_to(self.total, self.shape).astype(float)
+
+
+def _is_run(index) -> bool:
+    """Whether an index array (a column or a row) reads one contiguous run of members."""
+    flat = np.asarray(index).ravel()
+    return len(flat) > 0 and bool(np.all(np.diff(flat) == 1)) and flat[0] >= 0
+
+
+def _run(index):
+    flat = np.asarray(index).ravel()
+    return slice(int(flat[0]), int(flat[0]) + len(flat))
+
+
+def _entrywise(term) -> bool:
+    """Whether a closed-form term reads its covariance entry by entry: every kink term, and the
+    Gaussian forms ``c·exp(xᵀAx + c₀)`` of at most three atoms (:func:`_gaussian_form`)."""
+    if not isinstance(term, GaussTerm) or term.A is None:
+        return True
+    constant = len(term.poly) == 1 and not any(term.poly[0][0])
+    return constant and term.b is None and len(term.A) <= 3
+
+
+_INFINITE_FORM = ("the expectation of a Gaussian-exponential form exp(xᵀAx + …) is infinite (an "
+                  "eigenvalue of ΣA is ≥ 1/2)")
+
+
+def _gaussian_form(term, cov, params, fused=True):
+    """``E[c·exp(xᵀAx + c₀)] = c·e^{c₀}·det(I − 2ΣA)^{−1/2}`` (completing the square, TP IIb
+    App. B's Gaussian integrals), the determinant expanded entry by entry (two atoms: by the
+    fused kernel of :mod:`.fused` unless ``fused`` is False)."""
+    k = len(term.A)
+    A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
+    coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
+    if fused and k == 2 and not any(np.ndim(a) for row in A for a in row):
+        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A)
+        if det is not None:
+            if np.isnan(det).any():
+                raise ExpectationError(_INFINITE_FORM)
+            return np.real(coef) * det
+    M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
+          for j in range(k)] for i in range(k)]
+    # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they
+    # are all positive exactly when their elementary symmetric functions are (trace, sum of
+    # the principal 2 × 2 minors, determinant)
+    minor = lambda i, j: M[i][i] * M[j][j] - M[i][j] * M[j][i]
+    sym = [sum(M[i][i] for i in range(k))]
+    if k >= 2:
+        sym.append(sum(minor(i, j) for i in range(k) for j in range(i + 1, k)))
+    if k == 3:
+        sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
+                   + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
+    if any(np.any(np.asarray(e) <= 0) for e in sym):
+        raise ExpectationError(_INFINITE_FORM)
+    return np.real(coef) / np.sqrt(sym[-1])

@@ -1,0 +1,152 @@
+"""The same training run at finite width n: explicit weights, NumPy, many seeds at once.
+
+Every tensor is held as its parameter ``w ~ N(0, n^{-2b})`` with the multiplier
+``σ n^{-a}/√F_c`` and trained by ``w ← w − η λ n^{-c} ∂L/∂w`` (:mod:`.parametrization`), so a
+gauge-transformed pair of parametrizations computes the same numbers (exactly so when the
+width is a power of 4).  Arrays carry a leading seed axis; seeds are processed in chunks that
+fit in memory, and every seed draws its weights from its own generator, so results do not
+depend on the chunking.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..functions import lambdify
+from ..ir.program import symbol
+from .structure import Network, derivative
+
+_CHUNK_BYTES = 256 * 2**20
+
+
+def _shape(net: Network, tensor, n: int) -> tuple:
+    role = tensor.role
+    if role == "input":
+        step = next(st for st in net.steps if st.weight == tensor.name)
+        return (n, step.data.shape[1])
+    return {"hidden": (n, n), "bias": (n,), "output": (n,), "output_bias": ()}[role]
+
+
+def _draw(net: Network, par, n: int, seeds) -> dict:
+    """Parameters ``w`` of every tensor for each seed: ``{name: (S, ...)}``."""
+    out = {k: [] for k in net.tensors}
+    for seed in seeds:
+        rng = np.random.default_rng([int(seed), 20240917])
+        for name, tensor in net.tensors.items():
+            b = float(par.abc(tensor.role)[1])
+            out[name].append(rng.standard_normal(_shape(net, tensor, n)) * float(n) ** (-b))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+class FiniteTrainer:
+    """Gradient descent of ``net`` at width ``n`` under the abc-parametrization ``par``."""
+
+    def __init__(self, net: Network, par, n: int, lr: float, loss, y: dict, batches):
+        self.net, self.par, self.n, self.lr = net, par, int(n), float(lr)
+        self.loss_grad = loss.numeric_grad()
+        self.y, self.batches = y, batches
+        self.mult, self.rate = {}, {}
+        for name, t in net.tensors.items():
+            a, _, c = (float(x) for x in par.abc(t.role))
+            self.mult[name] = np.sqrt(t.var / t.fan_in) * float(n) ** (-a)
+            self.rate[name] = (self.lr * t.lr) * float(n) ** (-c) if t.trainable else 0.0
+        self.psi, self.dpsi = {}, {}
+        for st in net.steps:
+            if st.kind == "nonlin":
+                names = [f"_a{i}" for i in range(len(st.args))]
+                args = [st.args[i] for i in range(len(st.args))]
+                sub = {symbol(a): symbol(b) for a, b in zip(args, names)}
+                expr = st.expr.xreplace(sub)
+                self.psi[st.name] = lambdify(names, expr, np)
+                self.dpsi[st.name] = [lambdify(names, derivative(st.expr, a).xreplace(sub), np)
+                                      for a in args]
+
+    def bytes_per_seed(self) -> int:
+        n, N = self.n, self.net.num_inputs
+        vectors = sum(1 for st in self.net.steps if st.kind != "matrix")
+        mats = len(self.net.matrices)
+        return 8 * (3 * mats * n * n + 4 * vectors * N * n)
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, w: dict) -> tuple[dict, np.ndarray]:
+        net, m = self.net, self.mult
+        vals = {}
+        for st in net.steps:
+            if st.kind == "embed":
+                U, b = m[st.weight] * w[st.weight], m[st.bias] * w[st.bias]
+                vals[st.name] = np.einsum("snd,Nd->sNn", U, st.data) + b[:, None, :]
+            elif st.kind == "bias":
+                vals[st.name] = (m[st.name] * w[st.name])[:, None, :]
+            elif st.kind == "matmul":
+                W = m[st.matrix] * w[st.matrix]
+                spec = "sji,sNj->sNi" if st.transpose else "sij,sNj->sNi"
+                vals[st.name] = np.einsum(spec, W, vals[st.args[0]])
+            elif st.kind == "nonlin":
+                out = self.psi[st.name](*[vals[a] for a in st.args])
+                vals[st.name] = np.broadcast_to(out, np.broadcast_shapes(
+                    *[vals[a].shape for a in st.args]))
+        v, vb = m["v"] * w["v"], m["v_b"] * w["v_b"]
+        f = np.einsum("sNn,sn->sN", vals[net.readout], v) + vb[:, None]
+        return vals, f
+
+    def _gradients(self, w: dict, vals: dict, f: np.ndarray, batch) -> dict:
+        net, m = self.net, self.mult
+        B = np.asarray(batch)
+        yb = np.array([self.y[j] for j in batch])
+        chi = self.loss_grad(f[:, B], yb[None, :]) / len(B) * np.ones((f.shape[0], len(B)))
+        sub = {k: (a[:, B] if a.shape[1] > 1 else a) for k, a in vals.items()}
+        G = {net.readout: chi[:, :, None] * (m["v"] * w["v"])[:, None, :]}
+        grads = {"v": np.einsum("sB,sBn->sn", chi, sub[net.readout]), "v_b": chi.sum(1)}
+        for st in reversed(net.steps):
+            g = G.pop(st.name, None)
+            if g is None or st.kind == "matrix":
+                continue
+            if st.kind == "nonlin":
+                for a, d in zip(st.args, self.dpsi[st.name]):
+                    part = d(*[sub[x] for x in st.args]) * g
+                    G[a] = G.get(a, 0) + part
+            elif st.kind == "matmul":
+                W = m[st.matrix] * w[st.matrix]
+                x = sub[st.args[0]]
+                x = np.broadcast_to(x, g.shape)
+                if st.transpose:
+                    G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sji,sBi->sBj", W, g)
+                    dW = np.einsum("sBi,sBj->sji", g, x)
+                else:
+                    G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sij,sBi->sBj", W, g)
+                    dW = np.einsum("sBi,sBj->sij", g, x)
+                grads[st.matrix] = grads.get(st.matrix, 0) + dW
+            elif st.kind == "embed":
+                grads[st.weight] = np.einsum("sBi,Bd->sid", g, st.data[B])
+                grads[st.bias] = g.sum(1)
+            elif st.kind == "bias":
+                grads[st.name] = g.sum(1)
+        return grads
+
+    def run(self, seeds, record=None) -> np.ndarray:
+        """Outputs ``(S, steps + 1, N)`` of the run for each seed; ``record`` (a list of
+        vector names) also returns ``{name: (S, steps + 1, N, n)}`` of those vectors."""
+        out, kept = [], {k: [] for k in (record or [])}
+        per = max(1, _CHUNK_BYTES // max(1, self.bytes_per_seed()))
+        seeds = list(seeds)
+        for start in range(0, len(seeds), per):
+            w = _draw(self.net, self.par, self.n, seeds[start:start + per])
+            fs, vs = [], {k: [] for k in kept}
+            for t in range(len(self.batches) + 1):
+                vals, f = self._forward(w)
+                fs.append(f)
+                for k in kept:
+                    vs[k].append(np.broadcast_to(vals[k], vals[k].shape[:1] + (
+                        self.net.num_inputs, self.n)).copy())
+                if t == len(self.batches):
+                    break
+                grads = self._gradients(w, vals, f, self.batches[t])
+                for name, g in grads.items():
+                    if self.rate[name]:
+                        w[name] = w[name] - self.rate[name] * (self.mult[name] * g)
+            out.append(np.stack(fs, axis=1))
+            for k in kept:
+                kept[k].append(np.stack(vs[k], axis=1))
+        fs = np.concatenate(out)
+        if record:
+            return fs, {k: np.concatenate(v) for k, v in kept.items()}
+        return fs

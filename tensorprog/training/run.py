@@ -1,0 +1,334 @@
+"""``tp.train``: a gradient-descent run of a network program, in the infinite-width limit and at
+finite width."""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TrainingError
+from ..ir.program import Program, symbol
+from ..limit import Limit as BaseLimit
+from .evaluation import TrainingLimit as Limit
+from .finite import FiniteTrainer
+from .losses import make_loss
+from .parametrization import AbcParametrization, ntk_parametrization, resolve
+from .structure import read_network
+from .unroll import unroll
+
+
+@dataclass
+class FiniteRun:
+    """A run at finite width: ``samples`` (S, steps + 1, N) outputs per seed, their ``mean``,
+    ``cov`` (steps + 1, N, N) over seeds and the standard error ``stderr`` of the mean."""
+
+    width: int
+    samples: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.samples.mean(axis=0)
+
+    @property
+    def stderr(self) -> np.ndarray:
+        S = self.samples.shape[0]
+        return self.samples.std(axis=0, ddof=1) / np.sqrt(S)
+
+    @property
+    def cov(self) -> np.ndarray:
+        d = self.samples - self.mean
+        return np.einsum("sti,stj->tij", d, d) / (self.samples.shape[0] - 1)
+
+
+def _indices(values, N: int, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise TrainingError(f"train: {what} must be a non-empty list of input indices, got "
+                            f"{values!r}")
+    if arr.min() < 0 or arr.max() >= N:
+        bad = int(arr.max() if arr.max() >= N else arr.min())
+        raise TrainingError(f"train: {what} holds index {bad} outside [0, {N}) (the program "
+                            f"has {N} inputs)")
+    if len(set(arr.tolist())) != arr.size:
+        raise TrainingError(f"train: {what} repeats an index")
+    return arr.astype(int)
+
+
+class TrainingRun:
+    """A gradient-descent run of a program (:func:`train`).  ``mean`` (steps + 1, N) and
+    ``cov`` (steps + 1, N, N) are the limit outputs over initialisations, ``program`` the
+    unrolled NETSOR⊤+ program; :meth:`simulate` and :meth:`validate` run it at finite width."""
+
+    def __init__(self, program: Program, y, train, steps, lr, loss, parametrization, batches,
+                 tier, strict=False):
+        N = program.num_inputs
+        self.net = read_network(program)
+        self.parametrization = parametrization or ntk_parametrization()
+        if not isinstance(self.parametrization, AbcParametrization):
+            raise TrainingError("parametrization must be a preset such as "
+                                "tp.ntk_parametrization(), tp.mup() or tp.yaida(s)")
+        self.regime = resolve(self.parametrization)
+        self.train_idx = _indices(list(range(N)) if train is None else train, N, "train")
+        y = np.asarray(y, dtype=float)
+        if y.ndim != 1 or len(y) != len(self.train_idx):
+            raise TrainingError(f"train: targets y have shape {y.shape} but {len(self.train_idx)}"
+                                " training inputs were given; pass one target per training "
+                                "input, in the order of train=")
+        if not np.all(np.isfinite(y)):
+            raise TrainingError("train: targets y contain NaN or infinity")
+        self.y = {int(j): float(v) for j, v in zip(self.train_idx, y)}
+        if not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
+            raise TrainingError(f"train: the learning rate lr={lr!r} must be a finite number > 0")
+        self.lr = float(lr)
+        if batches is None:
+            if not isinstance(steps, numbers.Integral) or steps < 0:
+                raise TrainingError(f"train: steps={steps!r} must be a whole number ≥ 0")
+            batches = [self.train_idx] * int(steps)
+        else:
+            if steps is not None and len(batches) != steps:
+                raise TrainingError(f"train: batches= holds {len(batches)} index arrays but "
+                                    f"steps={steps}; give one batch per step")
+            batches = [_indices(b, N, f"batch {k}") for k, b in enumerate(batches)]
+            for k, b in enumerate(batches):
+                extra = sorted(set(b.tolist()) - set(self.y))
+                if extra:
+                    raise TrainingError(f"train: batch {k} holds inputs {extra} that are not "
+                                        "training inputs (train=)")
+        self.batches = batches
+        self.steps = len(batches)
+        self.loss = make_loss(loss)
+        self.tier, self.strict = tier, bool(strict)
+        self.program_in = program
+        self.rates = self._rates()
+        self.unrolled = unroll(self.net, self.rates, self.loss, self.y, self.batches,
+                               self.regime.feature_learning,
+                               f0={} if self.regime.random_outputs else None)
+        self._mean = self._cov = None
+        self._error = 0.0
+
+    def _rates(self) -> dict:
+        """``η λ σ² / F_c`` of every tensor in the limit (0 when frozen or not trained)."""
+        active = self.regime.active
+        return {name: (self.lr * t.lr * t.var / t.fan_in
+                       if t.trainable and active[t.role] else 0.0)
+                for name, t in self.net.tensors.items()}
+
+    @property
+    def program(self) -> Program:
+        """The unrolled training run as a NETSOR⊤+ program (print it for the textual form)."""
+        return self.unrolled.program
+
+    # ------------------------------------------------------------------ limit
+    def _deltas(self, f0: dict | None) -> np.ndarray:
+        """Limit outputs (steps + 1, N) of the program, conditioned on ``f0`` when given."""
+        un = self.unrolled
+        q = un.program
+        if f0 is not None:
+            q = q.copy()
+            for j, name in un.f0.items():
+                q.replace(name, value=float(f0.get(j, 0.0)))
+        # the kernel regime's products of δ-sums are distributed (.evaluation); the
+        # feature-learning program's vectors are nonlinear and are taken as they are
+        lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
+        self._error = max(self._error, lim.max_error)
+        N = self.net.num_inputs
+        out = np.zeros((self.steps + 1, N))
+        for t, o in enumerate(un.outputs):
+            if o is None:
+                continue
+            out[t] = _value(o, lim, N)
+        return out
+
+    def _evaluate(self):
+        N = self.net.num_inputs
+        if not self.regime.random_outputs:
+            self._mean = self._deltas(None)
+            self._cov = np.zeros((self.steps + 1, N, N))
+            return
+        K = self.nngp()
+        base = self._deltas({})
+        train = sorted(self.unrolled.f0)
+        if self.loss.affine:
+            J = np.zeros((self.steps + 1, N, N))
+            for j in train:
+                J[:, :, j] = self._deltas({j: 1.0}) - base
+            A = np.eye(N)[None] + J
+            self._mean = base
+            self._cov = A @ K @ A.transpose(0, 2, 1)
+            self._check_rate(J)
+        else:
+            raise TrainingError(
+                f"train: the loss {self.loss.name} has a derivative that is not affine in f; "
+                "with random initial outputs (s = 0) the trained outputs are not Gaussian and "
+                "tensorprog evaluates them for MSE-like losses only; use s > 0 (e.g. "
+                "tp.yaida(s=0.5)) or the MSE")
+
+    def _check_rate(self, J: np.ndarray) -> None:
+        """Full-batch MSE in the NTK limit: the first step is ``f_1 = f_0 − (η/m) Θ (f_0 − y)``,
+        so ``J_1`` on the training points is ``−(η/m) Θ``; compare η with ``2m/λ_max``
+        (:func:`tensorprog.predict.check_learning_rate`)."""
+        from ..errors import PredictionError
+        from ..predict import check_learning_rate
+
+        tr = np.sort(self.train_idx)
+        if self.steps == 0 or self.loss.name != "mse" or \
+                not np.array_equal(np.sort(self.batches[0]), tr):
+            return
+        Th = -len(tr) / self.lr * J[1][np.ix_(tr, tr)]
+        try:
+            check_learning_rate(self.lr, (Th + Th.T) / 2, strict=self.strict)
+        except PredictionError as e:
+            raise TrainingError(f"train: {e}") from None
+
+    def nngp(self) -> np.ndarray:
+        """Covariance (N, N) of the initial outputs in the limit (0 unless s = 0)."""
+        from ..kernels import nngp
+
+        if not self.regime.random_outputs:
+            return np.zeros((self.net.num_inputs,) * 2)
+        K = nngp(self.program_in, tier=self.tier)
+        if not self.regime.random_bias:
+            K = K - self.net.tensors["v_b"].var
+        return K
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(steps + 1, N): the limit outputs f_t on every input, mean over initialisations."""
+        if self._mean is None:
+            self._evaluate()
+        return self._mean
+
+    @property
+    def limit_error(self) -> float:
+        """The evaluator's largest error estimate of an expectation in the limit (0 when every
+        expectation was exact; a Monte Carlo standard error otherwise)."""
+        self.mean
+        return self._error
+
+    @property
+    def cov(self) -> np.ndarray:
+        """(steps + 1, N, N): their covariance over initialisations (0 where deterministic)."""
+        if self._cov is None:
+            self._evaluate()
+        return self._cov
+
+    def feature_change(self, name: str, width: int | None = None, seeds: int = 32,
+                       seed: int = 0):
+        """How far the hidden vector ``name`` moves: ``‖x_t − x_0‖²/n`` at every step.
+
+        Without ``width``, its infinite-width limit, an (steps + 1, N) array: Θ(1) with feature
+        learning (s = 1, the MOMENT ``avg((x_t − x_0)²)`` of the unrolled program), 0 in the
+        kernel regime (s < 1, where it is ``n^{-(1−s)}`` times a Θ(1) number).  With ``width``,
+        the same quantity of the finite network, a :class:`FiniteRun` over ``seeds`` seeds.
+
+        Raises
+        ------
+        TrainingError : ``name`` is not a vector of the network.
+        """
+        if name not in {st.name for st in self.net.steps if st.kind != "matrix"}:
+            raise TrainingError(f"feature_change: {name!r} is not a vector of the network "
+                                f"{self.net.name!r}")
+        N = self.net.num_inputs
+        if width is not None:
+            _, kept = self.trainer(width).run(range(seed, seed + seeds), record=[name])
+            x = kept[name]
+            return FiniteRun(int(width), ((x - x[:, :1]) ** 2).mean(axis=-1))
+        out = np.zeros((self.steps + 1, N))
+        if not self.regime.feature_learning:
+            return out
+        q = self.unrolled.program.copy()
+        names = []
+        for t, vecs in enumerate(self.unrolled.vectors):
+            if t and vecs[name] != name:
+                m = q.fresh_name("move")
+                q.add_inferred("moment", m, (symbol(vecs[name]) - symbol(name)) ** 2)
+                names.append((t, m))
+        lim = BaseLimit(q, tier=self.tier)
+        for t, m in names:
+            out[t] = np.broadcast_to(lim.scalar(m), (N,))
+        return out
+
+    # ------------------------------------------------------------------ finite width
+    def trainer(self, width: int) -> FiniteTrainer:
+        if not isinstance(width, numbers.Integral) or width < 1:
+            raise TrainingError(f"simulate: width={width!r} must be a positive integer")
+        return FiniteTrainer(self.net, self.parametrization, int(width), self.lr, self.loss,
+                             self.y, self.batches)
+
+    def simulate(self, width: int, seeds: int = 32, seed: int = 0) -> FiniteRun:
+        """The same run at width ``width`` for ``seeds`` initialisations (seeds
+        ``seed, seed + 1, …``): a :class:`FiniteRun`."""
+        if not isinstance(seeds, numbers.Integral) or seeds < 2:
+            raise TrainingError(f"simulate: seeds={seeds!r} must be a whole number ≥ 2")
+        fs = self.trainer(width).run(range(seed, seed + seeds))
+        return FiniteRun(int(width), fs)
+
+    def validate(self, widths=(256, 512, 1024, 2048), seeds: int = 32, seed: int = 0):
+        """Finite width against the limit: a :class:`.validate.TrajectoryReport`."""
+        from .validate import validate_run
+
+        return validate_run(self, widths, seeds, seed)
+
+    def __repr__(self) -> str:
+        return (f"<TrainingRun of {self.net.name!r}: {self.steps} steps, "
+                f"{self.parametrization.name}, loss {self.loss.name}>")
+
+
+def _value(o, lim: Limit, N: int) -> np.ndarray:
+    """Evaluate an output expression (a sympy expression in scalars of the program)."""
+    import sympy as sp
+
+    expr = sp.sympify(o)
+    syms = sorted(expr.free_symbols, key=str)
+    if not syms:
+        return np.full(N, float(expr))
+    vals = [np.broadcast_to(np.asarray(lim.scalar(s.name), dtype=float), (N,)) for s in syms]
+    return np.broadcast_to(sp.lambdify(syms, expr, "numpy")(*vals), (N,)).astype(float)
+
+
+def train(program: Program, y, train=None, steps: int | None = None, lr: float = 1.0,
+          loss="mse", parametrization: AbcParametrization | None = None, batches=None,
+          tier: str = "auto", strict: bool = False) -> TrainingRun:
+    """Gradient descent on ``program``'s network, unrolled into a NETSOR⊤+ program and taken
+    to the infinite-width limit (TP IIb App. D.1).
+
+    Parameters
+    ----------
+    program : a network program with an output (``p.output``).
+    y : targets, one per training input (in the order of ``train``).
+    train : indices of the training inputs (default: every input); the others are test points.
+    steps : number of full-batch steps (or the length of ``batches``).
+    lr : global learning rate η > 0.
+    loss : ``"mse"`` (mean over the batch of ½(f − y)²), ``"bce"``, or a sympy expression in
+        ``f`` and ``y`` (:mod:`.losses`).
+    parametrization : an :class:`AbcParametrization` (default NTK).
+    batches : one array of training-input indices per step (SGD); default full batch.
+    tier : expectation tier of the Master-Theorem evaluator.
+    strict : in the NTK limit with full-batch MSE, raise instead of warning when
+        ``lr > 4m/λ_max`` of the NTK on the training points.
+
+    Returns
+    -------
+    TrainingRun : ``.mean``, ``.cov``, ``.program``, ``.simulate``, ``.validate``.
+
+    Raises
+    ------
+    TrainingError : targets of the wrong length, an index out of range, a loss without a
+        derivative, a batch schedule of the wrong length, a non-finite learning rate, a
+        parametrization whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max``
+        (raised when the limit is evaluated).
+    ProgramError : an instruction training does not support.
+
+    Warns
+    -----
+    LearningRateWarning : NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
+
+    Example
+    -------
+    >>> run = tp.train(p, y, train=[0], steps=2, lr=1.0, parametrization=tp.yaida(s=1.0))
+    >>> run.mean.shape                       # (steps + 1, N)
+    (3, 2)
+    """
+    return TrainingRun(program, y, train, steps, lr, loss, parametrization, batches, tier,
+                       strict)
