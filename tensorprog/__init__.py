@@ -61,16 +61,19 @@ def __getattr__(name: str):
 
 
 def limit(program, symbolic: bool = False, tier: str = "auto"):
-    """The Master-Theorem limit of ``program`` (TP IIb Def. B.3): ``.Z(name)``, ``.scalar(name)``,
-    ``.cov(a, b)``; ``print()`` it for the readable form.
+    """The Master-Theorem limit of ``program`` (TP IIb Def. B.3, Thm. B.4).
+
+    The Z of every vector and the limit θ̊ of every scalar, derived in program order
+    (``docs/theory.md`` §2.2): ``.Z(name)``, ``.scalar(name)``, ``.cov(a, b)``, ``.mean(name)``;
+    ``print()`` it for the readable form.
 
     Parameters
     ----------
     program : Program
     symbolic : bool
-        Closed forms in the input Gram entries where they exist.
+        Closed forms in the input Gram entries ``G_i_j = ξ_iᵀξ_j`` where they exist.
     tier : str
-        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo"; ``docs/theory.md`` §4).
 
     Returns
     -------
@@ -80,6 +83,25 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
     ------
     ResourceError
         When the derivation is estimated not to fit (:mod:`tensorprog.resources`).
+    ProgramError
+        When the program is not well formed (a cycle, a variable used before it is defined).
+
+    Example
+    -------
+    >>> p = tp.Program("demo")
+    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+    >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
+    >>> th = (y * y).mean(name="th")
+    >>> print(tp.limit(p))
+    Master-Theorem limit of program 'demo' (2 inputs; Z expressions hold for every input ξ_i)
+      Z^{h1} = Gaussian atom (ZINIT)
+      Z^{x1} = relu(Z^{h1})
+      Z^{h2} = Ẑ^{W x1}
+      Z^{y} = relu(Z^{h2})
+      θ̊_th = E[Z^{y}**2] = 0.55
+    >>> tp.limit(p, symbolic=True).cov("h1")
+    array([[1.0*G_0_0 + 0.1, 1.0*G_0_1 + 0.1],
+           [1.0*G_0_1 + 0.1, 1.0*G_1_1 + 0.1]], dtype=object)
     """
     from .limit.evaluator import Limit
     from .resources import check_kernel

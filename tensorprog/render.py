@@ -309,9 +309,43 @@ def _draw(d: nx.DiGraph, program, title: str):
 
 
 def render(program, path, title: str | None = None) -> nx.DiGraph:
-    """Draw ``program`` in the TP IIb graphical notation into ``path`` (``.png``, ``.svg`` or
-    ``.pdf``) and return the drawn :func:`diagram` graph.  ``title`` defaults to the program's
-    name."""
+    """Draw ``program`` in the graphical notation of TP IIb (Figs. 1–7) into ``path``.
+
+    G-vars, X-vars and scalars get their glyphs, NONLIN and MOMENT their gates, MATMUL edges are
+    labelled with their matrix (see the module docstring and :func:`diagram`).
+
+    Parameters
+    ----------
+    program : Program
+        The program to draw.
+    path : str or pathlib.Path
+        The file to write, ending in ``.png``, ``.svg`` or ``.pdf``.
+    title : str, optional
+        The figure's title (default: the program's name).
+
+    Returns
+    -------
+    networkx.DiGraph
+        The drawn graph (:func:`diagram`), with a ``pos`` and ``layer`` per node.
+
+    Raises
+    ------
+    TensorProgError
+        On another file ending, a missing matplotlib, or a file that cannot be written.
+    ProgramError
+        When the program has nothing to draw.
+
+    Example
+    -------
+    >>> p = tp.Program("demo")
+    >>> h = p.embed(np.eye(2), var=2.0)
+    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+    >>> d = tp.render(p, "demo.svg")
+    >>> list(d.nodes)
+    ['h1', 'x1', 'gate:x1', 'h2', 'x2', 'gate:x2', 'out:f']
+    >>> d.nodes["h1"]["kind"], d.nodes["h1"]["pos"]
+    ('gvar', (0.0, 0.0))
+    """
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise TensorProgError(

@@ -37,27 +37,59 @@ _WORKSPACE_VECTORS = 8
 class Simulation:
     """Finite-width statistics of a program over ``seeds`` independent draws at width ``width``.
 
-    Arrays have the seeds on their leading axis and are NumPy arrays, whatever the backend.
+    Made by :func:`simulate` (``docs/theory.md`` §5.1).  Arrays have the seeds on their leading
+    axis and are NumPy arrays, whatever the backend.
 
-    ``nngp_samples`` (S, N, N)
-        Per seed, the NNGP kernel *conditional on the body*: ``σ_v² x(ξ_i)·x(ξ_j)/n + σ_b²``, the
-        covariance of f over the readout layer's randomness with the body fixed.  Its mean over
-        seeds is an unbiased estimate of the finite-width NNGP ``E[f(ξ_i) f(ξ_j)]``, and its
+    Attributes
+    ----------
+    program : Program
+        The program simulated.
+    width, seeds : int
+        The width n and the number S of independent draws.
+    backend : str
+        ``"numpy"`` or ``"cupy"``.
+    dtype : numpy.dtype
+        The floating-point type of the run.
+    seed : int or tuple
+        The root seed (seed index s draws from ``SeedSequence(seed, spawn_key=(s,))``).
+    chunk, bytes_per_seed : int
+        Seeds run at once, and the estimated peak memory of one seed.
+    seconds : float
+        Wall time of the run.
+    nngp_samples : numpy.ndarray, shape (S, N, N), or None
+        Per seed, the NNGP kernel *conditional on the body*: ``σ_v² x(ξ_i)·x(ξ_j)/n + σ_b²``,
+        the covariance of f over the readout layer's randomness with the body fixed.  Its mean
+        over seeds is an unbiased estimate of the finite-width NNGP ``E[f(ξ_i) f(ξ_j)]``, and its
         fluctuation is that of the body alone (the readout's own sampling noise is removed).
-    ``outputs`` (S, N)
+        None for a program without output.
+    outputs : numpy.ndarray, shape (S, N), or None
         The network itself, ``f(ξ_i) = v·x(ξ_i)/√n + b_out`` with the sampled readout.
-    ``ntk_contributions`` {param: (S, N, N)}
+    ntk_contributions : dict of str to numpy.ndarray, shape (S, N, N)
         Each trained parameter's share ``⟨∂f(ξ_i)/∂w, ∂f(ξ_j)/∂w⟩`` of the exact finite-width
         NTK (keys as in :func:`tensorprog.ntk_contributions`); ``ntk_samples`` is their sum.
-    ``scalars`` {name: (S, m)}
+    scalars : dict of str to numpy.ndarray, shape (S, m)
         Every scalar of the program (MOMENTs and initial scalars; m = N for a scalar per input,
         1 for a shared one) and the extra ``moments=`` asked for.
-    ``parameters`` {name: (S, ...)} or None
+    readout_vector : str or None
+        The name of the readout vector ``v`` in the program extended by its backward pass.
+    parameters : dict of str to numpy.ndarray, or None
         With ``keep_parameters=True``: every sampled parameter — matrices (S, n, n) with their
         σ²/n variance (a generated matrix: (S, N, n, n), the matrix each input sees),
         input-layer weights ``U`` (S, n, d) and biases ``"<weight>.bias"`` (S, n),
         initial vectors (S, n) shared or (S, n, N) per input (the readout vector is
         ``readout_vector``), and ``"readout.bias"`` (S,).
+
+    Example
+    -------
+    >>> p = tp.Program("demo")
+    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+    >>> th = (tp.relu(h) ** 2).mean(name="th")
+    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+    >>> sim = tp.simulate(p, width=256, seeds=20, backend="numpy")
+    >>> sim
+    <Simulation of 'demo': width 256, 20 seeds, numpy, ...s>
+    >>> sim.ntk_samples.shape, sorted(sim.ntk_contributions), sim.outputs.shape
+    ((20, 2, 2), ['U_h1', 'W', 'readout'], (20, 2))
     """
 
     program: Program
@@ -108,6 +140,7 @@ class Simulation:
 
     @property
     def ntk_stderr(self) -> np.ndarray:
+        """(N, N): standard error of :attr:`ntk` (std over seeds / √S)."""
         return _stderr(self.ntk_samples)
 
     @property
@@ -126,10 +159,62 @@ class Simulation:
         return self.scalars[name]
 
     def scalar_mean(self, name: str) -> np.ndarray:
-        """(m,): seed mean of scalar ``name`` (compare with ``tp.limit(p).scalar(name)``)."""
+        """The seed mean of scalar ``name``, to compare with ``tp.limit(p).scalar(name)``.
+
+        Parameters
+        ----------
+        name : str
+            A scalar of the program, or an extra ``moments=`` name.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,)
+
+        Raises
+        ------
+        ProgramError
+            When the simulation has no such scalar, listing those it has.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> th = (tp.relu(h) ** 2).mean(name="th")
+        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+        >>> sim = tp.simulate(p, width=256, seeds=20, backend="numpy")
+        >>> sim.scalar_mean("th").round(2), tp.limit(p).scalar("th")
+        (array([0.53, 0.54]), array([0.55, 0.55]))
+        """
         return self._scalar(name).mean(axis=0)
 
     def scalar_stderr(self, name: str) -> np.ndarray:
+        """The standard error of :meth:`scalar_mean` (std over seeds / √S).
+
+        Parameters
+        ----------
+        name : str
+            A scalar of the simulation.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,)
+
+        Raises
+        ------
+        ProgramError
+            When the simulation has no such scalar.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> th = (tp.relu(h) ** 2).mean(name="th")
+        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+        >>> sim = tp.simulate(p, width=256, seeds=20, backend="numpy")
+        >>> err = abs(sim.scalar_mean("th") - tp.limit(p).scalar("th"))
+        >>> err < 4 * sim.scalar_stderr("th")
+        array([ True,  True])
+        """
         return _stderr(self._scalar(name))
 
     def __repr__(self) -> str:
@@ -172,8 +257,19 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
              moments: dict | None = None, rng: str = "auto") -> Simulation:
     """Run program ``p`` at width ``width`` for ``seeds`` independent draws (DESIGN §5).
 
+    Every initial matrix, vector and input layer is sampled at width n and the instructions are
+    executed in program order (``docs/theory.md`` §5.1); for a network program the backward pass
+    is run too, giving the exact finite-width NNGP sample and NTK of each draw.  The Master
+    Theorem (TP IIb Thm. B.4) says these converge to the compiler's limits as n grows.
+
     Parameters
     ----------
+    p : Program
+        The program.
+    width : int
+        The width n.
+    seeds : int
+        The number of independent draws.
     backend : "auto" | "numpy" | "cupy"
         Array module; "auto" uses CuPy when it imports and a GPU is present.
     dtype : numpy.float64 or numpy.float32
@@ -181,8 +277,7 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
         Seed index s draws from ``SeedSequence(seed, spawn_key=(s,))``: results do not depend
         on ``chunk``.
     chunk : int or None
-        Seeds run at once; None plans it from the available memory (:mod:`.arrays`).  Raises
-        :class:`~tensorprog.errors.ResourceError` when one seed does not fit.
+        Seeds run at once; None plans it from the available memory (:mod:`.arrays`).
     keep_parameters : bool
         Keep every sampled parameter in :attr:`Simulation.parameters` (for independent checks).
     moments : dict, optional
@@ -191,6 +286,31 @@ def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtyp
     rng : "auto" | "numpy" | "device"
         Where random numbers are drawn (see :mod:`.sampling`); "numpy" makes the CuPy backend
         draw exactly the networks the NumPy backend draws.
+
+    Returns
+    -------
+    Simulation
+
+    Raises
+    ------
+    ProgramError
+        When ``p`` is not a program or an argument is invalid.
+    ResourceError
+        When one seed does not fit in memory.
+
+    Example
+    -------
+    >>> p = tp.Program("demo")
+    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+    >>> th = (tp.relu(h) ** 2).mean(name="th")
+    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+    >>> sim = tp.simulate(p, width=256, seeds=20, backend="numpy")
+    >>> abs(sim.nngp - tp.nngp(p)) < 4 * sim.nngp_stderr
+    array([[ True,  True],
+           [ True,  True]])
+    >>> abs(sim.ntk - tp.ntk(p)) < 4 * sim.ntk_stderr
+    array([[ True,  True],
+           [ True,  True]])
     """
     if not isinstance(p, Program):
         raise ProgramError(f"simulate needs a tensorprog Program, got {type(p).__name__}")

@@ -69,9 +69,31 @@ class ProgramGraph:
         self._counters: dict[str, int] = {}
 
     def empty_like(self, families: dict | None = None, counters: bool = False):
-        """A program of the same class, name, inputs, data and initial covariances, with no
-        instructions yet (``families`` replaces the families; ``counters`` keeps the fresh-name
-        counters) — the start of a rewrite."""
+        """A program like this one with no instructions yet: the start of a rewrite.
+
+        It has the same class, name, inputs, data and initial covariances.
+
+        Parameters
+        ----------
+        families : dict, optional
+            Families to use instead of this program's.
+        counters : bool
+            Keep the fresh-name counters (so that new names do not collide with this program's).
+
+        Returns
+        -------
+        Program
+            The empty program.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> q = p.empty_like()
+        >>> q.num_inputs, q.order
+        (2, [])
+        """
         q = type(self)(self.name)
         q.num_inputs, q.data, q.init_cov = self.num_inputs, dict(self.data), dict(self.init_cov)
         q.families = dict(self.families if families is None else families)
@@ -84,14 +106,62 @@ class ProgramGraph:
         return name in self.graph
 
     def node(self, name: str) -> Instruction:
-        """The record defining ``name``."""
+        """The instruction record defining ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A variable of the program.
+
+        Returns
+        -------
+        Instruction
+            Its record (:mod:`tensorprog.ir.instructions`).
+
+        Raises
+        ------
+        ProgramError
+            When the program has no such variable.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.node("h2")
+        MatMul(name='h2', family='inputs', matrix='W', arg='x1', transpose=False)
+        """
         try:
             return self.graph.nodes[name]["node"]
         except KeyError:
             raise ProgramError(f"no variable named {name!r} in program {self.name!r}") from None
 
     def nodes(self, kind: str | None = None) -> list[Instruction]:
-        """Records in program order (optionally only those of one kind, e.g. ``"matmul"``)."""
+        """The instruction records in program order, optionally only those of one kind.
+
+        Parameters
+        ----------
+        kind : str, optional
+            One of :data:`~tensorprog.ir.instructions.KINDS` (``"matrix"``, ``"vector"``,
+            ``"scalar"``, ``"matmul"``, ``"nonlin"``, ``"moment"``, ``"select"``, ...).
+
+        Returns
+        -------
+        list of Instruction
+
+        Raises
+        ------
+        ValueError
+            On an unknown kind.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> [n.name for n in p.nodes()], [n.name for n in p.nodes("matmul")]
+        (['h1', 'W', 'x1', 'h2'], ['h2'])
+        """
         out = [self.graph.nodes[n]["node"] for n in self.order]
         if kind is None:
             return out
@@ -100,9 +170,55 @@ class ProgramGraph:
         return [n for n in out if n.kind == kind]
 
     def family_size(self, family: str) -> int:
+        """The number of members of ``family``.
+
+        Parameters
+        ----------
+        family : str
+            A family of the program (``"inputs"``, ``"shared"`` or a declared one).
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ProgramError
+            When the family does not exist.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.family_size("inputs"), p.family_size("shared")
+        (2, 1)
+        """
         return self.get_family(family).size
 
     def get_family(self, family: str) -> Family:
+        """The :class:`Family` called ``family`` (``docs/theory.md`` §3.2).
+
+        Parameters
+        ----------
+        family : str
+            A family of the program.
+
+        Returns
+        -------
+        Family
+
+        Raises
+        ------
+        ProgramError
+            When the family does not exist, saying how to declare it.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.get_family("inputs")
+        Family(name='inputs', size=2, owner=array([0, 1]))
+        """
         if family not in self.families:
             if family == INPUTS:
                 raise ProgramError(
@@ -112,8 +228,37 @@ class ProgramGraph:
         return self.families[family]
 
     def owner_matrix(self, family: str) -> np.ndarray:
-        """The (size, N) 0/1 matrix of which input owns each member (all ones for
-        input-independent families)."""
+        """The 0/1 matrix of which input owns each member of ``family``.
+
+        Kernels between families sum over the members each input owns with it,
+        ``Θ = O_Aᵀ Θ_AB O_B`` (``docs/theory.md`` §3.2).
+
+        Parameters
+        ----------
+        family : str
+            A family of the program.
+
+        Returns
+        -------
+        numpy.ndarray, shape (size, N)
+            All ones for an input-independent family.
+
+        Raises
+        ------
+        ProgramError
+            When the family does not exist.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.family("pixels", [0, 0, 1])
+        'pixels'
+        >>> p.owner_matrix("pixels")
+        array([[1., 0.],
+               [1., 0.],
+               [0., 1.]])
+        """
         fam = self.get_family(family)
         if fam.owner is None:
             return np.ones((fam.size, self.num_inputs))
@@ -122,21 +267,100 @@ class ProgramGraph:
         return out
 
     def args(self, name: str) -> list[str]:
-        """Vector arguments of an instruction, in position order."""
+        """The vector arguments of the instruction defining ``name``, in position order.
+
+        Parameters
+        ----------
+        name : str
+            A variable of the program.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        ProgramError
+            When the program has no such variable.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.args("h2"), p.args("x1")
+        (['x1'], ['h1'])
+        """
         return list(self.node(name).args)
 
     def matmuls_of(self, matrix: str) -> list[MatMul]:
-        """Every MATMUL by ``matrix`` (either orientation), in program order."""
+        """Every MATMUL by ``matrix`` (either orientation), in program order.
+
+        Parameters
+        ----------
+        matrix : str
+            A matrix of the program.
+
+        Returns
+        -------
+        list of MatMul
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> [m.name for m in p.matmuls_of("W")]
+        ['h2']
+        """
         return [n for n in self.nodes("matmul") if n.matrix == matrix]
 
     def line_of(self, name: str) -> int:
-        """Line of ``name`` in the textual form (1-based: the header, then one FAMILY line per
-        declared family, then one line per variable)."""
+        """The line of ``name`` in the textual form (:meth:`to_text`).
+
+        Lines count from 1: the header, then one FAMILY line per declared family, then one line per
+        variable.  Error messages cite this line.
+
+        Parameters
+        ----------
+        name : str
+            A variable of the program.
+
+        Returns
+        -------
+        int
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.line_of("h2")
+        5
+        """
         declared = sum(1 for f in self.families if f not in (SHARED, INPUTS))
         return self.order.index(name) + 2 + declared
 
     # ------------------------------------------------------------------ naming
     def fresh_name(self, prefix: str) -> str:
+        """A new variable name ``<prefix><k>`` that the program does not use yet.
+
+        Parameters
+        ----------
+        prefix : str
+            The name's stem.
+
+        Returns
+        -------
+        str
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.fresh_name("h")
+        'h2'
+        """
         k = self._counters.get(prefix, 0)
         while True:
             k += 1
@@ -147,8 +371,33 @@ class ProgramGraph:
 
     # ------------------------------------------------------------------ appending records
     def append(self, node: Instruction, checked: bool = True) -> Instruction:
-        """Append record ``node`` (after the check pass of :mod:`.check` unless ``checked`` is
-        False: a record copied unchanged from a program with the same earlier variables)."""
+        """Append the instruction record ``node`` to the program.
+
+        Parameters
+        ----------
+        node : Instruction
+            A record of :mod:`tensorprog.ir.instructions`.
+        checked : bool
+            Run the check pass (:mod:`tensorprog.ir.check`) first; False only for a record copied
+            unchanged from a program with the same earlier variables.
+
+        Returns
+        -------
+        Instruction
+            ``node``.
+
+        Raises
+        ------
+        ProgramError
+            When the check pass rejects the record, naming its instruction.
+
+        Example
+        -------
+        >>> from tensorprog.ir.instructions import InitialScalar
+        >>> p = tp.Program("demo")
+        >>> p.append(InitialScalar("c", 0.5))
+        InitialScalar(name='c', value=0.5, family='shared')
+        """
         if checked:
             check(self, node)
         self.graph.add_node(node.name, node=node)
@@ -168,8 +417,27 @@ class ProgramGraph:
         return node
 
     def declare_inputs(self, n: int) -> None:
-        """Declare the N inputs (the ``"inputs"`` family) before any vector of it exists, e.g.
-        when the first layer acts on another family (the pixels of a CNN)."""
+        """Declare the N inputs (the ``"inputs"`` family) before any vector of it exists.
+
+        Needed when the first layer acts on another family (the pixels of a CNN).
+
+        Parameters
+        ----------
+        n : int
+            The number of inputs N.
+
+        Raises
+        ------
+        ProgramError
+            When ``n`` is not a positive integer or differs from inputs already declared.
+
+        Example
+        -------
+        >>> p = tp.Program("cnn")
+        >>> p.declare_inputs(3)
+        >>> p.num_inputs
+        3
+        """
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ProgramError(f"the number of inputs must be a positive integer, got {n!r}")
         self._set_inputs(int(n), f"PROGRAM {self.name} inputs={n}")
@@ -188,13 +456,46 @@ class ProgramGraph:
     def add_matrix(self, name: str, var, trainable: bool = True,
                    parametrization: Parametrization = NTK_HIDDEN, shape=None,
                    tangent=None) -> InitialMatrix:
-        """Initial n×n matrix with entries N(0, var/n) (NTK parametrization: N(0,1)·σ/√n).
+        """Initial n×n matrix with entries ``N(0, var/n)`` (TP IIb Setup B.2 (1)).
 
-        A *generated* matrix (the weights a hypernetwork outputs) has an (N, N) covariance
-        ``var`` over the inputs instead of a number: its entries are iid over (a, b) and
-        ``Cov(W_ab(ξ_i), W_ab(ξ_j)) = var[i, j]/n``; ``tangent`` (N, N) is the tangent kernel of
-        the entries with respect to the generator's parameters, which weights the matrix's NTK
-        contribution in place of σ².  Generated matrices act on vectors of the inputs family.
+        NTK parametrization: ``N(0, 1)·σ/√n`` (``docs/theory.md`` §3.3).  A *generated* matrix (the
+        weights a hypernetwork outputs) has an (N, N) covariance ``var`` over the inputs instead of
+        a number: its entries are iid over (a, b) and ``Cov(W_ab(ξ_i), W_ab(ξ_j)) = var[i, j]/n``;
+        ``tangent`` (N, N) is the tangent kernel of the entries with respect to the generator's
+        parameters, which weights the matrix's NTK contribution in place of σ².  Generated matrices
+        act on vectors of the inputs family.
+
+        Parameters
+        ----------
+        name : str
+            The matrix's name.
+        var : float or array_like, shape (N, N)
+            σ_W², or the input covariance of a generated matrix.
+        trainable : bool
+            Whether the matrix contributes to the NTK.
+        parametrization : Parametrization
+            Its abc-parametrization (default: NTK, hidden layer).
+        shape : tuple, optional
+            Checked to be square.
+        tangent : array_like, shape (N, N), optional
+            Required for a generated matrix.
+
+        Returns
+        -------
+        InitialMatrix
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            On a negative variance, a non-square shape, a generated matrix without ``tangent``, or a
+            name already taken.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> p.add_matrix("A", 1.5).var
+        1.5
         """
         instruction = InitialMatrix(name).headline()
         if shape is not None and (len(shape) != 2 or shape[0] != shape[1]):
@@ -219,7 +520,25 @@ class ProgramGraph:
         return self.append(InitialMatrix(name, var, bool(trainable), parametrization, tangent))
 
     def is_generated(self, matrix: str) -> bool:
-        """Whether ``matrix`` has input-dependent entries (see :meth:`add_matrix`)."""
+        """Whether ``matrix`` has input-dependent entries (see :meth:`add_matrix`).
+
+        Parameters
+        ----------
+        matrix : str
+            A matrix of the program.
+
+        Returns
+        -------
+        bool
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.is_generated("W")
+        False
+        """
         return self.node(matrix).generated
 
     def add_embedding(self, name: str, X, var: float, bias_var: float = 0.0,
@@ -227,10 +546,47 @@ class ProgramGraph:
                       data_name: str | None = None, family: str = INPUTS) -> Embedding:
         """Input layer ``h(ξ) = Uξ + b``, ``U_ij ~ N(0, var/d)``, ``b ~ N(0, bias_var)``.
 
-        Its Z is Gaussian with covariance ``var·ξ_iᵀξ_j/d + bias_var``.  Embeddings
-        naming the same ``weight`` share (U, b) and are correlated; others are independent.
-        With ``family`` other than the inputs, row a of ``X`` feeds member a of that family
-        (e.g. the image patch under a convolution's first filter at one position).
+        Its Z is Gaussian with covariance ``var·ξ_iᵀξ_j/d + bias_var`` (``docs/theory.md`` §3.1; TP
+        IIb Def. 4.2).  Embeddings naming the same ``weight`` share (U, b) and are correlated;
+        others are independent.  With ``family`` other than the inputs, row a of ``X`` feeds member
+        a of that family (e.g. the image patch under a convolution's first filter at one position).
+
+        Parameters
+        ----------
+        name : str
+            The vector's name.
+        X : array_like, shape (N, d)
+            The inputs (or one row per member of ``family``).
+        var, bias_var : float
+            σ_U² and σ_b².
+        weight : str, optional
+            The name of (U, b) (default ``U_<name>``).
+        trainable : bool
+            Whether (U, b) contribute to the NTK.
+        data_name : str, optional
+            Name of the data array in the textual form (default: a fresh ``X<k>``).
+        family : str
+            The family of the vector.
+
+        Returns
+        -------
+        Embedding
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            On an empty or non-finite ``X``, a negative variance, a row count that does not match,
+            or ``data_name`` already holding other inputs.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> p.add_embedding("h", np.eye(2), var=2.0, bias_var=0.1).weight
+        'U_h'
+        >>> p.init_cov_of("h", "h")
+        array([[1.1, 0.1],
+               [0.1, 1.1]])
         """
         instruction = Embedding(name).headline()
         X = np.asarray(X, dtype=float)
@@ -273,14 +629,51 @@ class ProgramGraph:
     def add_vector(self, name: str, cov, cross: dict | None = None, trainable: bool = False,
                    source: str = "given", family: str | None = None,
                    tangent=None) -> InitialVector:
-        """Initial vector: shared (``cov`` a number, the coordinates' variance) or a family over
-        the inputs (``cov`` an (N, N) positive semidefinite array).  ``cross`` maps earlier
-        initial vectors to cross-covariance arrays.  Biases are shared trainable vectors.
+        """Initial vector: shared, or a Gaussian family over the inputs (TP IIb Setup B.2 (2)).
 
-        A trainable family's NTK share is ``K ∘ E[Z^{dv} Z^{dv}]`` with ``K`` its covariance
-        (exact when the vector is a linear layer of its own parameters); ``tangent`` gives
-        another K, the tangent kernel of a vector produced by a network that is trained (a
-        hypernetwork's output, for instance)."""
+        A trainable family's NTK share is ``K ∘ E[Z^{dv} Z^{dv}]`` with ``K`` its covariance (exact
+        when the vector is a linear layer of its own parameters); ``tangent`` gives another K, the
+        tangent kernel of a vector produced by a network that is trained (a hypernetwork's output,
+        for instance).  Biases are shared trainable vectors.
+
+        Parameters
+        ----------
+        name : str
+            The vector's name.
+        cov : float or array_like, shape (m, m)
+            A number (shared: the coordinates' variance) or a positive semidefinite covariance over
+            the family.
+        cross : dict, optional
+            ``{earlier initial vector: cross-covariance array}``.
+        trainable : bool
+            Whether the vector contributes to the NTK.
+        source : str
+            What the vector is (``"given"``, ``"bias"``, ``"readout"``), shown in the textual form.
+        family : str, optional
+            The family of a covariance array (default ``"inputs"``).
+        tangent : array_like, shape (m, m), optional
+            The NTK weight of a trainable family.
+
+        Returns
+        -------
+        InitialVector
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            When a covariance or the joint covariance with ``cross`` is not positive semidefinite,
+            shapes do not match, ``cross`` names something other than an initial vector, or
+            ``tangent`` is given for a vector that is not a trainable family.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> p.add_vector("v", np.eye(2)).family
+        'inputs'
+        >>> p.add_vector("b", 0.5, trainable=True, source="bias").family
+        'shared'
+        """
         instruction = InitialVector(name).headline()
         cov = np.asarray(cov, dtype=float)
         if tangent is not None:
@@ -337,12 +730,62 @@ class ProgramGraph:
         return node
 
     def add_scalar(self, name: str, value: float) -> InitialScalar:
-        """Initial scalar (a deterministic number)."""
+        """Initial scalar: a deterministic number (TP IIb Setup B.2 (3)).
+
+        Parameters
+        ----------
+        name : str
+            The scalar's name.
+        value : float
+            Its value.
+
+        Returns
+        -------
+        InitialScalar
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            When the name is taken or the value is not a finite number.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> p.add_scalar("c", 0.5)
+        InitialScalar(name='c', value=0.5, family='shared')
+        """
         return self.append(InitialScalar(name, float(value)))
 
     def add_family(self, name: str, owner) -> Family:
-        """Declare a family whose member ``a`` belongs to input ``owner[a]`` (e.g. the pixels
-        of every image: ``owner = np.repeat(np.arange(N), P)``)."""
+        """Declare a family whose member ``a`` belongs to input ``owner[a]`` (docs/theory.md §3.2).
+
+        For example the pixels of every image: ``owner = np.repeat(np.arange(N), P)``.
+
+        Parameters
+        ----------
+        name : str
+            The family's name.
+        owner : array_like of int
+            One input index per member.
+
+        Returns
+        -------
+        Family
+
+        Raises
+        ------
+        ProgramError
+            When the family exists, the inputs are not declared, or ``owner`` is not a non-empty
+            integer array of input indices.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.add_family("pixels", np.repeat(np.arange(2), 2))
+        Family(name='pixels', size=4, owner=array([0, 0, 1, 1]))
+        """
         instruction = f"FAMILY: {name}"
         if name in self.families:
             raise ProgramError(f"family {name!r} already exists", instruction)
@@ -358,15 +801,57 @@ class ProgramGraph:
         return fam
 
     def tangent_of(self, a: str, b: str) -> np.ndarray:
-        """Weight of the NTK share ``K ∘ E[Z^{da} Z^{db}]`` of trainable initial vectors a, b:
-        their covariance, or the ``tangent`` kernel given for the vector."""
+        """The NTK weight ``K`` of the share ``K ∘ E[Z^{da} Z^{db}]`` of trainable vectors a, b.
+
+        Parameters
+        ----------
+        a, b : str
+            Initial vectors of the program.
+
+        Returns
+        -------
+        numpy.ndarray
+            Their covariance, or the ``tangent`` kernel given for the vector (zero between distinct
+            vectors that have one).
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.tangent_of("h1", "h1")
+        array([[1.1, 0.1],
+               [0.1, 1.1]])
+        """
         tangent = getattr(self.node(a), "tangent", None)
         if tangent is not None:
             return tangent if a == b else np.zeros((len(tangent), len(tangent)))
         return self.init_cov_of(a, b)
 
     def init_cov_of(self, a: str, b: str) -> np.ndarray:
-        """Covariance of the Gaussian coordinates of initial vectors ``a`` and ``b``."""
+        """The covariance of the Gaussian coordinates of initial vectors ``a`` and ``b``.
+
+        Parameters
+        ----------
+        a, b : str
+            Initial vectors (or embeddings) of the program.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m_a, m_b)
+            Zero for independent vectors.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> b = p.bias("b", var=0.5)
+        >>> p.init_cov_of("h1", "h1")
+        array([[1.1, 0.1],
+               [0.1, 1.1]])
+        >>> p.init_cov_of("h1", "b")
+        array([[0.],
+               [0.]])
+        """
         if (a, b) in self.init_cov:
             return self.init_cov[(a, b)]
         na, nb = self.node(a), self.node(b)
@@ -379,35 +864,179 @@ class ProgramGraph:
 
     # ------------------------------------------------------------------ instructions
     def add_matmul(self, name: str, matrix: str, arg: str, transpose: bool = False) -> MatMul:
-        """MATMUL ``name := W arg`` (or ``Wᵀ arg``)."""
+        """MATMUL ``name := W arg`` (or ``Wᵀ arg``) (TP IIb Def. 4.1).
+
+        Parameters
+        ----------
+        name : str
+            The new vector's name.
+        matrix : str
+            A matrix of the program.
+        arg : str
+            A vector of the program.
+        transpose : bool
+            Multiply by ``Wᵀ``.
+
+        Returns
+        -------
+        MatMul
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            When ``matrix`` is not a matrix, ``arg`` not a vector, or a generated matrix acts on
+            another family than the inputs.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.add_matmul("g", "W", "h1", transpose=True)
+        MatMul(name='g', family='inputs', matrix='W', arg='h1', transpose=True)
+        """
         family = self.node(arg).family if arg in self else INPUTS
         return self.append(MatMul(name, family, matrix, arg, bool(transpose)))
 
     def add_select(self, name: str, arg: str, index, family: str) -> Select:
-        """SELECT ``name := arg[index]``: member j of the new vector (in ``family``) is member
-        ``index[j]`` of ``arg`` (``-1``: the zero vector)."""
+        """SELECT ``name := arg[index]``: member j of ``name`` is member ``index[j]`` of ``arg``.
+
+        ``-1`` selects the zero vector (padding); ``docs/theory.md`` §2.1.
+
+        Parameters
+        ----------
+        name : str
+            The new vector's name.
+        arg : str
+            A vector of the program.
+        index : array_like of int
+            One index per member of ``family``.
+        family : str
+            The new vector's family.
+
+        Returns
+        -------
+        Select
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            When the index does not fit the families.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.add_select("s", "h1", [1, 0], "inputs").index
+        array([1, 0])
+        """
         index = np.asarray(index)
         if np.issubdtype(index.dtype, np.integer):
             index = index.astype(np.intp)
         return self.append(Select(name, family, arg, index))
 
     def add_nonlin(self, name: str, expr, args, scalars=()) -> Nonlin:
-        """NONLIN⁺ ``name := ψ(args; scalars)`` with ψ the sympy expression ``expr`` in the
-        symbols of its arguments."""
+        """NONLIN⁺ ``name := ψ(args; scalars)`` (TP IIb Eq. 60).
+
+        Parameters
+        ----------
+        name : str
+            The new vector's name.
+        expr : sympy.Expr or str
+            ψ written in the symbols of its arguments (a string is read by the ψ grammar,
+            ``docs/expressions.md``).
+        args : sequence of str
+            The vector arguments.
+        scalars : sequence of str
+            The scalar parameters.
+
+        Returns
+        -------
+        Nonlin
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            When ψ mentions other names than its arguments, or they are of the wrong type.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.add_nonlin("y", "tanh(h1)", ["h1"])
+        Nonlin(name='y', family='inputs', expr=tanh(h1), vectors=('h1',), parameters=())
+        """
         return self._add_coordinatewise("nonlin", name, expr, args, scalars)
 
     def expression(self, expr, instruction: str | None = None) -> sp.Basic:
-        """``expr`` as a sympy expression: a string is read by the ψ grammar
-        (:func:`tensorprog.ir.expression.parse_expression`) over this program's vectors and
-        scalars, never evaluated as code; a sympy object or a number is taken as it is."""
+        """``expr`` as a sympy expression over this program's variables.
+
+        A string is read by the ψ grammar (:func:`tensorprog.ir.expression.parse_expression`,
+        ``docs/expressions.md``) over this program's vectors and scalars, never evaluated as code; a
+        sympy object or a number is taken as it is.
+
+        Parameters
+        ----------
+        expr : str, sympy.Basic or number
+            The expression.
+        instruction : str, optional
+            The instruction to name in an error.
+
+        Returns
+        -------
+        sympy.Basic
+
+        Raises
+        ------
+        ProgramError
+            When the string is not in the grammar or the number is not finite.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.expression("relu(h1) + 1")
+        relu(h1) + 1
+        """
         if not isinstance(expr, str):
             return as_expression(expr, {}, instruction=instruction)
         names = {n: symbol(n) for n in self.order if self.node(n).output != "matrix"}
         return as_expression(expr, names, instruction=instruction)
 
     def add_inferred(self, kind: str, name: str, expr) -> Nonlin | Moment:
-        """Add a NONLIN (``kind="nonlin"``) or MOMENT whose arguments are the variables that
-        ``expr`` mentions, in program order."""
+        """Add a NONLIN or MOMENT whose arguments are the variables that ``expr`` mentions.
+
+        The arguments are taken in program order, vectors then scalars.
+
+        Parameters
+        ----------
+        kind : {"nonlin", "moment"}
+            The instruction.
+        name : str
+            The new variable's name.
+        expr : sympy.Expr or str
+            ψ over the program's variables.
+
+        Returns
+        -------
+        Nonlin or Moment
+            The appended record.
+
+        Raises
+        ------
+        ProgramError
+            As :meth:`add_nonlin`.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.add_inferred("moment", "th", "h1**2")
+        Moment(name='th', family='inputs', expr=h1**2, vectors=('h1',), parameters=())
+        """
         expr = self.expression(expr)
         names = {s.name for s in expr.free_symbols}
         order = sorted((n for n in names if n in self.graph), key=self.order.index)
@@ -423,8 +1052,40 @@ class ProgramGraph:
 
     def set_readout(self, node: str, var: float, bias_var: float = 0.0,
                     trainable: bool = True, slots=None) -> Readout:
-        """The output layer ``f(ξ) = v·x(ξ)/√n + b``; see :class:`Readout` for ``slots`` (one
-        readout vector per slot, for vectors of a family other than the inputs)."""
+        """The output layer ``f(ξ) = v·x(ξ)/√n + b`` (``docs/theory.md`` §3.1).
+
+        See :class:`~tensorprog.ir.instructions.Readout` for ``slots`` (one readout vector per slot,
+        for vectors of a family other than the inputs).
+
+        Parameters
+        ----------
+        node : str
+            The vector read.
+        var, bias_var : float
+            σ_v² and σ_b².
+        trainable : bool
+            Whether (v, b) contribute to the NTK.
+        slots : array_like of int, optional
+            One slot per member of the vector's family.
+
+        Returns
+        -------
+        Readout
+            The readout record.
+
+        Raises
+        ------
+        ProgramError
+            When the program already has an output, the vector is of another family without
+            ``slots``, or a variance is negative.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.set_readout("h1", 2.0).var
+        2.0
+        """
         instruction = Readout(node, var, bias_var).headline()
         n = require(self, node, "vector", instruction)
         if slots is None and n.family != INPUTS:
@@ -448,7 +1109,19 @@ class ProgramGraph:
 
     # ------------------------------------------------------------------ whole-program
     def validate(self) -> None:
-        """Check the whole program: acyclic, arguments defined before use."""
+        """Check the whole program: acyclic, and every argument defined before it is used.
+
+        Raises
+        ------
+        ProgramError
+            Naming the cycle or the variable used early, with its line.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p.validate()
+        """
         if not nx.is_directed_acyclic_graph(self.graph):
             cycle = nx.find_cycle(self.graph)
             name = cycle[0][1]
@@ -462,6 +1135,25 @@ class ProgramGraph:
                 raise ProgramError(f"{u!r} is used before it is defined", v, self.line_of(v))
 
     def require_output(self) -> Readout:
+        """The readout of a network program.
+
+        Returns
+        -------
+        Readout
+
+        Raises
+        ------
+        ProgramError
+            When the program has no output, saying how to add one.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> r = p.output(h, var=2.0)
+        >>> p.require_output().node
+        'h1'
+        """
         if self.readout is None:
             raise ProgramError(
                 f"program {self.name!r} has no output: add one with p.output(x, var=..., "
@@ -469,6 +1161,20 @@ class ProgramGraph:
         return self.readout
 
     def trained_matrices(self) -> list[InitialMatrix]:
+        """The trainable initial matrices, in program order.
+
+        Returns
+        -------
+        list of InitialMatrix
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> [m.name for m in p.trained_matrices()]
+        ['W']
+        """
         return [n for n in self.nodes("matrix") if n.trainable]
 
     def __repr__(self) -> str:

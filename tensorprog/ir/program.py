@@ -31,22 +31,117 @@ class Program(ProgramGraph):
     """
 
     def copy(self) -> "Program":
-        """A copy (records are immutable and shared)."""
+        """A copy of the program (the records are immutable and shared).
+
+        Returns
+        -------
+        Program
+            An equal program that can be extended without changing this one.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> W = p.matrix("W", var=2.0)
+        >>> x = W @ tp.tanh(W @ h)
+        >>> q = p.copy()
+        >>> q == p, q is p
+        (True, False)
+        """
         return copy_program(self)
 
     def reduced(self) -> "Program":
-        """The reduced form of TP IIb Definition 5.4: NONLIN arguments are G-vars only and
-        MATMUL arguments X-vars only.  Chains of NONLINs are composed into one ψ and an
-        identity NONLIN is inserted before a MATMUL (or readout) of a G-var."""
+        """The reduced form of the program (TP IIb Definition 5.4).
+
+        NONLIN arguments are G-vars only and MATMUL arguments X-vars only (``docs/theory.md`` §2.1):
+        chains of NONLINs are composed into one ψ and an identity NONLIN is inserted before a MATMUL
+        (or the readout) of a G-var.
+
+        Returns
+        -------
+        Program
+            A new program; this one is unchanged.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> W = p.matrix("W", var=2.0)
+        >>> x = W @ tp.tanh(W @ h)
+        >>> print(p.reduced())
+        PROGRAM demo inputs=2
+        INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)   # X1: 2×2
+        MATRIX: W ~ N(0, 2.0/n)
+        NONLIN: h1_x1 := h1
+        MATMUL: h2 := W h1_x1
+        NONLIN: x1 := tanh(h2)
+        MATMUL: h3 := W x1
+        """
         return reduce_program(self)
 
     def to_text(self) -> str:
-        """The textual form (TP IIb Algorithm 1 style); :meth:`from_text` parses it back."""
+        """The textual form of the program (TP IIb Algorithm 1 style), with its data.
+
+        One line per instruction, then ``DATA:`` lines holding the arrays; :meth:`from_text` parses
+        it back to an equal program.  The grammar is in ``docs/compiler.md``; ``str(p)`` is the same
+        form without the data lines.
+
+        Returns
+        -------
+        str
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> W = p.matrix("W", var=2.0)
+        >>> x = W @ tp.tanh(W @ h)
+        >>> print(p.to_text())
+        PROGRAM demo inputs=2
+        INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)
+        MATRIX: W ~ N(0, 2.0/n)
+        MATMUL: h2 := W h1
+        NONLIN: x1 := tanh(h2)
+        MATMUL: h3 := W x1
+        DATA:   X1 = [[1.0, 0.0], [0.0, 1.0]]
+        <BLANKLINE>
+        """
         return program_to_text(self)
 
     @classmethod
     def from_text(cls, text: str, data: dict | None = None) -> "Program":
-        """Parse the textual form; ``data`` supplies input arrays printed without values."""
+        """Parse the textual form of a program (:meth:`to_text`).
+
+        The text is data: ψ is read by the project's grammar (``docs/expressions.md``), never
+        evaluated as code.
+
+        Parameters
+        ----------
+        text : str
+            The textual form.
+        data : dict, optional
+            Arrays ``{name: array}`` for data printed without values (``str(p)`` prints none).
+
+        Returns
+        -------
+        Program
+
+        Raises
+        ------
+        ParseError
+            Naming the line at fault and what is wrong with it.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> W = p.matrix("W", var=2.0)
+        >>> x = W @ tp.tanh(W @ h)
+        >>> tp.Program.from_text(p.to_text()) == p
+        True
+        >>> tp.Program.from_text(str(p), data={"X1": np.eye(2)}) == p
+        True
+        """
         return program_from_text(text, cls=cls, data=data)
 
     def __str__(self) -> str:

@@ -163,7 +163,41 @@ def _(node: Moment, bw: _Pass) -> None:
 
 
 def backward_program(p: Program) -> Backward:
-    """Append the backward pass of ``p`` (which must have an output) to a copy of ``p``."""
+    """Append the backward pass of ``p`` to a copy of ``p`` (TP IIb §4, Def. 4.2 and App. D.1).
+
+    The gradients are scaled, ``dx = √n ∂f/∂x``, and written as NETSOR⊤+ instructions (the rules
+    are in the module docstring; ``docs/theory.md`` §3.5), so that the Master Theorem gives every
+    ``Z^{dx}`` and with them the NTK.  When inputs interact (a SELECT that reads members another
+    input owns) the program is first lifted (:mod:`tensorprog.kernels.lift`).
+
+    Parameters
+    ----------
+    p : Program
+        A network program (one with an output).
+
+    Returns
+    -------
+    Backward
+        ``program``: the forward program plus the pass; ``grad[x]``: the variable holding ``dx``;
+        ``readout_vector``: the readout vector ``v``; ``network`` and ``restore``: the forward
+        program differentiated and the map back from a lift.
+
+    Raises
+    ------
+    ProgramError
+        When ``p`` has no output.
+
+    Example
+    -------
+    >>> p = tp.Program("demo")
+    >>> h = p.embed(np.eye(2), var=2.0)
+    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+    >>> bw = tp.backward_program(p)
+    >>> bw.grad
+    {'x2': 'v_out1', 'h2': 'd_h2_1', 'x1': 'd_x1_1', 'h1': 'd_h1_1'}
+    >>> print(bw.program.node("d_x1_1").headline())
+    MATMUL: d_x1_1 := W^T d_h2_1
+    """
     lifted = lift_cross_input(p)
     p = lifted.program
     r = p.require_output()

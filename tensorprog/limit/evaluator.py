@@ -95,19 +95,100 @@ class Limit:
         return self.program.family_size(self.program.node(name).family)
 
     def Z(self, name: str) -> sp.Expr:
-        """``Z^{name}`` as a sympy expression over atoms (names like ``Ẑ^{W1 x1}``)."""
+        """``Z^{name}`` as a sympy expression over atoms (TP IIb Def. B.3; ``docs/theory.md`` §2.4).
+
+        Parameters
+        ----------
+        name : str
+            A vector of the program.
+
+        Returns
+        -------
+        sympy.Expr
+            Over atoms named like ``Ẑ^{W x1}`` (ZHAT) and coefficients of ZDOT terms.
+
+        Raises
+        ------
+        LimitError
+            When the program has no such variable.
+
+        Example
+        -------
+        >>> p = tp.Program("zdot")
+        >>> W = p.matrix("W")
+        >>> g = W.T @ tp.tanh(W @ p.embed(np.eye(2)))
+        >>> tp.limit(p).Z(g.name)
+        1.0*E[∂Z^{x1}/∂Ẑ^{W h1}]*Z^{h1} + Ẑ^{Wᵀ x1}
+        """
         self._require(name)
         return self.z[name]
 
     def scalar(self, name: str) -> np.ndarray:
-        """The limit θ̊ of scalar ``name`` (an array over its family)."""
+        """The limit θ̊ of scalar ``name`` (ZMOMENT, TP IIb Eq. 63).
+
+        Parameters
+        ----------
+        name : str
+            A scalar of the program.
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per member of its family (per input for an input-dependent scalar).
+
+        Raises
+        ------
+        LimitError
+            When the program has no such variable or it is a vector.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
+        >>> th = (y * y).mean(name="th")
+        >>> lim = tp.limit(p)
+        >>> lim.scalar("th")
+        array([0.55, 0.55])
+        """
         self._require(name)
         if name not in self.scalars:
             raise LimitError(f"{name!r} is a vector; use Z({name!r}) or cov({name!r}, ...)")
         return self.scalars[name]
 
     def cov(self, a: str, b: str | None = None) -> np.ndarray:
-        """``E[Z^a(ξ_i) Z^b(ξ_j)]`` for all pairs: an (m_a, m_b) array."""
+        """``E[Z^a(ξ_i) Z^b(ξ_j)]`` for all pairs of members, by one vectorised expectation.
+
+        Parameters
+        ----------
+        a : str
+            A vector of the program.
+        b : str, optional
+            Another vector (default: ``a``).
+
+        Returns
+        -------
+        numpy.ndarray, shape (m_a, m_b)
+            Sympy entries in the input Gram matrix ``G_i_j`` when the limit is symbolic.
+
+        Raises
+        ------
+        LimitError
+            When the program has no such variable.
+        ExpectationError
+            When an expectation cannot be evaluated in the tier asked.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
+        >>> th = (y * y).mean(name="th")
+        >>> lim = tp.limit(p)
+        >>> lim.cov("h1")
+        array([[1.1, 0.1],
+               [0.1, 1.1]])
+        """
         b = a if b is None else b
         self._require(a)
         self._require(b)
@@ -156,7 +237,32 @@ class Limit:
         return self._errors[(b, a)].T
 
     def mean(self, name: str) -> np.ndarray:
-        """``E[Z^{name}(ξ_i)]`` for each member of the family."""
+        """``E[Z^{name}(ξ_i)]`` for each member of the family.
+
+        Parameters
+        ----------
+        name : str
+            A vector of the program.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,)
+
+        Raises
+        ------
+        LimitError
+            When the program has no such variable.
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
+        >>> th = (y * y).mean(name="th")
+        >>> lim = tp.limit(p)
+        >>> lim.mean("y").round(4)
+        array([0.4184, 0.4184])
+        """
         self._require(name)
         return self.expect_single(self.z[name], self.size(name))
 
