@@ -34,6 +34,7 @@ q·k/√n logits have no deterministic limit (see :mod:`tensorprog.nn.attention`
 from __future__ import annotations
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog.nn import activation as activation_named
 from tensorprog.nn import layer_norm
 from tensorprog.nn.attention import embed_tokens, pool_tokens, transformer_block
@@ -51,8 +52,7 @@ def build(X, heads: int = 1, blocks: int = 1, wvar: float = 1.0, bvar: float = 0
     attention on ``X`` (N, T, d); ``value``, ``causal``, ``lengths`` as in
     :func:`tensorprog.nn.attention.self_attention`."""
     phi = activation_named(activation)
-    if not isinstance(blocks, int) or blocks < 0:
-        raise tp.ProgramError(f"blocks must be an integer ≥ 0, got {blocks!r}")
+    blocks = count(blocks, "blocks")
     p = tp.Program("attention")
     x = embed_tokens(p, X, var=wvar, bias_var=bvar, name="x0")
     for l in range(1, blocks + 1):

@@ -24,6 +24,7 @@ Monte-Carlo tier (error estimates in ``tp.limit(p).max_error``).
 from __future__ import annotations
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog import nn
 
 
@@ -41,7 +42,7 @@ def build(X, batch_size: int = 2, depth: int = 1, wvar: float = 2.0, bvar: float
     h = p.embed(X, var=wvar, bias_var=bvar)
     if placement == "every":
         h = nn.batch_norm(h, batch_size, eps)
-    for l in range(1, depth + 1):
+    for l in range(1, count(depth, "depth") + 1):
         g = p.matrix(f"W{l}", var=wvar) @ phi(h)
         h = nn.batch_norm(g, batch_size, eps)
     p.output(phi(h), var=wvar, bias_var=bvar)

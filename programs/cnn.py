@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog.nn.convolution import PADDINGS, conv, conv_embed, flatten_readout, global_avg_pool
 
 READOUTS = ("gap", "flatten")
@@ -51,8 +52,7 @@ def build(X, depth: int = 2, filter_size=3, padding: str = "circular", readout: 
         raise tp.ProgramError(f"padding must be one of {PADDINGS}, got {padding!r}")
     if readout not in READOUTS:
         raise tp.ProgramError(f"readout must be one of {READOUTS}, got {readout!r}")
-    if int(depth) != depth or depth < 1:
-        raise tp.ProgramError(f"depth (conv+relu layers) must be an integer ≥ 1, got {depth!r}")
+    depth = count(depth, "depth (conv+relu layers)", 1)
     dims = "1d" if X.ndim == 3 else "2d"
     p = tp.Program(f"cnn{dims}")
     h, grid = conv_embed(p, X, filter_size, padding, wvar=wvar, bvar=bvar, name="h1")

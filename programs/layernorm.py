@@ -28,6 +28,7 @@ checks them against μ̊ = 0 and m̊ = K(ξ, ξ) along with the kernels.
 from __future__ import annotations
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog.nn.dense import dense, readout
 from tensorprog.nn.norm import layer_norm
 
@@ -42,12 +43,11 @@ def build(X, depth: int = 2, wvar: float = 2.0, bvar: float = 0.1, block: str = 
     if activation not in ACTIVATIONS:
         raise tp.ProgramError(f"unknown activation {activation!r}; choose from "
                               f"{sorted(ACTIVATIONS)}")
-    if int(depth) != depth or depth < 0:
-        raise tp.ProgramError(f"depth must be an integer ≥ 0, got {depth!r}")
+    depth = count(depth, "depth")
     phi = ACTIVATIONS[activation]
     p = tp.Program(f"layernorm-{block}")
     h = p.embed(X, var=wvar, bias_var=bvar)
-    for l in range(1, int(depth) + 1):
+    for l in range(1, depth + 1):
         branch = dense(phi(layer_norm(h, eps=eps)), f"{l}", wvar, bvar)
         h = h + branch if block == "residual" else branch
     readout(phi(layer_norm(h, eps=eps)), wvar, bvar)

@@ -15,6 +15,7 @@ parametrization of the usual kernel libraries).
 from __future__ import annotations
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog.nn import activation as activation_named
 from tensorprog.nn.dense import BIAS_INITS
 from tensorprog.nn.dense import bias as nn_bias
@@ -33,7 +34,7 @@ def build(X, depth: int = 2, wvar: float = 2.0, bvar: float = 0.1, activation: s
     h = p.embed(X, var=wvar, bias_var=0.0 if zero else bvar)
     if zero and bias:
         h = h + nn_bias(h, "b0", bvar, bias_init)
-    for l in range(1, depth + 1):
+    for l in range(1, count(depth, "depth") + 1):
         W = p.matrix(f"W{l}", var=wvar)
         h = W @ phi(h)
         if bias:

@@ -25,6 +25,7 @@ vanish because W^l is independent of everything before it and has mean zero).
 from __future__ import annotations
 
 import tensorprog as tp
+from tensorprog.nn.sizes import count
 from tensorprog.nn.dense import BIAS_INITS, bias, dense, readout
 from tensorprog.nn.residual import residual
 
@@ -33,8 +34,7 @@ def build(X, blocks: int = 2, wvar: float = 2.0, bvar: float = 0.1,
           alpha: float = 1.0, bias_init: str = "normal") -> tp.Program:
     """ResNet with ``blocks`` residual blocks ``h ← h + α(W φ(h) + b)`` on inputs X (N, d);
     ``bias_init="zero"``: biases started at 0 and trained (the readout then has no bias)."""
-    if int(blocks) != blocks or blocks < 0:
-        raise tp.ProgramError(f"blocks must be an integer ≥ 0, got {blocks!r}")
+    blocks = count(blocks, "blocks")
     if bias_init not in BIAS_INITS:
         raise tp.ProgramError(f"bias_init must be one of {BIAS_INITS}, got {bias_init!r}")
     zero = bias_init == "zero"
