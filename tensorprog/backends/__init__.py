@@ -1,4 +1,4 @@
-"""The finite-width backend: the program run at width n on NumPy or CuPy (DESIGN §5), and its
+"""The finite-width backend: the program run at width n on NumPy or CuPy (docs/theory.md §5), and its
 validation against the compiler's infinite-width limits.
 
 * :func:`simulate` → :class:`Simulation` (:mod:`.simulate`; array modules and memory planning

@@ -1,4 +1,4 @@
-"""Array modules (NumPy or CuPy) and memory planning for the finite-width backend (DESIGN §5).
+"""Array modules (NumPy or CuPy) and memory planning for the finite-width backend (docs/theory.md §5).
 
 The simulation is written once against an array module ``xp`` (``numpy`` or ``cupy``); this
 module chooses it (:func:`array_module`), moves results back to the host (:func:`to_numpy`) and

@@ -1,4 +1,4 @@
-"""The exact finite-width NNGP sample, NTK and output of a network program (DESIGN §3, §5).
+"""The exact finite-width NNGP sample, NTK and output of a network program (docs/theory.md §3, §5).
 
 The NTK is the sum of the terms of :mod:`tensorprog.kernels.terms` evaluated with the empirical
 inner products ``G(a, b)_ij = a(ξ_i)·b(ξ_j)/n`` of the instantiated program and its backward

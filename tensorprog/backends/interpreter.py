@@ -1,4 +1,4 @@
-"""Running a program's instructions at width n, for a chunk of seeds at once (DESIGN §5).
+"""Running a program's instructions at width n, for a chunk of seeds at once (docs/theory.md §5).
 
 Array layout (leading axis: seeds):
 

@@ -1,6 +1,6 @@
 """Sampling a program's initial objects at width n, one independent random stream per seed.
 
-What is drawn (DESIGN §2, §3, §5), for every seed, in this fixed order:
+What is drawn (docs/theory.md §2, §3, §5), for every seed, in this fixed order:
 
 * every initial matrix ``W`` (n×n), entries ``N(0, σ_W²/n)`` (NTK parametrization: N(0,1)·σ/√n);
   a *generated* matrix (entries correlated across the inputs, ``Cov(W_ab(ξ_i), W_ab(ξ_j)) =

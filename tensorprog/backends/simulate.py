@@ -1,4 +1,4 @@
-"""``tp.simulate``: the program itself, instantiated at finite width n (DESIGN §5).
+"""``tp.simulate``: the program itself, instantiated at finite width n (docs/theory.md §5).
 
 The program's graph is walked node by node at width n, for many seeds at once (leading seed
 axis, batched matmul), on NumPy or CuPy with the same code (:mod:`.arrays`).  A network program
@@ -255,7 +255,7 @@ def bytes_per_seed(q: Program, width: int, dtype, keep_parameters: bool = False)
 def simulate(p: Program, width: int, seeds: int = 1, backend: str = "auto", dtype=np.float64,
              seed=0, chunk: int | None = None, keep_parameters: bool = False,
              moments: dict | None = None, rng: str = "auto") -> Simulation:
-    """Run program ``p`` at width ``width`` for ``seeds`` independent draws (DESIGN §5).
+    """Run program ``p`` at width ``width`` for ``seeds`` independent draws (docs/theory.md §5).
 
     Every initial matrix, vector and input layer is sampled at width n and the instructions are
     executed in program order (``docs/theory.md`` §5.1); for a network program the backward pass

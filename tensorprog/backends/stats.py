@@ -1,4 +1,4 @@
-"""Statistics of convergence to the limit (DESIGN §5, "How convergence is judged").
+"""Statistics of convergence to the limit (docs/theory.md §5, "How convergence is judged").
 
 * :func:`error_stats`: for samples ``X_s`` (one per seed) of a quantity whose limit is ``L``, the
   relative Frobenius error of a single draw ``‖X_s − L‖_F/‖L‖_F`` (mean over seeds ± standard

@@ -3,7 +3,7 @@
 For every width of a sweep the program is simulated (:func:`.simulate.simulate`) and each
 quantity the compiler derives — the NNGP kernel ``tp.nngp(p)``, the NTK ``tp.ntk(p)`` and the
 limit ``tp.limit(p).scalar(θ)`` of every MOMENT θ — is compared with its finite-width samples
-(DESIGN §5):
+(docs/theory.md §5):
 
 * the relative Frobenius error of a single draw, mean over seeds ± standard error, which falls
   like ``n^{-1/2}`` (the fluctuations of a width-n network are O(n^{-1/2}));

@@ -8,7 +8,7 @@
     >>> float(res.value), res.tier          # 1/(2π)
     (0.15915494309189535, 'exact')
 
-Three tiers (DESIGN §4), chosen per independent factor after an exact decomposition
+Three tiers (docs/theory.md §4), chosen per independent factor after an exact decomposition
 (:mod:`.decompose`): closed forms (:mod:`.closed_forms`, also symbolic), deterministic quadrature
 for effective dimension ≤ 3 (:mod:`.quadrature`) and randomised quasi-Monte Carlo
 (:mod:`.montecarlo`); :mod:`.engine` dispatches.

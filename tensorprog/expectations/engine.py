@@ -1,7 +1,7 @@
 """Dispatch: ``expect(expr, atoms, cov, params)`` → :class:`Expectation`.
 
 ``E[expr]`` for zero-mean jointly Gaussian ``atoms`` with covariance ``cov[b]`` at every batch
-point ``b`` (DESIGN §4).  The expression is first decomposed exactly (:mod:`.decompose`: zero-
+point ``b`` (docs/theory.md §4).  The expression is first decomposed exactly (:mod:`.decompose`: zero-
 variance atoms, linearity, constants, independent groups); each factor of each term is then
 evaluated by the first tier that applies:
 

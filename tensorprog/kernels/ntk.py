@@ -1,6 +1,6 @@
 """NNGP kernel and NTK of a network program in the infinite-width limit.
 
-The network is ``f(ξ) = v·x(ξ)/√n + b`` with ``x`` the program's readout vector (DESIGN §3,
+The network is ``f(ξ) = v·x(ξ)/√n + b`` with ``x`` the program's readout vector (docs/theory.md §3,
 TP IIb Def. 4.2), in NTK parametrization.
 
 * NNGP: ``K(ξ_i, ξ_j) = σ_v² E[Z^{x}(ξ_i) Z^{x}(ξ_j)] + σ_b²``.

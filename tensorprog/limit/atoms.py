@@ -1,6 +1,6 @@
 """Gaussian atoms and deterministic parameters: the leaves of every Z expression.
 
-Every Z of a program is a deterministic function of finitely many *atoms* (DESIGN §2):
+Every Z of a program is a deterministic function of finitely many *atoms* (docs/theory.md §2):
 
 * ``init`` atoms, one family per initial vector (ZINIT), jointly Gaussian with the program's
   initial covariances;

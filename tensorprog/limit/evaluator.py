@@ -1,6 +1,6 @@
 """The Master-Theorem evaluator: the Z of every vector and the limit of every scalar.
 
-Implements the rules of TP IIb Definition B.3 (DESIGN §2), in program order:
+Implements the rules of TP IIb Definition B.3 (docs/theory.md §2), in program order:
 
 * ZINIT     ``Z^{v}`` of an initial vector is its Gaussian atom;
 * ZNONLIN⁺  ``Z^{ψ(x…;θ…)} = ψ(Z^{x}…; θ̊…)``;

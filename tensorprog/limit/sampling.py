@@ -3,7 +3,7 @@ r"""The Monte-Carlo tier of the limit: joint quasi-Monte Carlo over whole atom f
 Where an expectation has no closed form and more effective dimensions than quadrature handles,
 integrating each of the ``ma·mb`` input pairs on its own costs ``O(ma·mb·P)`` evaluations of the
 integrand.  The Master Theorem gives more: the atoms of *every* member of every family are
-jointly Gaussian (TP IIb Def. B.3, DESIGN §2), so one joint draw of all of them is one
+jointly Gaussian (TP IIb Def. B.3, docs/theory.md §2), so one joint draw of all of them is one
 coordinate of the infinite-width network on all inputs at once.  This module draws P such
 coordinates, evaluates ``Z^a(ξ_i)`` for every member i on each, and estimates
 

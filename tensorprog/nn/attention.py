@@ -1,7 +1,7 @@
 r"""Self-attention over the tokens of a sequence, and the pre-LN transformer block.
 
 A batch of N sequences of T tokens is one *family* of N·T vectors, ``"tokens"``, whose member
-``a = i·T + t`` (token t of sequence i) is owned by input i (DESIGN §3, docs/compiler.md
+``a = i·T + t`` (token t of sequence i) is owned by input i (docs/theory.md §3, docs/compiler.md
 "Families").  Every instruction below acts on the whole family — all tokens of all sequences at
 once — and the pairs of tokens within a sequence are reached by SELECT views, so a head costs T
 MOMENTs and 2T SELECTs whatever N is (nothing loops over token pairs or over inputs in Python).
