@@ -263,8 +263,8 @@ def cached_kernels(program: Program, get: str, tier: str = "auto"):
     if kfn is None:
         try:
             kfn = KernelFn(program, tier=tier)
-        except (TensorProgError, RecursionError):   # e.g. hundreds of layers: the caller's
-            return None                              # iterative derivation handles them
+        except TensorProgError:
+            return None
         _CACHE[key] = kfn
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
