@@ -42,6 +42,7 @@ _LAZY = {
     "Limit": ".limit.evaluator",
     "KernelFn": ".plan",
     "render": ".render",
+    "demo_program": ".demo",
 }
 
 
@@ -88,10 +89,7 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-    >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
-    >>> th = (y * y).mean(name="th")
+    >>> p = tp.demo_program(moment=True, output=False)
     >>> print(tp.limit(p))
     Master-Theorem limit of program 'demo' (2 inputs; Z expressions hold for every input ξ_i)
       Z^{h1} = Gaussian atom (ZINIT)
@@ -160,5 +158,5 @@ __all__ = [
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
     "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
     "kernel_fn", "KernelFn", "training", "train", "abc_parametrization", "mean_field", "mup",
-    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError",
+    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError", "demo_program",
 ]

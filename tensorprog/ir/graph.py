@@ -87,9 +87,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> q = p.empty_like()
         >>> q.num_inputs, q.order
         (2, [])
@@ -125,10 +123,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.node("h2")
+        >>> tp.demo_program().node("h2")
         MatMul(name='h2', family='inputs', matrix='W', arg='x1', transpose=False)
         """
         try:
@@ -156,11 +151,9 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [n.name for n in p.nodes()], [n.name for n in p.nodes("matmul")]
-        (['h1', 'W', 'x1', 'h2'], ['h2'])
+        (['h1', 'W', 'x1', 'h2', 'y'], ['h2'])
         """
         out = [self.graph.nodes[n]["node"] for n in self.order]
         if kind is None:
@@ -188,8 +181,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.family_size("inputs"), p.family_size("shared")
         (2, 1)
         """
@@ -214,9 +206,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.get_family("inputs")
+        >>> tp.demo_program().get_family("inputs")
         Family(name='inputs', size=2, owner=array([0, 1]))
         """
         if family not in self.families:
@@ -250,8 +240,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.family("pixels", [0, 0, 1])
         'pixels'
         >>> p.owner_matrix("pixels")
@@ -285,9 +274,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> p.args("h2"), p.args("x1")
         (['x1'], ['h1'])
         """
@@ -307,9 +294,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [m.name for m in p.matmuls_of("W")]
         ['h2']
         """
@@ -332,10 +317,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.line_of("h2")
+        >>> tp.demo_program().line_of("h2")
         5
         """
         declared = sum(1 for f in self.families if f not in (SHARED, INPUTS))
@@ -356,10 +338,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.fresh_name("h")
-        'h2'
+        >>> tp.demo_program().fresh_name("h")
+        'h3'
         """
         k = self._counters.get(prefix, 0)
         while True:
@@ -533,10 +513,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.is_generated("W")
+        >>> tp.demo_program().is_generated("W")
         False
         """
         return self.node(matrix).generated
@@ -781,8 +758,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.add_family("pixels", np.repeat(np.arange(2), 2))
         Family(name='pixels', size=4, owner=array([0, 0, 1, 1]))
         """
@@ -816,9 +792,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.tangent_of("h1", "h1")
+        >>> tp.demo_program().tangent_of("h1", "h1")
         array([[1.1, 0.1],
                [0.1, 1.1]])
         """
@@ -842,8 +816,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> b = p.bias("b", var=0.5)
         >>> p.init_cov_of("h1", "h1")
         array([[1.1, 0.1],
@@ -890,10 +863,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.add_matmul("g", "W", "h1", transpose=True)
+        >>> tp.demo_program().add_matmul("g", "W", "h1", transpose=True)
         MatMul(name='g', family='inputs', matrix='W', arg='h1', transpose=True)
         """
         family = self.node(arg).family if arg in self else INPUTS
@@ -927,9 +897,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_select("s", "h1", [1, 0], "inputs").index
+        >>> tp.demo_program().add_select("s", "h1", [1, 0], "inputs").index
         array([1, 0])
         """
         index = np.asarray(index)
@@ -964,10 +932,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_nonlin("y", "tanh(h1)", ["h1"])
-        Nonlin(name='y', family='inputs', expr=tanh(h1), vectors=('h1',), parameters=())
+        >>> tp.demo_program().add_nonlin("z", "tanh(h1)", ["h1"])
+        Nonlin(name='z', family='inputs', expr=tanh(h1), vectors=('h1',), parameters=())
         """
         return self._add_coordinatewise("nonlin", name, expr, args, scalars)
 
@@ -996,9 +962,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.expression("relu(h1) + 1")
+        >>> tp.demo_program().expression("relu(h1) + 1")
         relu(h1) + 1
         """
         if not isinstance(expr, str):
@@ -1032,9 +996,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_inferred("moment", "th", "h1**2")
+        >>> tp.demo_program().add_inferred("moment", "th", "h1**2")
         Moment(name='th', family='inputs', expr=h1**2, vectors=('h1',), parameters=())
         """
         expr = self.expression(expr)
@@ -1081,9 +1043,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.set_readout("h1", 2.0).var
+        >>> tp.demo_program(output=False).set_readout("h1", 2.0).var
         2.0
         """
         instruction = Readout(node, var, bias_var).headline()
@@ -1118,9 +1078,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.validate()
+        >>> tp.demo_program().validate()
         """
         if not nx.is_directed_acyclic_graph(self.graph):
             cycle = nx.find_cycle(self.graph)
@@ -1148,11 +1106,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> r = p.output(h, var=2.0)
-        >>> p.require_output().node
-        'h1'
+        >>> tp.demo_program().require_output().node
+        'y'
         """
         if self.readout is None:
             raise ProgramError(
@@ -1169,9 +1124,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [m.name for m in p.trained_matrices()]
         ['W']
         """
