@@ -165,6 +165,7 @@ class Simulation:
         Returns
         -------
         numpy.ndarray, shape (m,)
+            One mean per member of the scalar's family.
 
         Raises
         ------
@@ -187,16 +188,17 @@ class Simulation:
         Parameters
         ----------
         name : str
-            A scalar of the simulation.
+            A scalar of the program (or an extra ``moments=`` name).
 
         Returns
         -------
-        numpy.ndarray, shape (m,)
+        numpy.ndarray
+            Of the shape of :meth:`scalar_mean`; compare ``|mean − θ̊|`` with a few of it.
 
         Raises
         ------
         ProgramError
-            When the simulation has no such scalar.
+            As :meth:`scalar_mean` does.
 
         Example
         -------

@@ -179,7 +179,7 @@ class ValidationReport:
         Parameters
         ----------
         quantity : str
-            One of :attr:`quantities`.
+            A validated quantity (:attr:`quantities`), such as ``"nngp"``.
 
         Returns
         -------

@@ -655,10 +655,9 @@ class BuilderProgram(Program):
 
         Parameters
         ----------
-        name : str
-            The family's name.
-        owner : array_like of int
-            One input index per member.
+        name, owner
+            As for :meth:`add_family`: the new family's name and, for every member, the index
+            of the input that owns it.
 
         Returns
         -------
@@ -853,12 +852,12 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def scalar(self, name: str, value: float) -> Var:
-        """Initial scalar: a deterministic number (TP IIb Setup B.2 (3)).
+        """Initial scalar: a deterministic number (TP IIb Setup B.2 (3)), usable in ψ.
 
         Parameters
         ----------
         name : str
-            The scalar's name.
+            A new name (``p.scalar("c", 0.5)`` writes ``SCALAR: c = 0.5``).
         value : float
             Its value, which is also its limit θ̊.
 
@@ -908,7 +907,7 @@ class BuilderProgram(Program):
         Returns
         -------
         Readout
-            The readout record.
+            The readout record (also ``p.readout``).
 
         Raises
         ------
@@ -937,7 +936,7 @@ class BuilderProgram(Program):
         Parameters
         ----------
         name : str
-            The name of a vector or scalar the program defines.
+            The name of a vector, scalar or matrix the program defines.
 
         Returns
         -------
@@ -947,7 +946,7 @@ class BuilderProgram(Program):
         Raises
         ------
         ProgramError
-            When the program has no such variable.
+            When the program defines nothing of that name.
 
         Example
         -------

@@ -145,7 +145,7 @@ class Limit:
         Parameters
         ----------
         name : str
-            A vector of the program.
+            A vector of the program (the Z of a MATMUL holds its ZDOT terms).
 
         Returns
         -------
@@ -298,7 +298,7 @@ class Limit:
         Parameters
         ----------
         name : str
-            A vector of the program.
+            A vector of the program (a shared vector has one member).
 
         Returns
         -------
@@ -307,7 +307,7 @@ class Limit:
         Raises
         ------
         LimitError
-            When the program has no such variable.
+            When the program has no variable of that name (a matrix has no Z).
 
         Example
         -------
@@ -441,7 +441,7 @@ class Limit:
         Raises
         ------
         ExpectationError
-            When the expectation cannot be computed in the limit's tier.
+            As :meth:`expect_single`.
 
         Example
         -------
@@ -569,15 +569,18 @@ class Limit:
     def init_cov(self, a: str, b: str) -> np.ndarray:
         """Covariance of initial vectors a and b (ZINIT; sympy entries when symbolic).
 
+        The covariance of their Gaussian atoms, as the program declares it.
+
         Parameters
         ----------
         a, b : str
-            Initial vectors of the program.
+            Names of initial vectors (ZINIT atoms).
 
         Returns
         -------
         numpy.ndarray
-            Shape (size(a), size(b)).
+            Of shape (size(a), size(b)), from :meth:`Program.init_cov_of` or, when symbolic, in
+            the Gram entries ``G_i_j``.
 
         Example
         -------
@@ -599,12 +602,12 @@ class Limit:
         Parameters
         ----------
         a, b : str
-            Initial vectors of the program.
+            Trainable initial vectors.
 
         Returns
         -------
         numpy.ndarray
-            Shape (size(a), size(b)).
+            The weight, one entry per pair of members of their families.
 
         Example
         -------
@@ -631,7 +634,7 @@ class Limit:
         Parameters
         ----------
         matrix : str
-            A matrix of the program.
+            ``"W"`` for ``p.matrix("W", …)``, or a generated matrix.
 
         Returns
         -------
