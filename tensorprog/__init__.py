@@ -111,18 +111,40 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
 def compile(program, tier: str = "auto"):
     """Derive ``program``'s limit once and return its kernels as a function of the inputs.
 
+    The derivation (the Z of every vector, the backward program, the NTK terms) does not depend
+    on the data: it is done once on a template of two inputs and evaluated on any inputs of the
+    same shape, N₁ × N₂ cross kernels included (``docs/performance.md``; the kernels are those
+    of :func:`nngp` and :func:`ntk`, ``docs/theory.md`` §3).  ``tp.kernel_fn`` is the same
+    function.
+
     Parameters
     ----------
     program : Program
-        A network program (with an output).
+        A network program with an output; its own inputs fix the input shape.
     tier : str
-        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+        Expectation tier: ``"auto"``, ``"exact"``, ``"quadrature"`` or ``"montecarlo"``.
 
     Returns
     -------
     KernelFn
         ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
         ``print()`` it for the derived recursion.
+
+    Raises
+    ------
+    ProgramError
+        When the program has no output (``p.output(x, ...)`` adds one).
+
+    Example
+    -------
+    >>> kfn = tp.compile(tp.demo_program())
+    >>> X = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])     # new inputs, d = 2
+    >>> kfn(X, get="nngp").round(4)
+    array([[1.1   , 0.8279, 0.5745],
+           [0.8279, 1.1   , 0.9468],
+           [0.5745, 0.9468, 1.1   ]])
+    >>> kfn(X[:1], X, get="ntk").round(4)                     # a 1 × 3 cross kernel
+    array([[3.3   , 1.7839, 0.8558]])
     """
     from .plan import KernelFn
 

@@ -391,7 +391,37 @@ class ProgramGraph:
         return node
 
     def replace(self, name: str, **changes) -> Instruction:
-        """Replace fields of the (immutable) record of ``name``, e.g. its parametrization."""
+        """Replace fields of the (immutable) record of ``name``, e.g. its parametrization.
+
+        The record is frozen (:mod:`tensorprog.ir.instructions`), so a change is a new record
+        put in the old one's place; nothing is checked again, so change only fields that do not
+        alter what the instruction computes from (learning rates, parametrizations).
+
+        Parameters
+        ----------
+        name : str
+            The variable whose record changes.
+        **changes
+            New values of fields of its record class.
+
+        Returns
+        -------
+        Instruction
+            The new record.
+
+        Raises
+        ------
+        ProgramError
+            When the program has no such variable.
+        TypeError
+            When a field does not belong to the record's class.
+
+        Example
+        -------
+        >>> p = tp.demo_program()
+        >>> p.replace("W", trainable=False).trainable, p.node("W").trainable
+        (False, False)
+        """
         node = dataclasses.replace(self.node(name), **changes)
         self.graph.nodes[name]["node"] = node
         return node
