@@ -120,9 +120,9 @@ def compile(program, tier: str = "auto"):
     Parameters
     ----------
     program : Program
-        A network program with an output; its own inputs fix the input shape.
+        A network program (with an output).
     tier : str
-        Expectation tier: ``"auto"``, ``"exact"``, ``"quadrature"`` or ``"montecarlo"``.
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
 
     Returns
     -------

@@ -37,13 +37,6 @@ class KernelFn:
 
     Call it as ``kfn(X1, X2=None, get=("nngp", "ntk"))``.
 
-    Parameters
-    ----------
-    program : Program
-        A network program with an output.
-    tier : str
-        Expectation tier (``"auto"``, ``"exact"``, ``"quadrature"``, ``"montecarlo"``).
-
     Attributes
     ----------
     route : str
@@ -54,11 +47,6 @@ class KernelFn:
     tiers, max_error :
         Expectation tiers the last call used and the largest error they state (0 for closed
         forms; the quadrature and Monte-Carlo tiers' error estimates otherwise).
-
-    Raises
-    ------
-    ProgramError
-        As :func:`tensorprog.compile`, on a program without an output.
 
     Example
     -------
