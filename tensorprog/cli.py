@@ -464,7 +464,7 @@ def _program(args):
 def cmd_show(args) -> int:
     """Print the program and its Master-Theorem limit."""
     import tensorprog as tp
-    from .limit.latex import limit_to_latex
+    from .limit.printing import limit_to_latex
 
     p = _program(args)
     lim = tp.limit(p, symbolic=args.symbolic)
