@@ -90,16 +90,12 @@ class Program(ProgramGraph):
 
         Example
         -------
-        >>> p = tp.demo_program(activation="tanh")
+        >>> p = tp.Program("tiny")
+        >>> h = p.embed(np.array([[1.0], [2.0]]))         # two inputs in R¹
         >>> print(p.to_text())
-        PROGRAM demo inputs=2
-        INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)
-        MATRIX: W ~ N(0, 2.0/n)
-        NONLIN: x1 := tanh(h1)
-        MATMUL: h2 := W x1
-        NONLIN: y := tanh(h2)
-        OUTPUT: readout(y, var=2.0, bias_var=0.0)
-        DATA:   X1 = [[1.0, 0.0], [0.0, 1.0]]
+        PROGRAM tiny inputs=2
+        INPUT:  h1 := embed(X1, var=1.0, bias_var=0.0)
+        DATA:   X1 = [[1.0], [2.0]]
         <BLANKLINE>
         """
         return program_to_text(self)

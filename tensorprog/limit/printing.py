@@ -112,17 +112,17 @@ class Latex:
     def scalar(self, name: str, value) -> str:
         return rf"\mathring{{\theta}}_{{{name}}} &= {_latex_value(value)}"
 
+    def matmul(self, name: str, terms: list) -> str:
+        return rf"Z^{{{name}}} &= " + " + ".join(terms)
+
     def zhat(self, limit, node: MatMul) -> str:
         return rf"\hat Z^{{{node.matrix}{'^T' if node.transpose else ''} {node.arg}}}"
-
-    def zdot(self, sigma2, k: int, y: str) -> str:
-        return rf"{sp.latex(sp.sympify(sigma2))}\, c_{{{k}}}\, Z^{{{y}}}"
 
     def coefficient(self, k: int, base) -> str:
         return rf"c_{{{k}}} &= {_latex_value(base.values)}"
 
-    def matmul(self, name: str, terms: list) -> str:
-        return rf"Z^{{{name}}} &= " + " + ".join(terms)
+    def zdot(self, sigma2, k: int, y: str) -> str:
+        return rf"{sp.latex(sp.sympify(sigma2))}\, c_{{{k}}}\, Z^{{{y}}}"
 
 
 class _Text:
