@@ -14,7 +14,7 @@ from .evaluation import TrainingLimit as Limit
 from .finite import FiniteTrainer
 from .losses import make_loss
 from .parametrization import AbcParametrization, ntk_parametrization, resolve
-from .structure import read_network
+from .structure import MatrixStep, read_network
 from .unroll import unroll
 
 
@@ -226,7 +226,7 @@ class TrainingRun:
         ------
         TrainingError : ``name`` is not a vector of the network.
         """
-        if name not in {st.name for st in self.net.steps if st.kind != "matrix"}:
+        if name not in {st.name for st in self.net.steps if not isinstance(st, MatrixStep)}:
             raise TrainingError(f"feature_change: {name!r} is not a vector of the network "
                                 f"{self.net.name!r}")
         N = self.net.num_inputs
