@@ -595,9 +595,9 @@ class Limit:
     def tangent(self, a: str, b: str) -> np.ndarray:
         """NTK weight of trainable initial vectors a, b (:meth:`Program.tangent_of`).
 
-        The covariance of their gradients' factors, ``E[∂f/∂a ∂f/∂b]``-weight of TP IIb
-        eq. (29): the initial covariance, unless the vector declares its own tangent (a bias
-        started at zero, :func:`tensorprog.nn.dense.zero_bias`).
+        The weight ``K`` of their NTK share ``K ∘ E[Z^{da} Z^{db}]`` (TP IIb eq. (29)): their
+        initial covariance, unless the vector declares its own tangent kernel (a bias started
+        at zero, :func:`tensorprog.nn.dense.zero_bias`).
 
         Parameters
         ----------
