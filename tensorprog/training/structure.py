@@ -10,6 +10,7 @@ layer is trained and a matrix may be used with its transpose).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
@@ -43,19 +44,25 @@ class Tensor:
 class Step:
     """One instruction of the network in program order, as a record of its own class: the
     declarations :class:`MatrixStep` and :class:`BiasStep`, then :class:`EmbedStep`,
-    :class:`MatMulStep` and :class:`NonlinStep` (the trainers dispatch on the class)."""
+    :class:`MatMulStep` and :class:`NonlinStep` (the trainers dispatch on the class; ``kind``
+    is its short name)."""
 
     name: str
+    kind: ClassVar[str] = ""
 
 
 @dataclass(frozen=True)
 class MatrixStep(Step):
     """An n×n matrix ``W`` (declaration)."""
 
+    kind: ClassVar[str] = "matrix"
+
 
 @dataclass(frozen=True)
 class BiasStep(Step):
     """A bias vector ``b`` (declaration)."""
+
+    kind: ClassVar[str] = "bias"
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class EmbedStep(Step):
     data: np.ndarray
     weight: str
     bias: str
+    kind: ClassVar[str] = "embed"
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class MatMulStep(Step):
     args: tuple
     matrix: str
     transpose: bool
+    kind: ClassVar[str] = "matmul"
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class NonlinStep(Step):
 
     args: tuple
     expr: sp.Expr
+    kind: ClassVar[str] = "nonlin"
 
 
 @dataclass
