@@ -165,7 +165,7 @@ class Limit:
         >>> tp.limit(p).Z(g.name)
         1.0*E[∂Z^{x1}/∂Ẑ^{W h1}]*Z^{h1} + Ẑ^{Wᵀ x1}
         """
-        self._require(name)
+        self._require(name, vector=True)
         return self.z[name]
 
     def scalar(self, name: str) -> np.ndarray:
@@ -225,8 +225,8 @@ class Limit:
                [0.2873, 0.55  ]])
         """
         b = a if b is None else b
-        self._require(a)
-        self._require(b)
+        self._require(a, vector=True)
+        self._require(b, vector=True)
         if (a, b) not in self._pairs and (b, a) in self._pairs:
             return self._pairs[(b, a)].T
         self._resolve_pairs(a, b)
@@ -314,14 +314,17 @@ class Limit:
         >>> tp.limit(tp.demo_program()).mean("y").round(4)
         array([0.4184, 0.4184])
         """
-        self._require(name)
+        self._require(name, vector=True)
         return self.expect_single(self.z[name], self.size(name))
 
-    def _require(self, name):
+    def _require(self, name, vector=False):
+        """Refuse a name the query cannot answer (``vector``: the query needs a Z)."""
         if name not in self.z and name not in self.scalars:
             if name in self.program and isinstance(self.program.node(name), InitialMatrix):
                 raise LimitError(f"{name!r} is a matrix; it has no Z (its MATMULs do)")
             raise LimitError(f"no variable {name!r} in program {self.program.name!r}")
+        if vector and name not in self.z:
+            raise LimitError(f"{name!r} is a scalar; it has no Z: use scalar({name!r})")
 
     # ------------------------------------------------------------------ expectations
     def z_in(self, name: str, size: int) -> sp.Expr:
