@@ -65,8 +65,13 @@ class Device:
         back = lambda v: v if isinstance(v, (int, float, complex)) else \
             to_numpy(v).astype(np.float64)
         cov = type(cov)([[back(e) for e in row] for row in cov.entries], cov.shape[:-2])
-        value = evaluate(cov, {k: back(v) for k, v in params.items()})
-        return value if isinstance(value, (int, float)) else self.xp.asarray(value)
+        return self.adopt(evaluate(cov, {k: back(v) for k, v in params.items()}))
+
+    def adopt(self, value):
+        """A value computed by host code as a device array (a number stays a number)."""
+        if self.host or not isinstance(value, (np.ndarray, np.generic)):
+            return value
+        return value.item() if value.ndim == 0 else self.xp.asarray(value)
 
 
 def gpu_module() -> ModuleType:

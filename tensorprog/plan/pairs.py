@@ -300,6 +300,9 @@ class PairExecutor:
                     total = total + _gaussian_form(t, sub, params, self.fused)
                     continue
                 one = type(plan)(plan.atoms, (t,), plan.has_delta)
+                if isinstance(t, GaussTerm):        # Wick moments: sums of entry products
+                    total = total + self.device.adopt(evaluate_exact(one, sub, params, NUMERIC))
+                    continue
                 total = total + self.device.host_factor(
                     lambda c, q: evaluate_exact(one, c, q, NUMERIC), sub, params)
             return total
