@@ -231,10 +231,11 @@ class _Template:
         ex = PairExecutor(self.limit, lay.members, _rows(data))
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
-        #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
-        #: one closed form (measured constant, docs/performance.md)
+        #: numbers held per input pair: the cached cross arrays, the most that one cross
+        #: expectation holds at once (its factors, entries and result, measured on the
+        #: template) and the temporaries of one closed form (docs/performance.md)
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
-            TEMPORARIES * max(lay.members.values(), default=1) ** 2
+            ex.temporaries + TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
     def evaluate(self, left, right, gets, device: Device = CPU64):
         """The kernels ``gets`` between ``left`` and ``right`` (None: symmetric) as arrays of

@@ -133,6 +133,8 @@ class PairExecutor:
         self._params: dict = {}
         self.max_error = 0.0
         self.tiers: set = set()
+        #: the most numbers per input pair one cross expectation held at once (:meth:`_held`)
+        self.temporaries = 0.0
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -280,9 +282,25 @@ class PairExecutor:
                 val = val * cache[key]
             total.add(val)
         out = total.result()
+        if sides[0] != sides[1]:
+            self._held(entries, cache, out)
         if not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
+
+    def _held(self, entries, cache, out) -> None:
+        """Record the numbers per input pair that one cross expectation holds at once: the
+        covariance entries it computed (sums over linear forms, gathered members), its cached
+        factors and its result (:attr:`temporaries`, the largest over the expectations)."""
+        cached = [b for b in list(self._covs.values()) + list(self._blocks.values()) if b]
+        seen = {id(_root(a)) for b in cached for a in (b.l, b.r, b.x, b.y)}
+        held = out.size
+        for v in [e for row in entries for e in row] + list(cache.values()):
+            v = _root(v)
+            if np.ndim(v) and id(v) not in seen:
+                seen.add(id(v))
+                held += v.size
+        self.temporaries = max(self.temporaries, held / (self.n["l"] * self.n["r"]))
 
     def _factor(self, f, sub, params):
         plan = exact_plan(f.expr, f.atoms)
@@ -532,6 +550,13 @@ class _Sum:
         xp, dt = self.device.xp, self.device.dtype
         total = self.total if isinstance(self.total, xp.ndarray) else xp.asarray(self.total)
         return xp.broadcast_to(total, self.shape).astype(dt)
+
+
+def _root(a):
+    """The array that owns the memory of a view (``a`` itself if it owns it)."""
+    while hasattr(getattr(a, "base", None), "shape"):
+        a = a.base
+    return a
 
 
 def _is_run(index) -> bool:
