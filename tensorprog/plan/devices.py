@@ -16,13 +16,11 @@ from types import ModuleType
 
 import numpy as np
 
-from ..backends.arrays import _import_cupy, to_numpy
+from ..backends.arrays import _import_cupy, check_dtype, to_numpy
 from ..errors import ProgramError, ResourceError
 
 #: Devices a compiled kernel runs on.
 DEVICES = ("cpu", "gpu")
-#: Precisions a compiled kernel is computed in.
-DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -118,12 +116,7 @@ def device(name: str = "cpu", dtype="float64") -> Device:
     >>> device("cpu", "float32").dtype
     dtype('float32')
     """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in DTYPES:
-        raise ProgramError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    dt = check_dtype(dtype)
     if name not in DEVICES:
         raise ProgramError(f"device must be one of {DEVICES}, got {name!r}")
     return Device(np if name == "cpu" else gpu_module(), dt)
@@ -131,4 +124,4 @@ def device(name: str = "cpu", dtype="float64") -> Device:
 
 CPU64 = Device(np, np.dtype(np.float64))
 
-__all__ = ["Device", "device", "gpu_module", "DEVICES", "DTYPES", "CPU64"]
+__all__ = ["Device", "device", "gpu_module", "DEVICES", "CPU64"]
