@@ -73,6 +73,14 @@ def main(argv=None):
     ap.add_argument("--subset", type=int, default=2000,
                     help="above this N the CPU reference is a random subset of inputs")
     args = ap.parse_args(argv)
+    if args.device == "gpu":
+        import tensorprog as tp
+        from tensorprog.plan.devices import gpu_module
+
+        try:
+            gpu_module()
+        except tp.ResourceError as exc:
+            sys.exit(f"skipped: {exc}")
     rows = []
     for case in args.cases.split(","):
         kfn, data = compiled(case)

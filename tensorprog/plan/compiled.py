@@ -254,7 +254,9 @@ class _Template:
             for term in self.ntk_terms:
                 total = total + _term(term, ex)
             out["ntk"] = total
-        return {g: k.astype(ex.device.dtype, copy=False) for g, k in out.items()}
+        xp, dt = ex.device.xp, ex.device.dtype
+        return {g: xp.full((ex.n["l"], ex.n["r"]), k, dtype=dt) if np.ndim(k) == 0   # no terms
+                else k.astype(dt, copy=False) for g, k in out.items()}
 
 
 def _rows(data):
