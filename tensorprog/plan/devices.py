@@ -43,10 +43,6 @@ class Device:
         """Whether the arrays are NumPy arrays."""
         return self.xp is np
 
-    @property
-    def name(self) -> str:
-        return "cpu" if self.host else "gpu"
-
     def put(self, a):
         """``a`` (NumPy, a number or a device array) as a device array of :attr:`dtype`."""
         return self.xp.asarray(a, dtype=self.dtype)
