@@ -230,6 +230,7 @@ class _Template:
         self.nngp_term = readout_term(self.backward.network)
         # check once, on the template, that every quantity is within the executor's reach
         ex = PairExecutor(self.limit, lay.members, _rows(data))
+        ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
         #: numbers held per input pair: the cached cross arrays, the most that one cross

@@ -116,6 +116,8 @@ class PairExecutor:
     #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
     #: :mod:`.fused` (False: the generic closed forms, for comparison).
     fused = True
+    #: Record :attr:`temporaries` (the derivation's template does, to size the tiles).
+    measure = False
 
     def __init__(self, lim, members, left, right=None, device: Device = CPU64):
         self.lim = lim
@@ -282,7 +284,7 @@ class PairExecutor:
                 val = val * cache[key]
             total.add(val)
         out = total.result()
-        if sides[0] != sides[1]:
+        if self.measure and sides[0] != sides[1]:
             self._held(entries, cache, out)
         if not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
