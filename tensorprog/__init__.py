@@ -108,7 +108,7 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
     return Limit(program, symbolic=symbolic, tier=tier)
 
 
-def compile(program, tier: str = "auto"):
+def compile(program, tier: str = "auto", dtype="float64", device="cpu"):
     """Derive ``program``'s limit once and return its kernels as a function of the inputs.
 
     The derivation (the Z of every vector, the backward program, the NTK terms) does not depend
@@ -123,6 +123,10 @@ def compile(program, tier: str = "auto"):
         A network program (with an output).
     tier : str
         Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+    dtype : "float64" or "float32"
+        Default precision of the kernel calls (each call may override it).
+    device : "cpu" or "gpu"
+        Default device of the kernel calls: NumPy, or CuPy on the GPU.
 
     Returns
     -------
@@ -148,7 +152,7 @@ def compile(program, tier: str = "auto"):
     """
     from .plan import KernelFn
 
-    return KernelFn(program, tier=tier)
+    return KernelFn(program, tier=tier, dtype=dtype, device=device)
 
 
 kernel_fn = compile

@@ -16,6 +16,7 @@ import numpy as np
 
 import re
 from collections import OrderedDict
+from functools import partial
 
 from ..backends.arrays import positive_int
 from ..errors import ProgramError, TensorProgError
@@ -23,6 +24,7 @@ from ..ir.program import Program
 from ..kernels.backprop import backward_program
 from ..kernels.terms import ntk_terms, readout_term
 from ..limit.evaluator import Limit
+from .devices import CPU64, DEVICES, Device, device as make_device
 from .layout import Layout, layout, retarget, split_inputs
 from .pairs import PairExecutor, Unsupported
 from .tiles import auto_batch_size, run_tiles
@@ -36,6 +38,17 @@ class KernelFn:
     """The compiled kernels of a program (``tp.compile(p)``, alias ``tp.kernel_fn(p)``).
 
     Call it as ``kfn(X1, X2=None, get=("nngp", "ntk"))``.
+
+    Parameters
+    ----------
+    program : Program
+        A network program with an output.
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+    dtype : "float64" or "float32"
+        Default precision of the calls (see :meth:`__call__`).
+    device : "cpu" or "gpu"
+        Default device of the calls: NumPy, or CuPy on the GPU.
 
     Attributes
     ----------
@@ -56,10 +69,14 @@ class KernelFn:
     ('pairs', {'quadrature'}, True)
     """
 
-    def __init__(self, program: Program, tier: str = "auto"):
+    def __init__(self, program: Program, tier: str = "auto", dtype="float64", device="cpu"):
         program.require_output()
         self.program = program
         self.tier = tier
+        make_device("cpu", dtype)                          # a clear error for a bad dtype
+        if device not in DEVICES:
+            raise ProgramError(f"device must be one of {DEVICES}, got {device!r}")
+        self.dtype, self.device = dtype, device
         self.reason = ""
         try:
             self.layout: Layout | None = layout(program)
@@ -75,7 +92,7 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
-                 client=None, max_memory=None):
+                 client=None, max_memory=None, dtype=None, device=None, on_device=False):
         """Kernels on new inputs.
 
         Parameters
@@ -96,16 +113,36 @@ class KernelFn:
             ``progress(done, total, note)`` after every tile (True: a bar on stderr).
         client : dask.distributed.Client, optional
             Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
+        dtype : "float64" or "float32", optional
+            Precision of the inputs, the pair arrays, the fused kernels and the kernels
+            returned (default: the compiled default, float64).  float32 halves the memory per
+            pair (tiles of √2 the edge) and took 0.36–0.67 of the float64 time; its error
+            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 7e-7 on the NNGP and NTK of ReLU
+            and erf MLPs of depth 3 and 10, a CNN and an RNN at N = 500 (stated bound 5e-6,
+            tested; entrywise relative errors are larger on entries near 0:
+            docs/performance.md).  Factors without a fused closed form (quadrature, Monte
+            Carlo, the generic arc-cosine expansion) are computed in the precision they are
+            given or in float64 and stored in float32; the union route (BatchNorm) computes in
+            float64 and casts.
+        device : "cpu" or "gpu", optional
+            NumPy on the host, or CuPy on the GPU (``pip install ".[gpu]"``): the inputs are
+            moved to the GPU once, the tiles computed there (the tile budget a quarter of its
+            free memory), factors without a fused closed form on the host.
+        on_device : bool
+            With ``device="gpu"``, return CuPy arrays instead of NumPy ones.
 
         Returns
         -------
         ndarray or dict
-            One kernel for a single ``get``, else ``{name: kernel}``.
+            One kernel for a single ``get``, else ``{name: kernel}``, of ``dtype``.
 
         Raises
         ------
         ProgramError
-            For inputs of the wrong shape, or new inputs on the union route.
+            For inputs of the wrong shape, or new inputs on the union route, or an unknown
+            ``dtype`` or ``device``.
+        ResourceError
+            For ``device="gpu"`` without CuPy or a GPU.
 
         Example
         -------
@@ -118,35 +155,47 @@ class KernelFn:
         for g in gets:
             if g not in GETS:
                 raise ProgramError(f"get must name kernels among {GETS}, got {g!r}")
+        spec = (self.device if device is None else device,
+                self.dtype if dtype is None else dtype, bool(on_device))
+        dev = make_device(*spec[:2])
         if self.route == "union":
-            out = self._union(X1, X2, gets)
+            out = {g: _returned(dev, spec[2], k) for g, k in self._union(X1, X2, gets).items()}
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
-            out = self._tiled(left, right, gets, batch_size, progress, client, max_memory)
+            out = self._tiled(left, right, gets, batch_size, progress, client, max_memory,
+                              dev, spec)
         return out[gets[0]] if single else out
 
-    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory):
+    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, dev, spec):
         n1 = next(iter(left.values())).shape[0]
         n2 = n1 if right is None else next(iter(right.values())).shape[0]
         b = positive_int(batch_size, "batch_size") if batch_size is not None else \
-            auto_batch_size(self._template.arrays_per_pair, n1, n2, max_memory)
+            auto_batch_size(self._template.arrays_per_pair, n1, n2, max_memory, dev)
+        if client is None:                  # inputs moved to the device once
+            left = {k: dev.put(v) for k, v in left.items()}
+            right = None if right is None else {k: dev.put(v) for k, v in right.items()}
         if b >= max(n1, n2) and client is None:
-            out, ex = self._template.evaluate(left, right, gets)
+            out, ex = self._template.evaluate(left, right, gets, dev)
             self.tiers, self.max_error = ex.tiers, ex.max_error
-            return out
+            return {g: _returned(dev, spec[2], k) for g, k in out.items()}
         if progress is True:
             from ..cli import ProgressBar
 
             progress = ProgressBar(label="kernel tiles")
         self.tiers, self.max_error = set(), 0.0
-        return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+        xp = dev.xp if spec[2] else np
+        return run_tiles(partial(self._evaluate_tile, spec), left, right, gets, int(b),
+                         progress, client, xp=xp, dtype=dev.dtype)
 
-    def _evaluate_tile(self, left, right, gets):
-        out, ex = self._template.evaluate(left, right, gets)
+    def _evaluate_tile(self, spec, left, right, gets):
+        """One tile on the device ``spec`` = (device, dtype, on_device) names (a Dask worker
+        resolves them itself)."""
+        dev = make_device(*spec[:2])
+        out, ex = self._template.evaluate(left, right, gets, dev)
         self.tiers |= ex.tiers
         self.max_error = max(self.max_error, ex.max_error)
-        return out
+        return {g: _returned(dev, spec[2], k) for g, k in out.items()}
 
     def _data(self, X):
         if X is None:
@@ -189,16 +238,20 @@ class _Template:
         self.nngp_term = readout_term(self.backward.network)
         # check once, on the template, that every quantity is within the executor's reach
         ex = PairExecutor(self.limit, lay.members, _rows(data))
+        ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
-        #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
-        #: one closed form (measured constant, docs/performance.md)
+        #: numbers held per input pair: the cached cross arrays, the most that one cross
+        #: expectation holds at once (its factors, entries and result, measured on the
+        #: template) and the temporaries of one closed form (docs/performance.md)
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
-            TEMPORARIES * max(lay.members.values(), default=1) ** 2
+            ex.temporaries + TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
-    def evaluate(self, left, right, gets):
+    def evaluate(self, left, right, gets, device: Device = CPU64):
+        """The kernels ``gets`` between ``left`` and ``right`` (None: symmetric) as arrays of
+        ``device``, and the executor that computed them."""
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
-                          None if right is None else _rows(right))
+                          None if right is None else _rows(right), device)
         return self.evaluate_with(ex, gets), ex
 
     def evaluate_with(self, ex, gets):
@@ -210,11 +263,18 @@ class _Template:
             for term in self.ntk_terms:
                 total = total + _term(term, ex)
             out["ntk"] = total
-        return out
+        xp, dt = ex.device.xp, ex.device.dtype
+        return {g: xp.full((ex.n["l"], ex.n["r"]), k, dtype=dt) if np.ndim(k) == 0   # no terms
+                else k.astype(dt, copy=False) for g, k in out.items()}
 
 
 def _rows(data):
     return {name: X.reshape(X.shape[0], -1) for name, X in data.items()}
+
+
+def _returned(dev: Device, on_device: bool, kernel):
+    """A kernel as returned to the caller: NumPy, or a device array when asked."""
+    return dev.put(kernel) if on_device else dev.get(kernel).astype(dev.dtype, copy=False)
 
 
 def _term(term, ex: PairExecutor) -> np.ndarray:
@@ -222,6 +282,8 @@ def _term(term, ex: PairExecutor) -> np.ndarray:
     each input owns: an (N₁, N₂) array."""
     Pa, Pb = (ex.P(f) for f in term.families)
     value = _local_scale(term.scale, Pa, Pb)
+    if np.ndim(value):
+        value = ex.device.put(value)
     if term.tangent_pair is not None:
         A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.tangent_pair)
         value = value * _cross(ex.base_block(A, B))

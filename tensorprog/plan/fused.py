@@ -98,7 +98,7 @@ def evaluate_fused(form, cov, params):
     the generic closed form)."""
     kind, (i, j), coef, table = form
     S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
-    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+    if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
     coef = peval(coef, params, NUMERIC)
     weights = [peval(row[0], params, NUMERIC) for row in table]
@@ -114,16 +114,25 @@ def gaussian_form2(S11, S12, S22, A):
     """``det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and a
     symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is not
     an array (independent atoms: the caller's generic form)."""
-    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+    if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
     table = np.array([[A[0][0], A[0][1], A[1][1], 0.0, 0.0, 0.0]])
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     return pair_kernel(GAUSS, S11, S12, S22, table, shape)
 
 
+def _is_array(s) -> bool:
+    """Whether a covariance entry is an array (NumPy or CuPy), not the number of independent
+    atoms."""
+    return not isinstance(s, (int, float))
+
+
 def pair_kernel(kind, S11, S12, S22, table, shape):
-    """The fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy without numba)."""
-    if ENGINE == "numba" and numba_kernel() is not None:
+    """The fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy without numba, and for
+    arrays of another module: CuPy takes the NumPy expressions).  The NumPy expressions keep
+    the precision of the covariances (float32 in, float32 out); numba computes in float64."""
+    host = all(isinstance(s, np.ndarray) for s in (S11, S12, S22))
+    if ENGINE == "numba" and host and numba_kernel() is not None:
         four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
                                                                         a.shape)
         out = np.empty(shape)
@@ -137,7 +146,7 @@ def pair_kernel(kind, S11, S12, S22, table, shape):
 
 def _numpy_kernel(kind, S11, S12, S22, table):
     if kind == GAUSS:
-        (A00, A01, A11), = table[:, :3]
+        (A00, A01, A11), = table[:, :3].tolist()      # Python numbers keep the precision
         m00, m01 = 1.0 - 2.0 * (S11 * A00 + S12 * A01), -2.0 * (S11 * A01 + S12 * A11)
         m10, m11 = -2.0 * (S12 * A00 + S22 * A01), 1.0 - 2.0 * (S12 * A01 + S22 * A11)
         det = m00 * m11 - m01 * m10
@@ -160,8 +169,8 @@ def _numpy_kernel(kind, S11, S12, S22, table):
     sin *= 1.0 + rho
     np.sqrt(sin, out=sin)
     total = 0.0
-    for w, a, b, t, p, q in table:
-        term = np.full(rho.shape, w)
+    for w, a, b, t, p, q in table.tolist():
+        term = np.full_like(rho, w)
         for arr, e in ((theta, t), (rho, p), (sin, q)):
             for _ in range(int(e)):
                 term *= arr
