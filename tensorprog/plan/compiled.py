@@ -47,6 +47,13 @@ class KernelFn:
     tiers, max_error :
         Expectation tiers the last call used and the largest error they state (0 for closed
         forms; the quadrature and Monte-Carlo tiers' error estimates otherwise).
+
+    Example
+    -------
+    >>> kfn = tp.KernelFn(tp.demo_program(activation="tanh"))
+    >>> K = kfn(np.eye(2), get="nngp")
+    >>> kfn.route, kfn.tiers, kfn.max_error < 1e-8
+    ('pairs', {'quadrature'}, True)
     """
 
     def __init__(self, program: Program, tier: str = "auto"):
@@ -102,8 +109,9 @@ class KernelFn:
 
         Example
         -------
-        >>> kfn = tp.compile(p)
-        >>> K_test_train = kfn(X_test, X_train, get="ntk")
+        >>> kfn = tp.compile(tp.demo_program())
+        >>> kfn(np.ones((3, 2)), np.eye(2)).keys()          # both kernels, 3 × 2 each
+        dict_keys(['nngp', 'ntk'])
         """
         single = isinstance(get, str)
         gets = (get,) if single else tuple(get)
