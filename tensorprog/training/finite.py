@@ -30,13 +30,25 @@ def _shape(net: Network, tensor, n: int) -> tuple:
 
 def _draw(net: Network, par, n: int, seeds) -> dict:
     """Parameters ``w`` of every tensor for each seed: ``{name: (S, ...)}``."""
-    out = {k: [] for k in net.tensors}
-    for seed in seeds:
+    seeds = list(seeds)
+    out = {k: np.empty((len(seeds),) + _shape(net, t, n)) for k, t in net.tensors.items()}
+    for i, seed in enumerate(seeds):
         rng = np.random.default_rng([int(seed), 20240917])
         for name, tensor in net.tensors.items():
             b = float(par.abc(tensor.role)[1])
-            out[name].append(rng.standard_normal(_shape(net, tensor, n)) * float(n) ** (-b))
-    return {k: np.stack(v) for k, v in out.items()}
+            w = out[name][i]
+            if w.ndim:
+                rng.standard_normal(out=w)
+                w *= float(n) ** (-b)
+            else:
+                out[name][i] = rng.standard_normal() * float(n) ** (-b)
+    return out
+
+
+def _apply(w: np.ndarray, x: np.ndarray, plain: bool) -> np.ndarray:
+    """``w x`` (``plain``) or ``wᵀ x`` for every seed and input: ``w`` (S, n, n), ``x``
+    (S, N, n) → (S, N, n).  The multiplier is applied to the (small) result, not to ``w``."""
+    return np.einsum("sij,sNj->sNi" if plain else "sji,sNj->sNi", w, x)
 
 
 class FiniteTrainer:
@@ -79,9 +91,8 @@ class FiniteTrainer:
             elif isinstance(st, BiasStep):
                 vals[st.name] = (m[st.name] * w[st.name])[:, None, :]
             elif isinstance(st, MatMulStep):
-                W = m[st.matrix] * w[st.matrix]
-                spec = "sji,sNj->sNi" if st.transpose else "sij,sNj->sNi"
-                vals[st.name] = np.einsum(spec, W, vals[st.args[0]])
+                vals[st.name] = m[st.matrix] * _apply(w[st.matrix], vals[st.args[0]],
+                                                      not st.transpose)
             elif isinstance(st, NonlinStep):
                 out = self.psi[st.name](*[vals[a] for a in st.args])
                 vals[st.name] = np.broadcast_to(out, np.broadcast_shapes(
@@ -107,16 +118,12 @@ class FiniteTrainer:
                     part = d(*[sub[x] for x in st.args]) * g
                     G[a] = G.get(a, 0) + part
             elif isinstance(st, MatMulStep):
-                W = m[st.matrix] * w[st.matrix]
-                x = sub[st.args[0]]
-                x = np.broadcast_to(x, g.shape)
-                if st.transpose:
-                    G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sji,sBi->sBj", W, g)
-                    dW = np.einsum("sBi,sBj->sji", g, x)
-                else:
-                    G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sij,sBi->sBj", W, g)
-                    dW = np.einsum("sBi,sBj->sij", g, x)
-                grads[st.matrix] = grads.get(st.matrix, 0) + dW
+                x = np.broadcast_to(sub[st.args[0]], g.shape)
+                back = m[st.matrix] * _apply(w[st.matrix], g, st.transpose)
+                G[st.args[0]] = G.get(st.args[0], 0) + back
+                # Σ_B g_B x_Bᵀ (its transpose for a use of Wᵀ)
+                dW = np.einsum("sBi,sBj->sji" if st.transpose else "sBi,sBj->sij", g, x)
+                grads[st.matrix] = dW if st.matrix not in grads else grads[st.matrix] + dW
             elif isinstance(st, EmbedStep):
                 grads[st.weight] = np.einsum("sBi,Bd->sid", g, st.data[B])
                 grads[st.bias] = g.sum(1)
@@ -144,7 +151,11 @@ class FiniteTrainer:
                 grads = self._gradients(w, vals, f, self.batches[t])
                 for name, g in grads.items():
                     if self.rate[name]:
-                        w[name] = w[name] - self.rate[name] * (self.mult[name] * g)
+                        # in place: g and w are this chunk's own arrays (n × n at most)
+                        g = np.multiply(g, self.rate[name] * self.mult[name],
+                                        out=g if np.ndim(g) else None)
+                        w[name] = np.subtract(w[name], g, out=w[name] if np.ndim(w[name])
+                                              else None)
             out.append(np.stack(fs, axis=1))
             for k in kept:
                 kept[k].append(np.stack(vs[k], axis=1))

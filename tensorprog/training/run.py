@@ -3,7 +3,7 @@ finite width."""
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,10 +21,28 @@ from .unroll import unroll
 @dataclass
 class FiniteRun:
     """A run at finite width: ``samples`` (S, steps + 1, N) outputs per seed, their ``mean``,
-    ``cov`` (steps + 1, N, N) over seeds and the standard error ``stderr`` of the mean."""
+    ``cov`` (steps + 1, N, N) over seeds and the standard error ``stderr`` of the mean;
+    ``vectors`` holds the hidden vectors asked for with ``record=``, ``{name: (S, steps + 1, N,
+    n)}``."""
 
     width: int
     samples: np.ndarray
+    vectors: dict = field(default_factory=dict)
+
+    def movement(self, name: str) -> np.ndarray:
+        """``‖x_t − x_0‖²/n`` of the recorded hidden vector ``name`` per seed, step and input:
+        an (S, steps + 1, N) array (see :meth:`TrainingRun.feature_change`).
+
+        Raises
+        ------
+        TrainingError
+            ``name`` was not recorded (``simulate(..., record=[name])``).
+        """
+        if name not in self.vectors:
+            raise TrainingError(f"movement: the vector {name!r} was not recorded; pass "
+                                f"record=[{name!r}] to simulate or validate")
+        x = self.vectors[name]
+        return ((x - x[:, :1]) ** 2).mean(axis=-1)
 
     @property
     def mean(self) -> np.ndarray:
@@ -104,7 +122,7 @@ class TrainingRun:
         self.unrolled = unroll(self.net, self.rates, self.loss, self.y, self.batches,
                                self.regime.feature_learning,
                                f0={} if self.regime.random_outputs else None)
-        self._mean = self._cov = None
+        self._mean = self._cov = self._gain = None
         self._error = 0.0
 
     def _rates(self) -> dict:
@@ -132,12 +150,15 @@ class TrainingRun:
         # feature-learning program's vectors are nonlinear and are taken as they are
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
         self._error = max(self._error, lim.max_error)
+        return self._outputs(lim)
+
+    def _outputs(self, lim) -> np.ndarray:
+        """The outputs f_t (steps + 1, N) as scalars of an evaluated unrolled program."""
         N = self.net.num_inputs
         out = np.zeros((self.steps + 1, N))
-        for t, o in enumerate(un.outputs):
-            if o is None:
-                continue
-            out[t] = _value(o, lim, N)
+        for t, o in enumerate(self.unrolled.outputs):
+            if o is not None:
+                out[t] = _value(o, lim, N)
         return out
 
     def _evaluate(self):
@@ -154,7 +175,7 @@ class TrainingRun:
             for j in train:
                 J[:, :, j] = self._deltas({j: 1.0}) - base
             A = np.eye(N)[None] + J
-            self._mean = base
+            self._mean, self._gain = base, A
             self._cov = A @ K @ A.transpose(0, 2, 1)
             self._check_rate(J)
         else:
@@ -199,6 +220,46 @@ class TrainingRun:
             self._evaluate()
         return self._mean
 
+    def mean_given(self, f0) -> np.ndarray:
+        """The limit trajectory of networks whose initial outputs are ``f0``.
+
+        With random initial outputs (s = 0) the limit is a deterministic function of ``f0``
+        (TP IIb App. D.1.1): ``f_t = mean_t + (I + J_t) f0`` with the Jacobian ``J_t`` of the
+        conditioned program (see ``docs/training.md``), so one finite network can be compared
+        with the limit started from its own ``f_0``.  For s > 0 the initial outputs vanish in
+        the limit and the result is :attr:`mean` for every row.
+
+        Parameters
+        ----------
+        f0 : array_like
+            (N,) or (S, N) initial outputs on every input of the program.
+
+        Returns
+        -------
+        np.ndarray
+            (steps + 1, N), or (S, steps + 1, N) for a batch of ``f0``.
+
+        Raises
+        ------
+        TrainingError
+            ``f0`` whose last axis is not the number of inputs, or not finite.
+
+        Example
+        -------
+        >>> sim = run.simulate(1024, seeds=8)
+        >>> run.mean_given(sim.samples[:, 0]).shape     # (8, steps + 1, N)
+        """
+        N = self.net.num_inputs
+        f0 = np.asarray(f0, dtype=float)
+        if f0.ndim not in (1, 2) or f0.shape[-1] != N or not np.all(np.isfinite(f0)):
+            raise TrainingError(f"mean_given: f0 must be finite initial outputs of shape ({N},)"
+                                f" or (S, {N}), got shape {f0.shape}")
+        mean = self.mean
+        out = np.broadcast_to(mean, f0.shape[:-1] + mean.shape)
+        if self._gain is None:
+            return out.copy()
+        return out + np.einsum("tij,...j->...ti", self._gain, f0)
+
     @property
     def limit_error(self) -> float:
         """The evaluator's largest error estimate of an expectation in the limit (0 when every
@@ -213,40 +274,76 @@ class TrainingRun:
             self._evaluate()
         return self._cov
 
-    def feature_change(self, name: str, width: int | None = None, seeds: int = 32,
-                       seed: int = 0):
+    def _check_vector(self, name: str, where: str) -> None:
+        if name not in {st.name for st in self.net.steps if not isinstance(st, MatrixStep)}:
+            raise TrainingError(f"{where}: {name!r} is not a vector of the network "
+                                f"{self.net.name!r}")
+
+    def feature_change(self, name, width: int | None = None, seeds: int = 32, seed: int = 0):
         """How far the hidden vector ``name`` moves: ``‖x_t − x_0‖²/n`` at every step.
 
         Without ``width``, its infinite-width limit, an (steps + 1, N) array: Θ(1) with feature
         learning (s = 1, the MOMENT ``avg((x_t − x_0)²)`` of the unrolled program), 0 in the
-        kernel regime (s < 1, where it is ``n^{-(1−s)}`` times a Θ(1) number).  With ``width``,
-        the same quantity of the finite network, a :class:`FiniteRun` over ``seeds`` seeds.
+        kernel regime (s < 1, where it is ``n^{-(1−s)}`` times a Θ(1) number: the update moves
+        each coordinate by ``n^{-(1−s)/2}``, Yaida §III).  With ``width``, the same quantity of
+        the finite network, a :class:`FiniteRun` over ``seeds`` seeds.
+
+        Parameters
+        ----------
+        name : str or list of str
+            A vector of the network, or a list of them (then a dict by name is returned;
+            their limits share one evaluation of the program, as do the outputs
+            :attr:`mean` when they are not evaluated yet).
+        width, seeds, seed : int, optional
+            The finite network and its seeds (as :meth:`simulate`).
+
+        Returns
+        -------
+        np.ndarray or FiniteRun
+            The limit (steps + 1, N), or with ``width`` a :class:`FiniteRun` whose samples
+            are (S, steps + 1, N); a dict of them for a list of names.
 
         Raises
         ------
-        TrainingError : ``name`` is not a vector of the network.
+        TrainingError
+            ``name`` is not a vector of the network.
+
+        Example
+        -------
+        >>> run.feature_change("x1")                 # (steps + 1, N), 0 at t = 0
+        >>> run.feature_change("x1", width=1024).mean
         """
-        if name not in {st.name for st in self.net.steps if not isinstance(st, MatrixStep)}:
-            raise TrainingError(f"feature_change: {name!r} is not a vector of the network "
-                                f"{self.net.name!r}")
-        N = self.net.num_inputs
+        names = [name] if isinstance(name, str) else list(name)
+        for nm in names:
+            self._check_vector(nm, "feature_change")
         if width is not None:
-            _, kept = self.trainer(width).run(range(seed, seed + seeds), record=[name])
-            x = kept[name]
-            return FiniteRun(int(width), ((x - x[:, :1]) ** 2).mean(axis=-1))
-        out = np.zeros((self.steps + 1, N))
+            sim = self.simulate(width, seeds=seeds, seed=seed, record=names)
+            out = {nm: FiniteRun(int(width), sim.movement(nm)) for nm in names}
+        else:
+            out = self._movement_limits(names)
+        return out[name] if isinstance(name, str) else out
+
+    def _movement_limits(self, names) -> dict:
+        """``{name: (steps + 1, N)}`` limits of ``avg((x_t − x_0)²)`` in one evaluation."""
+        N = self.net.num_inputs
+        out = {nm: np.zeros((self.steps + 1, N)) for nm in names}
         if not self.regime.feature_learning:
             return out
         q = self.unrolled.program.copy()
-        names = []
+        moves = []
         for t, vecs in enumerate(self.unrolled.vectors):
-            if t and vecs[name] != name:
-                m = q.fresh_name("move")
-                q.add_inferred("moment", m, (symbol(vecs[name]) - symbol(name)) ** 2)
-                names.append((t, m))
+            for nm in names:
+                if t and vecs[nm] != nm:
+                    m = q.fresh_name("move")
+                    q.add_inferred("moment", m, (symbol(vecs[nm]) - symbol(nm)) ** 2)
+                    moves.append((nm, t, m))
         lim = BaseLimit(q, tier=self.tier)
-        for t, m in names:
-            out[t] = np.broadcast_to(lim.scalar(m), (N,))
+        for nm, t, m in moves:
+            out[nm][t] = np.broadcast_to(lim.scalar(m), (N,))
+        if self._mean is None:  # s = 1: the outputs are scalars of the same program
+            self._error = max(self._error, lim.max_error)
+            self._mean = self._outputs(lim)
+            self._cov = np.zeros((self.steps + 1, N, N))
         return out
 
     # ------------------------------------------------------------------ finite width
@@ -256,19 +353,35 @@ class TrainingRun:
         return FiniteTrainer(self.net, self.parametrization, int(width), self.lr, self.loss,
                              self.y, self.batches)
 
-    def simulate(self, width: int, seeds: int = 32, seed: int = 0) -> FiniteRun:
+    def simulate(self, width: int, seeds: int = 32, seed: int = 0, record=()) -> FiniteRun:
         """The same run at width ``width`` for ``seeds`` initialisations (seeds
-        ``seed, seed + 1, …``): a :class:`FiniteRun`."""
+        ``seed, seed + 1, …``): a :class:`FiniteRun`, which also keeps the hidden vectors
+        named in ``record`` at every step (for :meth:`FiniteRun.movement`).
+
+        Raises
+        ------
+        TrainingError
+            A width or seed count that is not a positive whole number, or a name in
+            ``record`` that is not a vector of the network.
+        """
         if not isinstance(seeds, numbers.Integral) or seeds < 2:
             raise TrainingError(f"simulate: seeds={seeds!r} must be a whole number ≥ 2")
-        fs = self.trainer(width).run(range(seed, seed + seeds))
-        return FiniteRun(int(width), fs)
+        record = list(record)
+        for name in record:
+            self._check_vector(name, "simulate")
+        if not record:
+            return FiniteRun(int(width), self.trainer(width).run(range(seed, seed + seeds)))
+        fs, kept = self.trainer(width).run(range(seed, seed + seeds), record=record)
+        return FiniteRun(int(width), fs, kept)
 
-    def validate(self, widths=(256, 512, 1024, 2048), seeds: int = 32, seed: int = 0):
-        """Finite width against the limit: a :class:`.validate.TrajectoryReport`."""
+    def validate(self, widths=(256, 512, 1024, 2048), seeds: int = 32, seed: int = 0,
+                 record=()):
+        """Finite width against the limit: a :class:`.validate.TrajectoryReport` (its
+        ``runs`` keep every width's :class:`FiniteRun`, with the vectors named in
+        ``record``).  ``seeds``: one number, or one per width."""
         from .validate import validate_run
 
-        return validate_run(self, widths, seeds, seed)
+        return validate_run(self, widths, seeds, seed, record=record)
 
     def __repr__(self) -> str:
         return (f"<TrainingRun of {self.net.name!r}: {self.steps} steps, "
