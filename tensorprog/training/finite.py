@@ -115,9 +115,10 @@ class FiniteTrainer:
                     G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sij,sBi->sBj", W, g)
                     dW = np.einsum("sBi,sBj->sij", g, x)
                 grads[st.matrix] = grads.get(st.matrix, 0) + dW
-            elif st.kind == "embed":
-                grads[st.weight] = np.einsum("sBi,Bd->sid", g, st.data[B])
-                grads[st.bias] = g.sum(1)
+            elif st.kind == "embed":  # a shared input layer: summed over its uses
+                grads[st.weight] = grads.get(st.weight, 0) + np.einsum("sBi,Bd->sid", g,
+                                                                       st.data[B])
+                grads[st.bias] = grads.get(st.bias, 0) + g.sum(1)
             elif st.kind == "bias":
                 grads[st.name] = g.sum(1)
         return grads

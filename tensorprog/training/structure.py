@@ -2,10 +2,12 @@
 
 This is the only module of :mod:`tensorprog.training` that reads a program's internal records;
 everything else works with the :class:`Network` it returns.  A trainable network is built from
-input layers (``p.embed``), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either
-orientation, a matrix may be reused), NONLINs without scalar arguments, and a readout
+input layers (``p.embed``; several may share one weight, as the steps of a recurrent network
+do), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either orientation, a matrix
+may be reused), NONLINs without scalar arguments, and a readout
 ``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without assumptions A1–A2: every
-layer is trained and a matrix may be used with its transpose).
+layer is trained and a matrix may be used with its transpose).  A tensor used several times
+is one tensor: its gradient is the sum over its uses.
 """
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ class _Reading:
     tensors: dict
     biases: list
     matrices: list
-    weights: set
+    weights: dict
 
 
 #: How each instruction of a trainable network is read (one rule per record class).
@@ -105,16 +107,24 @@ def _(node: InitialMatrix, r: _Reading) -> None:
 
 @READ.rule(Embedding)
 def _(node: Embedding, r: _Reading) -> None:
-    if node.weight in r.weights:
-        raise ProgramError("training: embeddings sharing a weight are not supported; "
-                           "give each input layer its own weight", _where(node))
-    r.weights.add(node.weight)
     X = r.p.data[node.data]
     par, bpar = node.parametrization, node.bias_parametrization
-    w, b = f"{node.name}_U", f"{node.name}_b"
-    r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par), node.trainable,
-                          par)
-    r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
+    if node.weight in r.weights:  # a shared input layer (U, b): one tensor pair, many uses
+        w, b = r.weights[node.weight]
+        U, bias = r.tensors[w], r.tensors[b]
+        if (U.var, bias.var, U.fan_in, U.lr, bias.lr, U.trainable) != (
+                node.var, node.bias_var, float(X.shape[1]), par_lr(par), par_lr(bpar),
+                node.trainable):
+            raise ProgramError(f"training: the input layers sharing the weight "
+                               f"{node.weight!r} differ in variance, input dimension, learning "
+                               "rate or trainability; a shared weight is one tensor",
+                               _where(node))
+    else:
+        w, b = f"{node.name}_U", f"{node.name}_b"
+        r.weights[node.weight] = (w, b)
+        r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par),
+                              node.trainable, par)
+        r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
     r.steps.append(Step(node.name, "embed", data=X, weight=w, bias=b))
 
 
@@ -156,14 +166,15 @@ def read_network(p: Program) -> Network:
     Raises
     ------
     ProgramError : an instruction training does not support (MOMENTs, SELECTs, scalars,
-        families other than the inputs, generated matrices, shared embedding weights, a
+        families other than the inputs, generated matrices, input layers sharing a weight
+        but not its variance or learning rate, a
         readout with slots, no output).
     """
     out = p.require_output()
     if out.slots is not None:
         raise ProgramError("training: a readout with slots is not supported; read one vector "
                            "of the inputs family", f"OUTPUT: readout({out.node})")
-    r = _Reading(p, [], {}, [], [], set())
+    r = _Reading(p, [], {}, [], [], {})
     for node in p.nodes():
         if node.family not in (INPUTS, SHARED, None):
             raise ProgramError(f"training supports vectors of the inputs family only, not "

@@ -91,6 +91,17 @@ class _Builder:
     def chi(self, t: int, j: int, f_sym) -> sp.Expr:
         return self.loss.grad_at(f_sym, self.y[j]) / len(self.batches[t])
 
+    def kappa(self, st):
+        """The auxiliary vector ``κ`` of the input layer ``st``: covariance
+        ``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` with itself and with the κ of every earlier input
+        layer sharing its weight (none when the layer is frozen)."""
+        rw, rb = self.rates[st.weight], self.rates[st.bias]
+        if not (rw or rb):
+            return
+        cross = {f"k_{o.name}": rw * st.data @ o.data.T + rb for o in self.net.steps
+                 if o.kind == "embed" and o.weight == st.weight and f"k_{o.name}" in self.q}
+        self.q.vector(f"k_{st.name}", cov=rw * st.data @ st.data.T + rb, cross=cross or None)
+
     # ------------------------------------------------------------ initial program
     def initial(self):
         q, net = self.q, self.net
@@ -101,10 +112,9 @@ class _Builder:
             elif st.kind == "bias":
                 q.bias(st.name, var=T[st.name].var)
             elif st.kind == "embed":
-                q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name)
-                kappa = self.rates[st.weight] * st.data @ st.data.T + self.rates[st.bias]
-                if np.any(kappa):
-                    q.vector(f"k_{st.name}", cov=kappa)
+                q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name,
+                        weight=st.weight)
+                self.kappa(st)
             elif st.kind == "matmul":
                 q.add_matmul(st.name, st.matrix, st.args[0], st.transpose)
             else:
@@ -142,7 +152,8 @@ class _Builder:
         return grads
 
     def update_terms(self, W: str, x: str, transpose: bool) -> list:
-        """``n^ρ (W_t − W_0) x`` (or with ``W_tᵀ``) from the recorded updates of W."""
+        """``n^ρ (W_t − W_0) x`` (or with ``W_tᵀ``) from the recorded updates of W; for an
+        input layer's weight ``x`` is its ``κ`` and the terms are the layer's shift."""
         out = []
         for coef, left, right in self.terms[W]:
             a, b = (right, left) if transpose else (left, right)
@@ -161,8 +172,8 @@ class _Builder:
                     left, right = (h, dg) if st.transpose else (dg, h)
                     self.terms[st.matrix].append((c * r[st.matrix], left.name, right.name))
                 elif st.kind == "embed" and st.name in grads and f"k_{st.name}" in self.q:
-                    kap = self.avg(self.at(f"k_{st.name}", j) * symbol(f"k_{st.name}"))
-                    self.terms[st.weight].append((c * kap, self.at(grads[st.name], j).name))
+                    self.terms[st.weight].append((c, self.at(grads[st.name], j).name,
+                                                  self.at(f"k_{st.name}", j).name))
                 elif st.kind == "bias" and r[st.name] and st.name in grads:
                     self.terms[st.name].append((c * r[st.name],
                                                 self.at(grads[st.name], j).name))
@@ -184,7 +195,7 @@ class _Builder:
             if st.kind == "matrix":
                 continue
             if st.kind == "embed":
-                d = self.vector_sum(st.weight)
+                d = sp.Add(*self.update_terms(st.weight, f"k_{n}", False))
                 base = symbol(n)
             elif st.kind == "bias":
                 d = self.vector_sum(n)
