@@ -120,9 +120,10 @@ class TrainingRun:
         return self.unrolled.program
 
     # ------------------------------------------------------------------ limit
-    def _deltas(self, f0: dict | None) -> np.ndarray:
-        """Limit outputs (steps + 1, N) of the program, conditioned on ``f0`` when given."""
-        un = self.unrolled
+    def _deltas(self, f0: dict | None, unrolled=None) -> np.ndarray:
+        """Limit outputs (steps + 1, N) of the program (``unrolled``, default the run's own),
+        conditioned on ``f0`` when given."""
+        un = unrolled or self.unrolled
         q = un.program
         if f0 is not None:
             q = q.copy()
@@ -133,12 +134,24 @@ class TrainingRun:
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
         self._error = max(self._error, lim.max_error)
         N = self.net.num_inputs
-        out = np.zeros((self.steps + 1, N))
+        out = np.zeros((len(un.outputs), N))
         for t, o in enumerate(un.outputs):
             if o is None:
                 continue
             out[t] = _value(o, lim, N)
         return out
+
+    def _jacobian(self, unrolled=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(Δ, J)``: the outputs (steps + 1, N) at ``f_0 = 0`` and their derivatives
+        (steps + 1, N, N) in the initial outputs of the training points (columns of other
+        inputs 0), from the affine limit of an MSE-like loss (evaluated at each unit vector)."""
+        un = unrolled or self.unrolled
+        base = self._deltas({}, un)
+        N = self.net.num_inputs
+        J = np.zeros(base.shape + (N,))
+        for j in sorted(un.f0):
+            J[:, :, j] = self._deltas({j: 1.0}, un) - base
+        return base, J
 
     def _evaluate(self):
         N = self.net.num_inputs
@@ -147,12 +160,8 @@ class TrainingRun:
             self._cov = np.zeros((self.steps + 1, N, N))
             return
         K = self.nngp()
-        base = self._deltas({})
-        train = sorted(self.unrolled.f0)
         if self.loss.affine:
-            J = np.zeros((self.steps + 1, N, N))
-            for j in train:
-                J[:, :, j] = self._deltas({j: 1.0}) - base
+            base, J = self._jacobian()
             A = np.eye(N)[None] + J
             self._mean = base
             self._cov = A @ K @ A.transpose(0, 2, 1)
@@ -165,21 +174,39 @@ class TrainingRun:
                 "tp.yaida(s=0.5)) or the MSE")
 
     def _check_rate(self, J: np.ndarray) -> None:
-        """Full-batch MSE in the NTK limit: the first step is ``f_1 = f_0 − (η/m) Θ (f_0 − y)``,
-        so ``J_1`` on the training points is ``−(η/m) Θ``; compare η with ``2m/λ_max``
-        (:func:`tensorprog.predict.check_learning_rate`)."""
+        """MSE in the NTK limit: a step on batch B is ``f ← f − (η/|B|) Θ[:, B] (f_B − y_B)``,
+        stable iff ``η < 2|B|/λ_max(Θ_BB)`` (:func:`tensorprog.predict.check_learning_rate`);
+        every distinct batch of the schedule is checked.  Θ (the NTK with the tensors'
+        learning-rate multipliers, as this run trains) is read off the first step,
+        ``J_1[:, j] = −(η/|B_0|) Θ[:, j]`` for ``j ∈ B_0``; when a later batch leaves ``B_0``,
+        off a one-step full-batch run on the training points."""
         from ..errors import PredictionError
-        from ..predict import check_learning_rate
+        from ..predict.rates import warn_or_raise
+        from ..predict.spectrum import Spectrum
 
-        tr = np.sort(self.train_idx)
-        if self.steps == 0 or self.loss.name != "mse" or \
-                not np.array_equal(np.sort(self.batches[0]), tr):
+        if self.steps == 0 or self.loss.name != "mse":
             return
-        Th = -len(tr) / self.lr * J[1][np.ix_(tr, tr)]
-        try:
-            check_learning_rate(self.lr, (Th + Th.T) / 2, strict=self.strict)
-        except PredictionError as e:
-            raise TrainingError(f"train: {e}") from None
+        first = np.asarray(self.batches[0])
+        if any(set(b.tolist()) - set(first.tolist()) for b in self.batches):
+            first = np.sort(self.train_idx)
+            probe = unroll(self.net, self.rates, self.loss, self.y, [first], False, f0={},
+                           name=f"{self.net.name}_ntk")
+            J = self._jacobian(probe)[1]
+        theta = -len(first) / self.lr * J[1]
+        checked = set()
+        for k, b in enumerate(self.batches):
+            key = tuple(sorted(b.tolist()))
+            if key in checked:
+                continue
+            checked.add(key)
+            block = theta[np.ix_(key, key)]
+            where = ("train" if len(key) == len(self.train_idx)
+                     else f"train: batch {k} (inputs {list(key)})")
+            try:
+                spec = Spectrum.of((block + block.T) / 2, "the NTK block", where)
+                warn_or_raise(self.lr, spec, self.strict, where)
+            except PredictionError as e:
+                raise TrainingError(str(e)) from None
 
     def nngp(self) -> np.ndarray:
         """Covariance (N, N) of the initial outputs in the limit (0 unless s = 0)."""

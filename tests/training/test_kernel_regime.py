@@ -25,9 +25,11 @@ def ensemble(p, get_ntk=None, lr=LR):
         nngp_test_train=K[te], nngp_test_test=K[np.ix_(TEST, TEST)])
 
 
+@pytest.mark.parametrize("depth", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("phi", [tp.relu, tp.erf], ids=["relu", "erf"])
-def test_ntk_parametrization_is_kernel_gradient_descent(phi):
-    p = build_mlp(inputs(), depth=1, wvar=1.5, bvar=0.1, phi=phi)
+def test_ntk_parametrization_is_kernel_gradient_descent(phi, depth):
+    """MLPs with 0, 1 and 2 hidden matrices (2, 3 and 4 trained layers)."""
+    p = build_mlp(inputs(), depth=depth, wvar=1.5, bvar=0.1, phi=phi)
     run = tp.train(p, Y, train=TRAIN, steps=STEPS, lr=LR)
     ens = ensemble(p)
     mean, cov = run.mean, run.cov
