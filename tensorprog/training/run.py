@@ -332,8 +332,8 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     parametrization : an :class:`AbcParametrization` (default NTK).
     batches : one array of training-input indices per step (SGD); default full batch.
     tier : expectation tier of the Master-Theorem evaluator.
-    strict : in the NTK limit with full-batch MSE, raise instead of warning when
-        ``lr > 4m/λ_max`` of the NTK on the training points.
+    strict : in the NTK limit with the MSE, raise instead of warning when
+        ``lr > 4|B|/λ_max`` of the NTK block of a batch B (the training points, full batch).
 
     Returns
     -------
@@ -343,13 +343,15 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     ------
     TrainingError : targets of the wrong length, an index out of range, a loss without a
         derivative, a batch schedule of the wrong length, a non-finite learning rate, a
-        parametrization whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max``
-        (raised when the limit is evaluated).
-    ProgramError : an instruction training does not support.
+        parametrization whose limit blows up, an instruction ``tp.train`` cannot unroll
+        (named, with the reason); with ``strict``, a learning rate above ``4|B|/λ_max`` of a
+        batch (raised when the limit is evaluated).
+    ProgramError : a program without an output.
 
     Warns
     -----
-    LearningRateWarning : NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
+    LearningRateWarning : NTK limit, MSE, ``lr > 2|B|/λ_max`` of a batch's NTK block (the
+        catapult band), naming the threshold and the batch.
 
     Example
     -------
