@@ -18,7 +18,7 @@ from .. import functions as F
 from ..errors import ProgramError
 from .expression import as_expression
 from .instructions import InitialMatrix, symbol
-from .parametrization import NTK_FIXED, NTK_HIDDEN
+from .parametrization import NTK_FIXED, NTK_HIDDEN, check_lr
 from .program import Program
 
 
@@ -641,7 +641,7 @@ class BuilderProgram(Program):
         """
         name = name or self.fresh_name("h")
         where = f"INPUT: {name}"
-        lr, bias_lr = _lr(lr, "lr", where), _lr(bias_lr, "bias_lr", where)
+        lr, bias_lr = check_lr(lr, "lr", where), check_lr(bias_lr, "bias_lr", where)
         self.add_embedding(name, X, var, bias_var, weight=weight, trainable=trainable,
                            family=family)
         self.replace(name, parametrization=NTK_FIXED.with_lr(lr),
@@ -761,7 +761,7 @@ class BuilderProgram(Program):
         >>> V @ p.var("y")
         <vector h3 of 'demo'>
         """
-        par = NTK_HIDDEN.with_lr(_lr(lr, "lr", f"MATRIX: {name}"))
+        par = NTK_HIDDEN.with_lr(check_lr(lr, "lr", f"MATRIX: {name}"))
         self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent,
                         parametrization=par)
         return Matrix(self, name)
@@ -801,7 +801,7 @@ class BuilderProgram(Program):
         >>> tp.limit(p).cov(b.name)
         array([[0.5]])
         """
-        lr = _lr(lr, "lr", f"VECTOR: {name}")
+        lr = check_lr(lr, "lr", f"VECTOR: {name}")
         self.add_vector(name, var, trainable=trainable, source="bias")
         self.replace(name, parametrization=NTK_FIXED.with_lr(lr))
         return Var(self, symbol(name))
@@ -924,7 +924,7 @@ class BuilderProgram(Program):
         """
         if not isinstance(x, Var) or not x.is_vector:
             raise ProgramError("OUTPUT: the readout reads a vector of the program")
-        lr, bias_lr = _lr(lr, "lr", "OUTPUT"), _lr(bias_lr, "bias_lr", "OUTPUT")
+        lr, bias_lr = check_lr(lr, "lr", "OUTPUT"), check_lr(bias_lr, "bias_lr", "OUTPUT")
         readout = self.set_readout(x.materialize(), var, bias_var, trainable, slots=slots)
         self.readout = replace(readout, parametrization=readout.parametrization.with_lr(lr),
                                bias_parametrization=readout.bias_parametrization.with_lr(bias_lr))
@@ -957,15 +957,3 @@ class BuilderProgram(Program):
         if isinstance(node, InitialMatrix):
             return Matrix(self, name)
         return Var(self, symbol(name))
-
-
-def _lr(value, what: str, instruction: str) -> float:
-    """A learning-rate multiplier: a finite number ≥ 0."""
-    try:
-        ok = float(value) >= 0 and np.isfinite(float(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ProgramError(f"{what}={value!r}: a learning-rate multiplier must be a finite "
-                           "number ≥ 0", instruction)
-    return float(value)

@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
+from ..errors import ProgramError
+
 
 @dataclass(frozen=True)
 class Parametrization:
@@ -41,3 +45,35 @@ class Parametrization:
 NTK_HIDDEN = Parametrization(Fraction(1, 2), Fraction(0), Fraction(0))
 #: NTK parametrization of a tensor with fixed fan-in (input layer, biases).
 NTK_FIXED = Parametrization(Fraction(0), Fraction(0), Fraction(0))
+
+
+def check_lr(value, what: str, instruction: str) -> float:
+    """A learning-rate multiplier λ as a float.
+
+    Parameters
+    ----------
+    value : the multiplier given (``lr=`` or ``bias_lr=`` of the builder or the textual form).
+    what : its keyword, for the message.
+    instruction : the instruction it belongs to, for the message.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ProgramError : ``value`` is not a finite number ≥ 0.
+
+    Example
+    -------
+    >>> check_lr(0.5, "lr", "MATRIX: W")
+    0.5
+    """
+    try:
+        ok = float(value) >= 0 and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProgramError(f"{what}={value!r}: a learning-rate multiplier must be a finite "
+                           "number ≥ 0", instruction)
+    return float(value)

@@ -16,7 +16,8 @@ Example (the README's MLP)::
 
 One instruction per line; line k+1 holds the k-th variable, so error messages can cite lines.
 Options follow a ``;`` (``trainable=False``, ``bias`` for a trainable shared vector,
-``cross(v=C2)`` for covariances with earlier initial vectors).  ``#`` starts a comment.
+``cross(v=C2)`` for covariances with earlier initial vectors, ``lr=…`` and ``bias_lr=…`` for
+learning-rate multipliers other than 1 of trainable tensors).  ``#`` starts a comment.
 ``DATA`` lines hold arrays (inputs, covariances) as Python literals of full precision, so the
 text round-trips exactly: ``Program.from_text(p.to_text()) == p``.  Unknown option or keyword
 names, a second ``DATA`` line for one name and non-finite data are errors.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
@@ -37,6 +39,7 @@ from ..errors import ParseError, ProgramError
 from .expression import parse_expression
 from .instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
                            InitialVector, MatMul, Moment, Nonlin, Select, symbol)
+from .parametrization import NTK_HIDDEN, check_lr
 from .rules import RuleTable
 
 
@@ -57,6 +60,12 @@ def _options(items) -> str:
     return ("; " + ", ".join(items)) if items else ""
 
 
+def _lr_options(par, bias_par=None) -> list:
+    """``lr=…`` / ``bias_lr=…`` for learning-rate multipliers other than the default 1."""
+    pairs = [("lr", par), ("bias_lr", bias_par)]
+    return [f"{key}={p.lr!r}" for key, p in pairs if p is not None and p.lr != 1.0]
+
+
 # ---------------------------------------------------------------------- printing
 #: ``PRINT(record, p, arrays, data)`` -> the record's line; arrays it refers to go in ``arrays``.
 PRINT = RuleTable("print")
@@ -73,6 +82,7 @@ def _(node: InitialMatrix, p, arrays, data) -> str:
         var = f"S_{node.name}"
         arrays[var], arrays[f"T_{node.name}"] = node.var, node.tangent
         opts.append(f"tangent=T_{node.name}")
+    opts += _lr_options(node.parametrization)
     return f"MATRIX: {node.name} ~ N(0, {var}/n)" + _options(opts)
 
 
@@ -83,7 +93,8 @@ def _(node: Embedding, p, arrays, data) -> str:
     opts += [_in_family(node)] if _in_family(node) else []
     line = (f"INPUT:  {node.name} := embed({node.data}, var={node.var!r}, "
             f"bias_var={node.bias_var!r}{''.join(', ' + o for o in opts)})")
-    line += _options(["trainable=False" if not node.trainable else ""])
+    line += _options(["trainable=False" if not node.trainable else ""]
+                     + _lr_options(node.parametrization, node.bias_parametrization))
     if not data:
         line += f"   # {node.data}: {X.shape[0]}×{X.shape[1]}"
     return line
@@ -110,6 +121,7 @@ def _(node: InitialVector, p, arrays, data) -> str:
             "trainable=False" if bias and not node.trainable else "",
             "trainable=True" if not bias and node.trainable else "",
             f"cross({', '.join(cross)})" if cross else "", _in_family(node)]
+    opts += _lr_options(node.parametrization)
     return f"VECTOR: {node.name} ~ N(0, {cov})" + _options(opts)
 
 
@@ -152,7 +164,8 @@ def program_to_text(p, data: bool = True) -> str:
             arrays["S_out"] = np.array(r.slots)
         lines.append(f"OUTPUT: readout({r.node}, var={r.var!r}, bias_var={r.bias_var!r})"
                      + _options(["trainable=False" if not r.trainable else "",
-                                 "slots=S_out" if r.slots is not None else ""]))
+                                 "slots=S_out" if r.slots is not None else ""]
+                                + _lr_options(r.parametrization, r.bias_parametrization)))
     if data:
         for key, arr in arrays.items():
             lines.append(f"DATA:   {key} = {np.asarray(arr).tolist()!r}")
@@ -257,6 +270,13 @@ class _Line:
     def fail(self, message):
         raise ParseError(message, *self.where)
 
+    def lr(self, par, key: str = "lr"):
+        """``par`` with the learning-rate multiplier of option ``key`` (unchanged without it)."""
+        if key not in self.flags:
+            return par
+        value = _number(self.flags[key], self.where)
+        return par.with_lr(check_lr(value, key, self.where[0]))
+
     def assignment(self, form: str, rhs=None):
         """``(name, right-hand side)`` of an assignment line without options; with the pattern
         ``rhs``, the right-hand side's match.  Fails with ``form`` when the line does not read
@@ -276,7 +296,7 @@ PARSE = RuleTable("parse")
 
 @PARSE.rule(InitialMatrix)
 def _(ln: _Line) -> None:
-    ln.options("trainable", "tangent")
+    ln.options("trainable", "tangent", "lr")
     m = _MATRIX.match(ln.main)
     if not m:
         ln.fail("MATRIX must read `W ~ N(0, var/n)`; every matrix is n×n")
@@ -284,12 +304,13 @@ def _(ln: _Line) -> None:
     ln.p.add_matrix(m.group(1), ln.array(var_text) if _IDENT.match(var_text)
                     else _number(var_text, ln.where),
                     trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
-                    tangent=ln.array(ln.flags["tangent"]) if "tangent" in ln.flags else None)
+                    tangent=ln.array(ln.flags["tangent"]) if "tangent" in ln.flags else None,
+                    parametrization=ln.lr(NTK_HIDDEN))
 
 
 @PARSE.rule(Embedding)
 def _(ln: _Line) -> None:
-    ln.options("trainable")
+    ln.options("trainable", "lr", "bias_lr")
     m = _ASSIGN.match(ln.main)
     call = _CALL.match(m.group(2)) if m else None
     if not call or call.group(1) != "embed":
@@ -301,11 +322,14 @@ def _(ln: _Line) -> None:
                        _number(kw.get("bias_var", "0.0"), ln.where), weight=kw.get("weight"),
                        trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
                        data_name=pos[0], family=kw.get("family", INPUTS))
+    node = ln.p.node(m.group(1))
+    ln.p.replace(node.name, parametrization=ln.lr(node.parametrization),
+                 bias_parametrization=ln.lr(node.bias_parametrization, "bias_lr"))
 
 
 @PARSE.rule(InitialVector)
 def _(ln: _Line) -> None:
-    ln.options("bias", "tangent", "trainable", "cross", "family")
+    ln.options("bias", "tangent", "trainable", "cross", "family", "lr")
     m = _VECTOR.match(ln.main)
     if not m:
         ln.fail("VECTOR must read `v ~ N(0, var)` or `v ~ N(0, C)` with C a DATA array")
@@ -322,6 +346,7 @@ def _(ln: _Line) -> None:
     ln.p.add_vector(m.group(1), cov, cross=cross, trainable=trainable,
                     source="bias" if bias else "given", family=ln.flags.get("family"),
                     tangent=ln.array(ln.flags["tangent"]) if "tangent" in ln.flags else None)
+    ln.p.replace(m.group(1), parametrization=ln.lr(ln.p.node(m.group(1)).parametrization))
 
 
 @PARSE.rule(InitialScalar)
@@ -366,7 +391,7 @@ def _family(ln: _Line) -> None:
 
 
 def _output(ln: _Line) -> None:
-    ln.options("trainable", "slots")
+    ln.options("trainable", "slots", "lr", "bias_lr")
     call = _CALL.match(ln.main)
     if not call or call.group(1) != "readout":
         ln.fail("OUTPUT must read `readout(x, var=..., bias_var=...)`")
@@ -378,6 +403,9 @@ def _output(ln: _Line) -> None:
                      _number(kw.get("bias_var", "0.0"), ln.where),
                      trainable=_bool(ln.flags.get("trainable", "True"), ln.where),
                      slots=None if slots is None else ln.array(slots).astype(np.intp))
+    r = ln.p.readout
+    ln.p.readout = replace(r, parametrization=ln.lr(r.parametrization),
+                           bias_parametrization=ln.lr(r.bias_parametrization, "bias_lr"))
 
 
 def _data(value: str, line: str, lineno: int) -> np.ndarray:

@@ -125,8 +125,10 @@ class FiniteTrainer:
                 dW = np.einsum("sBi,sBj->sji" if st.transpose else "sBi,sBj->sij", g, x)
                 grads[st.matrix] = dW if st.matrix not in grads else grads[st.matrix] + dW
             elif isinstance(st, EmbedStep):
-                grads[st.weight] = np.einsum("sBi,Bd->sid", g, st.data[B])
-                grads[st.bias] = g.sum(1)
+                # a shared input layer: its gradient is summed over its uses
+                grads[st.weight] = grads.get(st.weight, 0) + np.einsum("sBi,Bd->sid", g,
+                                                                       st.data[B])
+                grads[st.bias] = grads.get(st.bias, 0) + g.sum(1)
             elif isinstance(st, BiasStep):
                 grads[st.name] = g.sum(1)
         return grads

@@ -138,9 +138,10 @@ class TrainingRun:
         return self.unrolled.program
 
     # ------------------------------------------------------------------ limit
-    def _deltas(self, f0: dict | None) -> np.ndarray:
-        """Limit outputs (steps + 1, N) of the program, conditioned on ``f0`` when given."""
-        un = self.unrolled
+    def _deltas(self, f0: dict | None, unrolled=None) -> np.ndarray:
+        """Limit outputs (steps + 1, N) of the program (``unrolled``, default the run's own),
+        conditioned on ``f0`` when given."""
+        un = unrolled or self.unrolled
         q = un.program
         if f0 is not None:
             q = q.copy()
@@ -150,16 +151,30 @@ class TrainingRun:
         # feature-learning program's vectors are nonlinear and are taken as they are
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
         self._error = max(self._error, lim.max_error)
-        return self._outputs(lim)
+        return self._outputs(lim, un)
 
-    def _outputs(self, lim) -> np.ndarray:
-        """The outputs f_t (steps + 1, N) as scalars of an evaluated unrolled program."""
+    def _outputs(self, lim, unrolled=None) -> np.ndarray:
+        """The outputs f_t (one row per output of ``unrolled``, default the run's own, × N) as
+        scalars of an evaluated unrolled program."""
+        unrolled = unrolled or self.unrolled
         N = self.net.num_inputs
-        out = np.zeros((self.steps + 1, N))
-        for t, o in enumerate(self.unrolled.outputs):
+        out = np.zeros((len(unrolled.outputs), N))
+        for t, o in enumerate(unrolled.outputs):
             if o is not None:
                 out[t] = _value(o, lim, N)
         return out
+
+    def _jacobian(self, unrolled=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(Δ, J)``: the outputs (steps + 1, N) at ``f_0 = 0`` and their derivatives
+        (steps + 1, N, N) in the initial outputs of the training points (columns of other
+        inputs 0), from the affine limit of an MSE-like loss (evaluated at each unit vector)."""
+        un = unrolled or self.unrolled
+        base = self._deltas({}, un)
+        N = self.net.num_inputs
+        J = np.zeros(base.shape + (N,))
+        for j in sorted(un.f0):
+            J[:, :, j] = self._deltas({j: 1.0}, un) - base
+        return base, J
 
     def _evaluate(self):
         N = self.net.num_inputs
@@ -168,12 +183,8 @@ class TrainingRun:
             self._cov = np.zeros((self.steps + 1, N, N))
             return
         K = self.nngp()
-        base = self._deltas({})
-        train = sorted(self.unrolled.f0)
         if self.loss.affine:
-            J = np.zeros((self.steps + 1, N, N))
-            for j in train:
-                J[:, :, j] = self._deltas({j: 1.0}) - base
+            base, J = self._jacobian()
             A = np.eye(N)[None] + J
             self._mean, self._gain = base, A
             self._cov = A @ K @ A.transpose(0, 2, 1)
@@ -186,21 +197,39 @@ class TrainingRun:
                 "tp.yaida(s=0.5)) or the MSE")
 
     def _check_rate(self, J: np.ndarray) -> None:
-        """Full-batch MSE in the NTK limit: the first step is ``f_1 = f_0 − (η/m) Θ (f_0 − y)``,
-        so ``J_1`` on the training points is ``−(η/m) Θ``; compare η with ``2m/λ_max``
-        (:func:`tensorprog.predict.check_learning_rate`)."""
+        """MSE in the NTK limit: a step on batch B is ``f ← f − (η/|B|) Θ[:, B] (f_B − y_B)``,
+        stable iff ``η < 2|B|/λ_max(Θ_BB)`` (:func:`tensorprog.predict.check_learning_rate`);
+        every distinct batch of the schedule is checked.  Θ (the NTK with the tensors'
+        learning-rate multipliers, as this run trains) is read off the first step,
+        ``J_1[:, j] = −(η/|B_0|) Θ[:, j]`` for ``j ∈ B_0``; when a later batch leaves ``B_0``,
+        off a one-step full-batch run on the training points."""
         from ..errors import PredictionError
-        from ..predict import check_learning_rate
+        from ..predict.rates import warn_or_raise
+        from ..predict.spectrum import Spectrum
 
-        tr = np.sort(self.train_idx)
-        if self.steps == 0 or self.loss.name != "mse" or \
-                not np.array_equal(np.sort(self.batches[0]), tr):
+        if self.steps == 0 or self.loss.name != "mse":
             return
-        Th = -len(tr) / self.lr * J[1][np.ix_(tr, tr)]
-        try:
-            check_learning_rate(self.lr, (Th + Th.T) / 2, strict=self.strict)
-        except PredictionError as e:
-            raise TrainingError(f"train: {e}") from None
+        first = np.asarray(self.batches[0])
+        if any(set(b.tolist()) - set(first.tolist()) for b in self.batches):
+            first = np.sort(self.train_idx)
+            probe = unroll(self.net, self.rates, self.loss, self.y, [first], False, f0={},
+                           name=f"{self.net.name}_ntk")
+            J = self._jacobian(probe)[1]
+        theta = -len(first) / self.lr * J[1]
+        checked = set()
+        for k, b in enumerate(self.batches):
+            key = tuple(sorted(b.tolist()))
+            if key in checked:
+                continue
+            checked.add(key)
+            block = theta[np.ix_(key, key)]
+            where = ("train" if len(key) == len(self.train_idx)
+                     else f"train: batch {k} (inputs {list(key)})")
+            try:
+                spec = Spectrum.of((block + block.T) / 2, "the NTK block", where)
+                warn_or_raise(self.lr, spec, self.strict, where)
+            except PredictionError as e:
+                raise TrainingError(str(e)) from None
 
     def nngp(self) -> np.ndarray:
         """Covariance (N, N) of the initial outputs in the limit (0 unless s = 0)."""
@@ -432,8 +461,8 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     tier : str
         Expectation tier of the Master-Theorem evaluator.
     strict : bool
-        In the NTK limit with full-batch MSE, raise instead of warning when
-        ``lr > 4m/λ_max`` of the NTK on the training points.
+        In the NTK limit with the MSE, raise instead of warning when ``lr > 4|B|/λ_max`` of
+        the NTK block of a batch B (the training points, full batch).
 
     Returns
     -------
@@ -445,15 +474,17 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     TrainingError
         Targets of the wrong length, an index out of range, a loss without a derivative, a
         batch schedule of the wrong length, a non-finite learning rate, a parametrization
-        whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max`` (raised when
-        the limit is evaluated).
+        whose limit blows up, an instruction ``tp.train`` cannot unroll (named, with the
+        reason); with ``strict``, a learning rate above ``4|B|/λ_max`` of a batch (raised
+        when the limit is evaluated).
     ProgramError
-        An instruction training does not support.
+        A program without an output.
 
     Warns
     -----
     LearningRateWarning
-        NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
+        NTK limit, MSE, ``lr > 2|B|/λ_max`` of a batch's NTK block (the catapult band),
+        naming the threshold and the batch.
 
     Example
     -------

@@ -2,10 +2,12 @@
 
 This is the only module of :mod:`tensorprog.training` that reads a program's internal records;
 everything else works with the :class:`Network` it returns.  A trainable network is built from
-input layers (``p.embed``), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either
-orientation, a matrix may be reused), NONLINs without scalar arguments, and a readout
+input layers (``p.embed``; several may share one weight, as the steps of a recurrent network
+do), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either orientation, a matrix
+may be reused), NONLINs without scalar arguments, and a readout
 ``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without assumptions A1–A2: every
-layer is trained and a matrix may be used with its transpose).
+layer is trained and a matrix may be used with its transpose).  A tensor used several times
+is one tensor: its gradient is the sum over its uses.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import sympy as sp
 
-from ..errors import ProgramError
+from ..errors import TrainingError
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
                                Moment, Nonlin, Select)
 from ..ir.parametrization import Parametrization
@@ -112,8 +114,24 @@ class Network:
         return self.tensors[name]
 
 
-def _where(node) -> str:
-    return node.headline()
+def _unsupported(where: str, why: str) -> TrainingError:
+    """The error for an instruction ``tp.train`` cannot unroll, naming it and why."""
+    return TrainingError(f"tp.train cannot unroll `{where}`: {why}")
+
+
+#: Why a program that reads scalars in its forward pass is not unrolled.
+_SCALARS = ("the forward pass reads a scalar (a MOMENT such as LayerNorm's or BatchNorm's "
+            "statistics, or attention's softmax normaliser): its gradient reaches every "
+            "coordinate through that scalar, a backward term the unrolled program does not "
+            "write (it differentiates embed, MATMUL and NONLIN instructions of vectors); in "
+            "the NTK parametrization tp.predict.from_program gives its kernel-regime training")
+
+#: Why vectors of other families (convolution positions, attention tokens) are not unrolled.
+_FAMILIES = ("a weight shared by the members of a family (every position of a convolution, "
+             "every token) gets its gradient summed over them and the inputs that own them, "
+             "which the unrolled updates (one term per training input of the inputs family) do "
+             "not write; in the NTK parametrization tp.predict.from_program gives its "
+             "kernel-regime training")
 
 
 @dataclass
@@ -125,7 +143,7 @@ class _Reading:
     tensors: dict
     biases: list
     matrices: list
-    weights: set
+    weights: dict
 
 
 #: How each instruction of a trainable network is read (one rule per record class).
@@ -135,7 +153,9 @@ READ = RuleTable("training")
 @READ.rule(InitialMatrix)
 def _(node: InitialMatrix, r: _Reading) -> None:
     if node.generated:
-        raise ProgramError("training: generated matrices are not supported", _where(node))
+        raise _unsupported(node.headline(), "a generated matrix (given by its covariance, "
+                           "e.g. a hypernetwork's output) is not a parameter tp.train can "
+                           "update; declare the trained matrices with p.matrix")
     par = node.parametrization
     r.tensors[node.name] = Tensor(node.name, "hidden", node.var, 1.0, par_lr(par),
                                   node.trainable, par)
@@ -145,24 +165,32 @@ def _(node: InitialMatrix, r: _Reading) -> None:
 
 @READ.rule(Embedding)
 def _(node: Embedding, r: _Reading) -> None:
-    if node.weight in r.weights:
-        raise ProgramError("training: embeddings sharing a weight are not supported; "
-                           "give each input layer its own weight", _where(node))
-    r.weights.add(node.weight)
     X = r.p.data[node.data]
     par, bpar = node.parametrization, node.bias_parametrization
-    w, b = f"{node.name}_U", f"{node.name}_b"
-    r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par), node.trainable,
-                          par)
-    r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
+    if node.weight in r.weights:  # a shared input layer (U, b): one tensor pair, many uses
+        w, b = r.weights[node.weight]
+        U, bias = r.tensors[w], r.tensors[b]
+        if (U.var, bias.var, U.fan_in, U.lr, bias.lr, U.trainable) != (
+                node.var, node.bias_var, float(X.shape[1]), par_lr(par), par_lr(bpar),
+                node.trainable):
+            raise _unsupported(node.headline(), f"the input layers sharing the weight "
+                               f"{node.weight!r} differ in variance, input dimension, learning "
+                               "rate or trainability; a shared weight is one tensor")
+    else:
+        w, b = f"{node.name}_U", f"{node.name}_b"
+        r.weights[node.weight] = (w, b)
+        r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par),
+                              node.trainable, par)
+        r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
     r.steps.append(EmbedStep(node.name, data=X, weight=w, bias=b))
 
 
 @READ.rule(InitialVector)
 def _(node: InitialVector, r: _Reading) -> None:
     if node.source != "bias":
-        raise ProgramError("training supports biases (p.bias) as initial vectors, not given "
-                           "vector families", _where(node))
+        raise _unsupported(node.headline(), "a given initial vector (p.vector) has no "
+                           "parameters to train; tp.train trains input layers (p.embed), "
+                           "matrices (p.matrix), biases (p.bias) and the readout")
     par = node.parametrization
     r.tensors[node.name] = Tensor(node.name, "bias", node.var, 1.0, par_lr(par), node.trainable,
                                   par)
@@ -179,15 +207,21 @@ def _(node: MatMul, r: _Reading) -> None:
 @READ.rule(Nonlin)
 def _(node: Nonlin, r: _Reading) -> None:
     if node.scalars:
-        raise ProgramError("training: NONLINs with scalar arguments (MOMENTs in the forward "
-                           "pass) are not supported", _where(node))
+        raise _unsupported(node.headline(), _SCALARS)
     r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr))
 
 
-@READ.rule(InitialScalar, Moment, Select)
+@READ.rule(InitialScalar, Moment)
 def _(node, r: _Reading) -> None:
-    raise ProgramError(f"training supports embed, matrix, bias, MATMUL and NONLIN "
-                       f"instructions; a {node.kind} is not supported", _where(node))
+    raise _unsupported(node.headline(), f"a {node.kind} is not supported: {_SCALARS}")
+
+
+@READ.rule(Select)
+def _(node: Select, r: _Reading) -> None:
+    raise _unsupported(node.headline(), "a select is not supported: it mixes the vectors of "
+                       "different inputs or family members (BatchNorm over the batch, pooling "
+                       "over positions), while the unrolled updates treat every input as its "
+                       "own member of the inputs family")
 
 
 def read_network(p: Program) -> Network:
@@ -195,19 +229,21 @@ def read_network(p: Program) -> Network:
 
     Raises
     ------
-    ProgramError : an instruction training does not support (MOMENTs, SELECTs, scalars,
-        families other than the inputs, generated matrices, shared embedding weights, a
-        readout with slots, no output).
+    TrainingError : an instruction training does not support (MOMENTs, SELECTs, scalars,
+        families other than the inputs, generated matrices, given initial vectors, input
+        layers sharing a weight but not its variance or learning rate, a readout with slots),
+        naming the instruction and why.
+    ProgramError : a program without an output.
     """
     out = p.require_output()
     if out.slots is not None:
-        raise ProgramError("training: a readout with slots is not supported; read one vector "
-                           "of the inputs family", f"OUTPUT: readout({out.node})")
-    r = _Reading(p, [], {}, [], [], set())
+        raise _unsupported(out.headline(), "a readout with slots (one readout vector per "
+                           "position) reads a family other than the inputs; " + _FAMILIES)
+    r = _Reading(p, [], {}, [], [], {})
     for node in p.nodes():
         if node.family not in (INPUTS, SHARED, None):
-            raise ProgramError(f"training supports vectors of the inputs family only, not "
-                               f"{node.family!r}", _where(node))
+            raise _unsupported(node.headline(), f"its vector belongs to the family "
+                               f"{node.family!r}; " + _FAMILIES)
         READ(node, r)
     steps, tensors, biases, matrices = r.steps, r.tensors, r.biases, r.matrices
     rpar = out.parametrization

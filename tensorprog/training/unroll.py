@@ -14,7 +14,9 @@ used as ``g = W h`` (TP IIb Eqs. 79–81) after the updates of steps ``s < t`` a
 with ``χ_s(j) = ℓ'(f_s(ξ_j), y_j)/|B_s|`` a function of the output scalars, absorbed into the
 NONLIN⁺ that uses it (App. D.1.1).  The input layer's update carries ``avg(κ[j] κ)`` with an
 auxiliary initial vector ``κ`` of covariance ``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` (the input space's
-inner products written as a MOMENT); biases and the readout update by ``dg_s[j]`` and
+inner products written as a MOMENT; input layers sharing a weight, such as a recurrent network's
+time steps, have correlated κ's and apply each other's updates, as a matrix used several times
+applies the updates of all its uses); biases and the readout update by ``dg_s[j]`` and
 ``x_s[j]`` themselves.
 
 * ``s = 1`` (muP, mean field; ρ = 0): every step is the network itself at the new weights —
@@ -92,6 +94,17 @@ class _Builder:
     def chi(self, t: int, j: int, f_sym) -> sp.Expr:
         return self.loss.grad_at(f_sym, self.y[j]) / len(self.batches[t])
 
+    def kappa(self, st):
+        """The auxiliary vector ``κ`` of the input layer ``st``: covariance
+        ``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` with itself and with the κ of every earlier input
+        layer sharing its weight (none when the layer is frozen)."""
+        rw, rb = self.rates[st.weight], self.rates[st.bias]
+        if not (rw or rb):
+            return
+        cross = {f"k_{o.name}": rw * st.data @ o.data.T + rb for o in self.net.steps
+                 if o.kind == "embed" and o.weight == st.weight and f"k_{o.name}" in self.q}
+        self.q.vector(f"k_{st.name}", cov=rw * st.data @ st.data.T + rb, cross=cross or None)
+
     # ------------------------------------------------------------ initial program
     def initial(self):
         q, net = self.q, self.net
@@ -102,10 +115,9 @@ class _Builder:
             elif isinstance(st, BiasStep):
                 q.bias(st.name, var=T[st.name].var)
             elif isinstance(st, EmbedStep):
-                q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name)
-                kappa = self.rates[st.weight] * st.data @ st.data.T + self.rates[st.bias]
-                if np.any(kappa):
-                    q.vector(f"k_{st.name}", cov=kappa)
+                q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name,
+                        weight=st.weight)
+                self.kappa(st)
             elif isinstance(st, MatMulStep):
                 q.add_matmul(st.name, st.matrix, st.args[0], st.transpose)
             else:
@@ -143,7 +155,8 @@ class _Builder:
         return grads
 
     def update_terms(self, W: str, x: str, transpose: bool) -> list:
-        """``n^ρ (W_t − W_0) x`` (or with ``W_tᵀ``) from the recorded updates of W."""
+        """``n^ρ (W_t − W_0) x`` (or with ``W_tᵀ``) from the recorded updates of W; for an
+        input layer's weight ``x`` is its ``κ`` and the terms are the layer's shift."""
         out = []
         for coef, left, right in self.terms[W]:
             a, b = (right, left) if transpose else (left, right)
@@ -162,8 +175,8 @@ class _Builder:
                     left, right = (h, dg) if st.transpose else (dg, h)
                     self.terms[st.matrix].append((c * r[st.matrix], left.name, right.name))
                 elif isinstance(st, EmbedStep) and st.name in grads and f"k_{st.name}" in self.q:
-                    kap = self.avg(self.at(f"k_{st.name}", j) * symbol(f"k_{st.name}"))
-                    self.terms[st.weight].append((c * kap, self.at(grads[st.name], j).name))
+                    self.terms[st.weight].append((c, self.at(grads[st.name], j).name,
+                                                  self.at(f"k_{st.name}", j).name))
                 elif isinstance(st, BiasStep) and r[st.name] and st.name in grads:
                     self.terms[st.name].append((c * r[st.name],
                                                 self.at(grads[st.name], j).name))
@@ -185,7 +198,7 @@ class _Builder:
             if isinstance(st, MatrixStep):
                 continue
             if isinstance(st, EmbedStep):
-                d = self.vector_sum(st.weight)
+                d = sp.Add(*self.update_terms(st.weight, f"k_{n}", False))
                 base = symbol(n)
             elif isinstance(st, BiasStep):
                 d = self.vector_sum(n)

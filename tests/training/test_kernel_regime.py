@@ -25,10 +25,9 @@ def ensemble(p, get_ntk=None, lr=LR):
         nngp_test_train=K[te], nngp_test_test=K[np.ix_(TEST, TEST)])
 
 
-@pytest.mark.parametrize("phi", [tp.relu, tp.erf], ids=["relu", "erf"])
-def test_ntk_parametrization_is_kernel_gradient_descent(phi):
-    p = build_mlp(inputs(), depth=1, wvar=1.5, bvar=0.1, phi=phi)
-    run = tp.train(p, Y, train=TRAIN, steps=STEPS, lr=LR)
+def assert_kernel_descent(run, p):
+    """The run's limit mean and covariance are kernel gradient descent with ``p``'s NTK and
+    NNGP (to 1e-8), and it learns."""
     ens = ensemble(p)
     mean, cov = run.mean, run.cov
     assert mean.shape == (STEPS + 1, 6) and cov.shape == (STEPS + 1, 6, 6)
@@ -36,7 +35,17 @@ def test_ntk_parametrization_is_kernel_gradient_descent(phi):
     np.testing.assert_allclose(mean[:, TEST], ens.mean_test, rtol=0, atol=1e-8)
     np.testing.assert_allclose(cov[:, TRAIN][:, :, TRAIN], ens.cov_train, rtol=0, atol=1e-8)
     np.testing.assert_allclose(cov[:, TEST][:, :, TEST], ens.cov_test, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(cov[:, TEST][:, :, TRAIN],
+                               cov[:, TRAIN][:, :, TEST].transpose(0, 2, 1), rtol=0, atol=1e-12)
     assert np.abs(mean[-1, TRAIN] - Y).max() < np.abs(Y).max()  # it learns
+
+
+@pytest.mark.parametrize("depth", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("phi", [tp.relu, tp.erf], ids=["relu", "erf"])
+def test_ntk_parametrization_is_kernel_gradient_descent(phi, depth):
+    """MLPs with 0, 1 and 2 hidden matrices (2, 3 and 4 trained layers)."""
+    p = build_mlp(inputs(), depth=depth, wvar=1.5, bvar=0.1, phi=phi)
+    assert_kernel_descent(tp.train(p, Y, train=TRAIN, steps=STEPS, lr=LR), p)
 
 
 def test_intermediate_s_is_kernel_descent_from_zero_outputs():
