@@ -29,6 +29,7 @@ import sympy as sp
 
 import numpy as np
 
+from ..expectations.canonical import derivative
 from ..ir.instructions import (SHARED, Embedding, InitialMatrix, InitialScalar, InitialVector,
                                MatMul, Moment, Nonlin, Select, symbol)
 from ..ir.program import Family, Program
@@ -96,11 +97,11 @@ class _Pass(Rewrite):
         ``dθ += outside·avg(inside·∂ψ/∂θ)`` for its scalars (a NONLIN: inside = dy, outside = 1;
         a MOMENT: inside = 1, outside = dθ)."""
         for x in node.args:
-            part = sp.diff(node.expr, symbol(x))
+            part = derivative(node.expr, symbol(x))
             if not part.is_zero:
                 self.add(x, outside * inside * part)
         for s in node.scalars:
-            part = sp.diff(node.expr, symbol(s))
+            part = derivative(node.expr, symbol(s))
             if not part.is_zero:
                 m = self.target.fresh_name(f"d_{s}_")
                 self.target.add_inferred("moment", m, inside * part)

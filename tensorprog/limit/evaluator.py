@@ -27,6 +27,7 @@ import sympy as sp
 
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
+from ..expectations.canonical import derivative
 from ..expectations.engine import NeedsMonteCarlo
 from ..expectations.singular import singular_planes, worst_singularity
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
@@ -75,6 +76,7 @@ class Limit:
         self._errors: dict[tuple[str, str], np.ndarray] = {}
         self._last_error = 0.0
         self._bases: dict[str, Base] = {}
+        self._init_classes: dict | None = None
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
@@ -505,9 +507,9 @@ class Limit:
         zx = self.z[x]
         atoms, _ = L.split(zx)
         partners = [s for s in atoms if L.info[s][0].kind == "zhat" and L.info[s][0].group == opposite]
-        if not partners:
+        if not partners or self._odd_in_other_class(zx, atoms, opposite):
             return []
-        derivs = [sp.diff(zx, s) for s in partners]
+        derivs = [derivative(zx, s) for s in partners]
         if any(d.has(sp.DiracDelta) for d in derivs):
             coefs = self._stein(zx, partners, m)
         else:
@@ -526,6 +528,39 @@ class Limit:
             terms.append((L.natural(coef, m), 1 if isinstance(sigma2, np.ndarray) else sigma2,
                           y, idx))
         return terms
+
+    def _odd_in_other_class(self, z: sp.Expr, atoms, group: str) -> bool:
+        """Whether ``z`` is odd in the atoms of one independence class other than the ZHAT
+        ``group``: then every ``E[∂z/∂Ẑ]`` with Ẑ of ``group`` vanishes without computing a
+        covariance, since those atoms are a centred Gaussian independent of Ẑ and ``∂z/∂Ẑ`` is
+        odd in them too (the backward vectors of a network at initialisation are odd in the
+        readout's atom, so their ZDOT terms vanish).  Decided structurally (``z(−x) + z(x)``
+        cancels to 0 as sympy builds it); False when unsure."""
+        classes: dict = {}
+        for a in atoms:
+            c = self._independence_class(self.leaves.info[a][0])
+            if c != group:
+                classes.setdefault(c, {})[a] = -a
+        return any(z.xreplace(flip) + z == 0 for flip in classes.values())
+
+    def _independence_class(self, base: Base):
+        """The atoms a base is jointly Gaussian with: its ZHAT group (matrix and orientation),
+        or for an initial vector the connected component of the given initial covariances
+        (initial vectors without one are independent)."""
+        if base.kind != "init":
+            return base.group
+        if self._init_classes is None:
+            root = {}
+
+            def find(a):
+                while root.setdefault(a, a) != a:
+                    a = root[a]
+                return a
+
+            for a, b in self.program.init_cov:
+                root[find(a)] = find(b)
+            self._init_classes = {a: ("init", find(a)) for a in list(root)}
+        return self._init_classes.get(base.node, ("init", base.node))
 
     def _stein(self, zx, partners, m):
         """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""

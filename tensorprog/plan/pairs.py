@@ -32,6 +32,7 @@ from ..expectations import montecarlo, quadrature
 from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
+from ..expectations.canonical import canonical, derivative, expand_products
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
 from .fused import evaluate_fused, fused_form, gaussian_form2
@@ -230,15 +231,13 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        # atoms and parameters renamed by position (:mod:`..expectations.canonical`): every
+        # layer of a deep program then shares one plan of each expectation
         A, Pa = self.leaves.split(ea)
-        if eb is None:
-            B, Pb, prime = [], [], {}
-            expr = ea
-        else:
-            B, Pb = self.leaves.split(eb)
-            prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
-            expr = ea * eb.xreplace(prime)
-        atoms = A + [prime[s] for s in B]
+        B, Pb = ([], []) if eb is None else self.leaves.split(eb)
+        na = canonical(ea, A, Pa)
+        nb = canonical(sp.S.One if eb is None else eb, B, Pb, start=(len(A), len(Pa)))
+        expr, atoms = na.expr * nb.expr, na.atoms + nb.atoms
         sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
         k = len(atoms)
         if sides[0] != sides[1]:
@@ -253,11 +252,10 @@ class PairExecutor:
                 if v is None:
                     continue
                 entries[r][c] = entries[c][r] = v
-        params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
-        params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
-                           power_exp=False, log=False)
-        expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
+        params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
+        params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
+        expr, atoms, entries, nonzero = _collapse(expand_products(expr), tuple(atoms), entries,
+                                                  params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
@@ -274,7 +272,8 @@ class PairExecutor:
             total.add(val)
         out = total.result()
         if not np.all(np.isfinite(out)):
-            raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
+            what = ea if eb is None else ea * eb
+            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
 
     def _factor(self, f, sub, params):
@@ -394,7 +393,7 @@ class PairExecutor:
         zx = self.lim.z[x]
         atoms, _ = self.leaves.split(zx)
         s = next(a for a in atoms if a.name == leaf)
-        d = sp.diff(zx, s)
+        d = derivative(zx, s)
         if not d.has(sp.DiracDelta):
             fam = self.p.node(name).family
             return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}
