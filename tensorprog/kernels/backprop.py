@@ -59,6 +59,7 @@ class _Pass(Rewrite):
 
     def __init__(self, network: Program, out: Backward, seed: sp.Expr):
         super().__init__(network, out.program, TRANSPOSE, reverse=True)
+        self.label = f"writing the backward pass of {network.name!r}"
         self.out = out
         self.vec_terms: dict[str, list[sp.Expr]] = {network.readout.node: [seed]}
         self.sca_terms: dict[str, list[sp.Expr]] = {}

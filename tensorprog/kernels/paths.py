@@ -37,9 +37,9 @@ in the forward pass: for such programs (weight-tied autoencoders, TP IIb D.4.2) 
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 
 from ..errors import LimitError
+from ..expectations.canonical import derivative
 from ..ir.instructions import INPUTS, SHARED, MatMul, Nonlin, Select, symbol
 from ..ir.program import Program
 from ..limit.evaluator import Limit
@@ -184,7 +184,7 @@ class _PathSums:
         if a not in self._segments:
             lim, out = self.lim, []
             for x in self._users(a, Nonlin):
-                factor = lim.z_of(sp.diff(x.expr, symbol(a)), lim.size(x.name))
+                factor = lim.z_of(derivative(x.expr, symbol(a)), lim.size(x.name))
                 if self.level(a) == self.level(x.name):
                     to_a = None
                 else:  # a shared vector feeding a family: member ↦ the output that owns it

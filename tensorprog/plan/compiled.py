@@ -202,6 +202,7 @@ class _Template:
             for term in self.ntk_terms:
                 total = total + _term(term, ex)
             out["ntk"] = total
+        ex.progress.close()
         return out
 
 

@@ -35,6 +35,7 @@ from ..expectations.arraymath import NUMERIC
 from ..expectations.canonical import canonical, derivative, expand_products
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
+from ..resources import Progress
 from .fused import evaluate_fused, fused_form, gaussian_form2
 
 
@@ -127,6 +128,8 @@ class PairExecutor:
         self._params: dict = {}
         self.max_error = 0.0
         self.tiers: set = set()
+        self.progress = Progress(f"evaluating the limit of {self.p.name!r}", None,
+                                 unit="covariances")
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -334,6 +337,7 @@ class PairExecutor:
             y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
         out = Block(l, r, x, y)
         self._covs[key] = out
+        self.progress(len(self._covs))
         return out
 
     def _resolve(self, a: str, b: str) -> None:
