@@ -53,8 +53,10 @@ class Limit:
     scalars : dict
         ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
     max_error : float
-        largest absolute error estimate of the expectations computed so far (kernels are
-        computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
+        largest absolute error estimate of the limit: of its scalars and ZDOT coefficients and
+        of every vector's covariance with itself (reading it computes those covariances, which
+        are otherwise computed on demand), and of any other covariance :meth:`cov` has computed;
+        :meth:`cov_error` gives one kernel's.
     max_rel_error, upstream_rel_error : float
         largest error relative to its expectation's largest value, over all pair expectations
         resp. over the ZHAT covariances later expectations are computed from.
@@ -70,7 +72,8 @@ class Limit:
         self.zdot: dict[str, list] = {}
         self.scalars: dict[str, np.ndarray] = {}
         self.tiers_used: set[str] = set()
-        self.max_error = 0.0
+        self._max_error = 0.0
+        self._complete = symbolic  # symbolic limits are closed forms: no error to estimate
         self.max_rel_error = 0.0
         self.upstream_rel_error = 0.0
         self._errors: dict[tuple[str, str], np.ndarray] = {}
@@ -227,6 +230,31 @@ class Limit:
         """The pairs of MATMUL inputs whose covariance the ZHAT atoms of ``Z^x``, ``Z^y`` need."""
         return self.leaves.zhat_input_pairs(self.program, (self.z[x], self.z[y]),
                                             self._base_covs)
+
+    @property
+    def max_error(self) -> float:
+        """The largest absolute error estimate of the limit (see the class docstring): the
+        first reading computes the covariance of every vector with itself, so that an error
+        of a kernel not asked for yet is not reported as 0.
+
+        Returns
+        -------
+        float
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> y = tp.tanh(p.matrix("W", var=2.0) @ tp.tanh(h)).named("y")
+        >>> 0 < tp.limit(p).max_error < 1e-8     # tanh needs quadrature
+        True
+        """
+        if not self._complete:
+            for name in self.program.order:
+                if name in self.z:
+                    self.cov(name, name)
+            self._complete = True
+        return self._max_error
 
     def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
         """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:
@@ -404,7 +432,7 @@ class Limit:
         largest value (``max_rel_error``; means may vanish, so they are left out)."""
         self._last_error = error
         top = float(np.max(error, initial=0.0))
-        self.max_error = max(self.max_error, top)
+        self._max_error = max(self._max_error, top)
         if top > 0 and np.ndim(value) == 2:  # covariances: their largest entry is a variance
             self.max_rel_error = max(self.max_rel_error,
                                      top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
