@@ -12,9 +12,13 @@ instead of L times (docs/performance.md, "Deep programs").
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 import sympy as sp
+
+from ..errors import ExpectationError
 
 
 @lru_cache(maxsize=None)
@@ -54,6 +58,29 @@ class Renaming:
         for new, old in self._back:
             text = text.replace(new, old)
         return text
+
+
+@contextmanager
+def original_names(*renamings: Renaming):
+    """Errors (:class:`ExpectationError`) and warnings raised inside name the atoms and
+    parameters as the caller did, not by position."""
+    def restore(text):
+        for named in renamings:
+            text = named.restore(text)
+        return text
+
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        except ExpectationError as exc:
+            raise type(exc)(restore(str(exc))) from None
+    for w in caught:  # shown once per place and text, as a warning raised there would be
+        warnings.warn_explicit(restore(str(w.message)), w.category, w.filename, w.lineno,
+                               registry=_SHOWN)
+
+
+#: The warnings registry of :func:`original_names` (the ``__warningregistry__`` it stands for).
+_SHOWN: dict = {}
 
 
 def canonical(expr: sp.Expr, atoms, params=(), start=(0, 0)) -> Renaming:

@@ -22,7 +22,7 @@ import sympy as sp
 from ..errors import ExpectationError, NotPositiveSemidefinite
 from ..ir.expression import as_expression
 from . import montecarlo, quadrature
-from .canonical import canonical
+from .canonical import canonical, original_names
 from .closed_forms import evaluate_exact, exact_plan, peval
 from .decompose import Factor, Term, as_pieces, plan_expectation
 from .arraymath import NUMERIC, SYMBOLIC
@@ -259,11 +259,9 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
                                    f"(or use symbolic=True): {exc}") from None
     _check_inputs(expr, atoms, cov, params, symbolic, tier, check_psd)
     named = canonical(expr, atoms, tuple(params))
-    try:
+    with original_names(named):
         return _expect(named.expr, named.atoms, cov, named.rename_values(params), m, tier,
                        montecarlo)
-    except ExpectationError as exc:
-        raise type(exc)(named.restore(str(exc))) from None
 
 
 def _expect(expr, atoms, cov, params, m, tier, montecarlo):

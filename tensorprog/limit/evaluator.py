@@ -351,7 +351,7 @@ class Limit:
         if worst is not None and power * worst[0] <= -1 + 0.02:
             (a, b), kappa = worst[1], worst[0]
             form = sp.Add(*[c * s for c, s in zip(a, atoms)], b)
-            growth = "is infinite on it" if kappa == -np.inf else \
+            growth = "is unbounded near it faster than any power" if kappa == -np.inf else \
                 f"grows like |{form}|^{kappa:.3g} near it"
             raise ExpectationError(
                 f"ψ = {expr} has an infinite {'second moment' if power == 2 else 'mean'} under "

@@ -32,7 +32,7 @@ from ..expectations import montecarlo, quadrature
 from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
-from ..expectations.canonical import canonical, derivative, expand_products
+from ..expectations.canonical import canonical, derivative, expand_products, original_names
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
 from ..resources import Progress
@@ -265,14 +265,16 @@ class PairExecutor:
         cov = BlockCov(entries, shape)
         cache = {}
         total = _Sum(shape)
-        for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-            val = peval(term.coef, params, NUMERIC)
-            for f in term.factors:
-                key = (f.expr, f.index)
-                if key not in cache:
-                    cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
-                val = val * cache[key]
-            total.add(val)
+        with original_names(na, nb):
+            for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
+                val = peval(term.coef, params, NUMERIC)
+                for f in term.factors:
+                    key = (f.expr, f.index)
+                    if key not in cache:
+                        cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
+                                                  params)
+                    val = val * cache[key]
+                total.add(val)
         out = total.result()
         if not np.all(np.isfinite(out)):
             what = ea if eb is None else ea * eb
