@@ -44,6 +44,7 @@ from ..ir.instructions import INPUTS, SHARED, MatMul, Nonlin, Select, symbol
 from ..ir.program import Program
 from ..limit.evaluator import Limit
 from ..limit.numbers import limit_number
+from ..resources import Progress
 from .lift import lift_cross_input
 from .terms import evaluate_term, parameter_groups, parameter_weight, readout_term, to_inputs
 
@@ -113,6 +114,8 @@ class _PathSums:
         self._dx: dict = {}
         self._dg: dict = {}
         self._segments: dict = {}
+        self.progress = Progress(f"summing the paths of {program.name!r}", None,
+                                 unit="backward covariances")
 
     def _users(self, name, cls):
         return [u for u in self.users.get(name, []) if isinstance(u, cls)]
@@ -154,6 +157,7 @@ class _PathSums:
                 continue
             stack.pop()
             caches[kind][key] = (self._compute_dx if kind == "dx" else self._compute_dg)(*key)
+            self.progress(len(self._dx) + len(self._dg))
 
     def _needs(self, kind: str, key) -> list:
         """The dx_cov and dg_cov entries that ``kind`` at ``key`` is computed from."""
@@ -254,4 +258,5 @@ class _PathSums:
                         lim.tangent(a, b), a, b)
         if self.out.trainable:
             self._accumulate(parts, ("readout", ()), evaluate_term(readout_term(self.p), lim))
+        self.progress.close()
         return parts

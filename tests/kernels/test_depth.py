@@ -41,3 +41,21 @@ def test_a_deeper_program_plans_nothing_new(method):
     T = tp.ntk(mlp.build(X, depth=60), method=method)
     assert [c.cache_info().misses for c in caches] == before
     np.testing.assert_allclose(T, mlp_kernels(X, 60, 2.0, 0.1, "relu")[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("method, lines", [
+    ("backprop", ["writing the backward pass of 'mlp'", "deriving the limit of 'mlp'",
+                  "evaluating the limit of 'mlp'"]),
+    ("paths", ["deriving the limit of 'mlp'", "summing the paths of 'mlp'"])])
+def test_long_derivations_show_progress(method, lines, monkeypatch, capsys):
+    """Every stage of a kernel that can take long reports on stderr (here from the first step:
+    by default after 3 s)."""
+    from tensorprog.resources import Progress
+    monkeypatch.setattr(Progress, "delay", 0.0)
+    monkeypatch.setattr(Progress, "interval", 0.0)
+    monkeypatch.delenv("TENSORPROG_PROGRESS", raising=False)
+    tp.ntk(mlp.build(X, depth=7, bvar=0.2), method=method)   # a structure not derived before
+    err = capsys.readouterr().err
+    for line in lines:
+        assert line in err
+    assert "backward covariances (" in err or method == "backprop"
