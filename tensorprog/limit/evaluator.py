@@ -28,6 +28,7 @@ import sympy as sp
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
 from ..expectations.canonical import derivative
+from ..functions import lambdify
 from ..expectations.engine import NeedsMonteCarlo
 from ..expectations.singular import singular_planes, worst_singularity
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
@@ -411,7 +412,7 @@ class Limit:
         self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
-            fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
+            fn = lambdify(tuple(params), expr) if not self.symbolic else None
             if self.symbolic:
                 out[...] = _broadcast_sym(expr, params, shape)
             else:
