@@ -117,12 +117,26 @@ def canonical(expr: sp.Expr, atoms, params=(), start=(0, 0)) -> Renaming:
 
 
 @lru_cache(maxsize=4096)
-def expand_products(expr: sp.Expr) -> sp.Expr:
+def expand_products(expr: sp.Expr, atoms: tuple) -> sp.Expr:
     """Products of sums distributed at the top level only (``E[(a + b)(c + d)] = E[ac] + …``,
     so that each term factorises over independent atom groups); function arguments and powers
-    are left alone.  Cached: renamed integrands repeat."""
-    return expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
+    are left alone, and so are the factors free of ``atoms`` (per-member scalars such as the
+    ``1/Σ_t mask_t`` of a masked mean): they multiply every term as they are, instead of being
+    put over a common denominator with the atoms' ``exp(−u²)``, which no closed form reads.
+    Cached: renamed integrands repeat.
+
+    Example
+    -------
+    >>> u, v, c = sp.symbols("u v c", real=True)
+    >>> expand_products(sp.exp(-u**2) * (u + v) / (c + 1), (u, v))
+    u*exp(-u**2)/(c + 1) + v*exp(-u**2)/(c + 1)
+    """
+    const, rest = expr.as_independent(*atoms, as_Add=False)
+    rest = rest.expand(deep=False, mul=True, multinomial=False, power_base=False,
                        power_exp=False, log=False)
+    if const == 1:
+        return rest
+    return sp.Add(*[sp.Mul(const, term) for term in sp.Add.make_args(rest)])
 
 
 def derivative(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:

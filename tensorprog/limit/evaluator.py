@@ -27,7 +27,7 @@ import sympy as sp
 
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
-from ..expectations.canonical import derivative
+from ..expectations.canonical import derivative, expand_products
 from ..functions import lambdify
 from ..expectations.engine import NeedsMonteCarlo
 from ..expectations.singular import singular_planes, worst_singularity
@@ -405,10 +405,7 @@ class Limit:
     def _expect(self, expr, atoms, cov, params, shape, sample):
         """``E[expr]`` by the engine's exact and quadrature tiers; where a factor needs Monte Carlo,
         ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`)."""
-        # Distribute products of sums at the top level (E[(a+b)(c+d)] = E[ac] + …) so that each
-        # term factorises over independent atom groups; function arguments are left alone.
-        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
-                           power_exp=False, log=False)
+        expr = expand_products(expr, tuple(atoms))
         self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
