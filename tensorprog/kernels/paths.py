@@ -64,6 +64,13 @@ def path_sums(program: Program, symbolic: bool = False, tier: str = "auto"):
                 f"method='paths': matrix {W.name!r} is used with its transpose in the forward "
                 "pass, outside Prop. D.3's assumptions; use method='backprop' (which includes "
                 "the ZDOT terms of TP IIb D.4.2)")
+    for v in program.nodes("vector"):
+        uses = {program.node(u).family for u in program.graph.successors(v.name)} - {SHARED}
+        if v.family == SHARED and getattr(v, "trainable", False) and len(uses) > 1:
+            raise LimitError(
+                f"method='paths': the shared vector {v.name!r} is used in the families "
+                f"{sorted(uses)}; path sums follow a shared parameter into one family only: use "
+                "method='backprop'")
     red = lift_cross_input(program).program.reduced()
     lim = Limit(red, symbolic=symbolic, tier=tier)
     return _PathSums(red, lim, symbolic).contributions(), lim
