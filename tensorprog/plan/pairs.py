@@ -257,8 +257,8 @@ class PairExecutor:
                 entries[r][c] = entries[c][r] = v
         params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr, atoms, entries, nonzero = _collapse(expand_products(expr, tuple(atoms)), tuple(atoms), entries,
-                                                  params)
+        expr, atoms, entries, nonzero = _collapse(expand_products(expr, tuple(atoms)),
+                                                  tuple(atoms), entries, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
