@@ -58,6 +58,10 @@ class Limit:
         of every vector's covariance with itself (reading it computes those covariances, which
         are otherwise computed on demand), and of any other covariance :meth:`cov` has computed;
         :meth:`cov_error` gives one kernel's.
+    max_error_so_far : float
+        the same over the expectations computed so far only (the limit scalars and ZDOT
+        coefficients, computed with the limit, and the covariances asked for): for callers that
+        read nothing else.
     max_rel_error, upstream_rel_error : float
         largest error relative to its expectation's largest value, over all pair expectations
         resp. over the ZHAT covariances later expectations are computed from.
@@ -255,6 +259,12 @@ class Limit:
                 if name in self.z:
                     self.cov(name, name)
             self._complete = True
+        return self._max_error
+
+    @property
+    def max_error_so_far(self) -> float:
+        """The largest absolute error estimate of the expectations computed so far (see the
+        class docstring); computes nothing."""
         return self._max_error
 
     def cov_error(self, a: str, b: str | None = None) -> np.ndarray:

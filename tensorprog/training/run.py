@@ -131,7 +131,7 @@ class TrainingRun:
         # the kernel regime's products of δ-sums are distributed (.evaluation); the
         # feature-learning program's vectors are nonlinear and are taken as they are
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
-        self._error = max(self._error, lim.max_error)
+        self._error = max(self._error, lim.max_error_so_far)  # the outputs are limit scalars
         N = self.net.num_inputs
         out = np.zeros((self.steps + 1, N))
         for t, o in enumerate(un.outputs):
