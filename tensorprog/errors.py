@@ -42,6 +42,7 @@ class ProgramError(TensorProgError):
     """
 
     def __init__(self, message: str, instruction: str | None = None, line: int | None = None):
+        instruction = None if instruction is None else str(instruction)
         self.instruction = instruction
         self.line = line
         self.reason = message

@@ -23,7 +23,9 @@ class RealFunction(sp.Function):
 
     @classmethod
     def eval(cls, x):
-        return cls.at_number(x) if x.is_Number else cls.at_sign(x)
+        if x.is_Number:
+            return cls.at_number(x)
+        return None if _takes_every_sign(x) else cls.at_sign(x)
 
     @classmethod
     def at_sign(cls, x):
@@ -31,6 +33,28 @@ class RealFunction(sp.Function):
 
     def _eval_is_real(self):
         return True
+
+
+#: Assumptions that leave a symbol free to take any real value.
+_UNSIGNED = {"real", "commutative", "complex", "extended_real", "finite", "hermitian"}
+
+
+def _takes_every_sign(x: sp.Expr) -> bool:
+    """Whether ``x`` is a linear form ``c₀ + Σ cᵢ sᵢ`` (numbers c) in real symbols without a sign
+    assumption, with some cᵢ ≠ 0: it takes every real value, so no sign rule applies.  Decided
+    without sympy's assumption system, which costs milliseconds per query (a deep program
+    builds a ``relu(h + b)`` per layer and rebuilds it at every substitution)."""
+    free = False
+    for term in sp.Add.make_args(x):
+        if term.is_Number:
+            continue
+        c, s = term.as_coeff_Mul()
+        if not (s.is_Symbol and c != 0 and s._assumptions_orig.get("real") and
+                all(v is True for v in s._assumptions_orig.values()) and
+                set(s._assumptions_orig) <= _UNSIGNED):
+            return False
+        free = True
+    return free
 
 
 class relu(RealFunction):

@@ -243,13 +243,16 @@ def _check_time(seconds: float, what: str, advice: str) -> None:
 class Progress:
     """A progress line on stderr for a loop of ``total`` steps: silent for the first
     :attr:`delay` seconds, then ``label: done/total (elapsed s)`` at most once per
-    :attr:`interval` seconds (redrawn in place on a terminal).  ``TENSORPROG_PROGRESS=0`` in the
+    :attr:`interval` seconds (redrawn in place on a terminal); with ``total=None`` (a count not
+    known in advance) ``label: done unit (elapsed s)``.  ``TENSORPROG_PROGRESS=0`` in the
     environment silences it.
 
     Parameters
     ----------
     label : str
-    total : int
+    total : int or None
+    unit : str
+        What is counted, printed after ``done`` when there is no total.
     stream : file, optional
         Default ``sys.stderr``.
 
@@ -264,9 +267,10 @@ class Progress:
     delay = 3.0
     interval = 1.0
 
-    def __init__(self, label: str, total: int, stream=None):
+    def __init__(self, label: str, total: int | None, stream=None, unit: str = "steps"):
         self.label = label
-        self.total = max(int(total), 1)
+        self.total = None if total is None else max(int(total), 1)
+        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.start = time.monotonic()
         self._last = None
@@ -280,11 +284,15 @@ class Progress:
         now = time.monotonic()
         if not self.enabled or now - self.start < self.delay:
             return
-        if self._last is not None and now - self._last < self.interval and done < self.total:
+        finished = self.total is not None and done >= self.total
+        if self._last is not None and now - self._last < self.interval and not finished:
             return
         self._last = now
-        line = (f"{self.label}: {done}/{self.total} ({100 * done / self.total:.0f}%, "
-                f"{now - self.start:.0f} s)")
+        if self.total is None:
+            line = f"{self.label}: {done} {self.unit} ({now - self.start:.0f} s)"
+        else:
+            line = (f"{self.label}: {done}/{self.total} ({100 * done / self.total:.0f}%, "
+                    f"{now - self.start:.0f} s)")
         try:
             if self._tty:
                 self.stream.write("\r" + line)

@@ -452,7 +452,10 @@ def _plan_product(coef, rest, atoms):
     A = b = None
     c = sp.S.Zero
     if exps:
-        q = sp.Poly(sp.expand(sp.Add(*exps)), *atoms)
+        try:
+            q = sp.Poly(sp.expand(sp.Add(*exps)), *atoms)
+        except sp.PolynomialError:  # exp of a non-polynomial: exp(−1/h²)
+            raise _NoClosedForm from None
         if q.total_degree() > 2:
             raise _NoClosedForm
         k = len(atoms)

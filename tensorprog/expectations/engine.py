@@ -22,6 +22,7 @@ import sympy as sp
 from ..errors import ExpectationError, NotPositiveSemidefinite
 from ..ir.expression import as_expression
 from . import montecarlo, quadrature
+from .canonical import canonical, original_names
 from .closed_forms import evaluate_exact, exact_plan, peval
 from .decompose import Factor, Term, as_pieces, plan_expectation
 from .arraymath import NUMERIC, SYMBOLIC
@@ -257,6 +258,15 @@ def expect(expr, atoms, cov, params=None, *, symbolic: bool = False, tier: str =
             raise ExpectationError(f"E[{expr}]: covariance and parameters must be numeric "
                                    f"(or use symbolic=True): {exc}") from None
     _check_inputs(expr, atoms, cov, params, symbolic, tier, check_psd)
+    named = canonical(expr, atoms, tuple(params))
+    with original_names(named):
+        return _expect(named.expr, named.atoms, cov, named.rename_values(params), m, tier,
+                       montecarlo)
+
+
+def _expect(expr, atoms, cov, params, m, tier, montecarlo):
+    """:func:`expect` on checked inputs (atoms and parameters named by position)."""
+    symbolic = m is SYMBOLIC
     k = len(atoms)
     batch = cov.shape[:-2]
     zero_var, nonzero = _zero_pattern(cov, k, symbolic)

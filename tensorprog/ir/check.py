@@ -42,9 +42,23 @@ def check(p, node) -> None:
     ProgramError
         Naming the instruction and what is wrong with it.
     """
-    instruction = node.headline()
+    instruction = _Headline(node)
     check_new_name(p, node.name, instruction)
     CHECK(node, p, instruction)
+
+
+class _Headline:
+    """``node.headline()``, printed only when an error or warning names it (printing a ψ costs
+    more than checking it, and a deep program checks thousands)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def __str__(self) -> str:
+        return self.node.headline()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def check_new_name(p, name: str, instruction: str) -> None:

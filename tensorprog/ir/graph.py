@@ -298,7 +298,73 @@ class ProgramGraph:
         >>> [m.name for m in p.matmuls_of("W")]
         ['h2']
         """
-        return [n for n in self.nodes("matmul") if n.matrix == matrix]
+        uses = [v for _, v, role in self.graph.out_edges(matrix, data="role") if role == "matrix"]
+        return [self.node(v) for v in sorted(uses, key=self.position)]
+
+    def position(self, name: str) -> int:
+        """The index of ``name`` in program order (constant time: a deep program asks it of
+        every variable).
+
+        Parameters
+        ----------
+        name : str
+            A variable of the program.
+
+        Returns
+        -------
+        int
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p.position("h2")
+        3
+        """
+        index = self.__dict__.get("_positions")
+        if index is None or len(index) > len(self.order):
+            index = self._positions = {}
+        for i in range(len(index), len(self.order)):  # instructions are only ever appended
+            index[self.order[i]] = i
+        i = index.get(name)
+        if i is None or self.order[i] != name:  # not a variable, or the order was rewritten
+            self._positions = None
+            return self.order.index(name)
+        return i
+
+    def covariance_partners(self, name: str) -> list[str]:
+        """The variables defined before ``name`` that have a given covariance with it
+        (``init_cov``: initial vectors and embeddings), in program order.
+
+        Parameters
+        ----------
+        name : str
+            An initial vector of the program.
+
+        Returns
+        -------
+        list of str
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> u = p.vector("u", np.eye(2))
+        >>> v = p.vector("v", np.eye(2), cross={"u": 0.5 * np.eye(2)})
+        >>> p.covariance_partners("v")
+        ['u']
+        """
+        key = (len(self.init_cov), len(self.order))
+        cached = self.__dict__.get("_partners")
+        if cached is None or cached[0] != key:
+            partners: dict[str, list[str]] = {}
+            for a, b in self.init_cov:
+                if a != b and b in self.graph:
+                    partners.setdefault(a, []).append(b)
+            cached = self._partners = (key, partners)
+        mine = self.position(name)
+        return sorted((b for b in cached[1].get(name, ()) if self.position(b) < mine),
+                      key=self.position)
 
     def line_of(self, name: str) -> int:
         """The line of ``name`` in the textual form (:meth:`to_text`).
@@ -321,7 +387,7 @@ class ProgramGraph:
         5
         """
         declared = sum(1 for f in self.families if f not in (SHARED, INPUTS))
-        return self.order.index(name) + 2 + declared
+        return self.position(name) + 2 + declared
 
     # ------------------------------------------------------------------ naming
     def fresh_name(self, prefix: str) -> str:
@@ -1031,7 +1097,7 @@ class ProgramGraph:
         """
         expr = self.expression(expr)
         names = {s.name for s in expr.free_symbols}
-        order = sorted((n for n in names if n in self.graph), key=self.order.index)
+        order = sorted((n for n in names if n in self.graph), key=self.position)
         vectors = [n for n in order if self.node(n).is_vector]
         scalars = [n for n in order if self.node(n).is_scalar]
         return self._add_coordinatewise(kind, name, expr, vectors, scalars)

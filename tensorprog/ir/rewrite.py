@@ -12,6 +12,7 @@ Example
 """
 from __future__ import annotations
 
+from ..resources import Progress
 from .instructions import INSTRUCTIONS
 from .rules import RuleTable
 
@@ -31,12 +32,18 @@ class Rewrite:
 
     def __init__(self, source, target, table: RuleTable, reverse: bool = False):
         self.source, self.target, self.table, self.reverse = source, target, table, reverse
+        #: The progress line's label.
+        self.label = f"{table.name} of {source.name!r}"
 
     def run(self):
-        """Apply the table to every record of the source; returns the target program."""
+        """Apply the table to every record of the source (a progress line on stderr when that
+        takes more than a few seconds); returns the target program."""
         nodes = self.source.nodes()
-        for node in reversed(nodes) if self.reverse else nodes:
+        progress = Progress(self.label, len(nodes))
+        for k, node in enumerate(reversed(nodes) if self.reverse else nodes):
             self.table(node, self)
+            progress(k + 1)
+        progress.close()
         return self.target
 
 

@@ -108,8 +108,8 @@ def _(node: InitialVector, p, arrays, data) -> str:
         cov = f"C_{node.name}"
         arrays[cov] = p.init_cov_of(node.name, node.name)
     cross = []
-    for other in p.order[: p.order.index(node.name)]:
-        if (node.name, other) in p.init_cov and isinstance(p.node(other), InitialVector):
+    for other in p.covariance_partners(node.name):
+        if isinstance(p.node(other), InitialVector):
             key = f"C_{node.name}_{other}"
             arrays[key] = p.init_cov[(node.name, other)]
             cross.append(f"{other}={key}")

@@ -15,7 +15,9 @@ NETSOR⊤+ instructions, with *scaled* gradients ``dx = √n ∂f/∂x`` (so tha
   ``dx'`` back into the family of ``x`` (one per multiplicity) and their sum.
 
 A gradient lives in the family of its vector; the gradient of a shared vector (a bias) lives in
-the family of the vectors that use it, and kernels sum it over the members each input owns.
+the family of the vectors that use it, and kernels sum it over the members each input owns.  A
+shared vector used in several families gets its gradient pieces pooled into the inputs' family
+first (member i: the sum over the members input i owns, one SELECT per member position).
 
 The result is an ordinary program: the Master-Theorem evaluator then gives every ``Z^{dx}``,
 including the ZDOT terms of the backward MATMULs (which vanish when the forward pass passes the
@@ -29,8 +31,9 @@ import sympy as sp
 
 import numpy as np
 
-from ..ir.instructions import (SHARED, Embedding, InitialMatrix, InitialScalar, InitialVector,
-                               MatMul, Moment, Nonlin, Select, symbol)
+from ..expectations.canonical import derivative
+from ..ir.instructions import (INPUTS, SHARED, Embedding, InitialMatrix, InitialScalar,
+                               InitialVector, MatMul, Moment, Nonlin, Select, symbol)
 from ..ir.program import Family, Program
 from ..ir.rewrite import Rewrite
 from ..ir.rules import RuleTable
@@ -58,6 +61,7 @@ class _Pass(Rewrite):
 
     def __init__(self, network: Program, out: Backward, seed: sp.Expr):
         super().__init__(network, out.program, TRANSPOSE, reverse=True)
+        self.label = f"writing the backward pass of {network.name!r}"
         self.out = out
         self.vec_terms: dict[str, list[sp.Expr]] = {network.readout.node: [seed]}
         self.sca_terms: dict[str, list[sp.Expr]] = {}
@@ -70,6 +74,9 @@ class _Pass(Rewrite):
         terms = self.vec_terms.get(name)
         if not terms:
             return None
+        families = {self._family_of(t) for t in terms} - {SHARED}
+        if len(families) > 1:  # a shared vector used in several families
+            terms = [self._pooled(t) for t in terms]
         total = sp.Add(*terms)
         if total.is_zero:
             return None
@@ -80,6 +87,33 @@ class _Pass(Rewrite):
             q.add_inferred("nonlin", gname, total)
             grad[name] = gname
         return grad[name]
+
+    def _family_of(self, term: sp.Expr) -> str:
+        """The family of a gradient term (SHARED when it reads shared vectors only)."""
+        fams = {self.target.node(s.name).family for s in term.free_symbols
+                if self.target.node(s.name).is_vector} - {SHARED}
+        return fams.pop() if fams else SHARED
+
+    def _pooled(self, term: sp.Expr) -> sp.Expr:
+        """A gradient term of a shared vector moved to the inputs' family: member i is the sum
+        of the term over the members input i owns (``∂f(ξ_i)/∂b = Σ_{j owned by i} ∂f/∂b_j``),
+        a few SELECTs (one per member position) and their sum."""
+        family, q = self._family_of(term), self.target
+        if family in (SHARED, INPUTS):
+            return term
+        if not isinstance(term, sp.Symbol):
+            name = q.fresh_name("d_pool_")
+            q.add_inferred("nonlin", name, term)
+            term = symbol(name)
+        owner = np.asarray(q.get_family(family).owner)
+        members = [np.flatnonzero(owner == i) for i in range(q.num_inputs)]
+        out = []
+        for k in range(max(len(m) for m in members)):
+            index = np.array([m[k] if k < len(m) else -1 for m in members])
+            sel = q.fresh_name("d_pool_")
+            q.add_select(sel, term.name, index, INPUTS)
+            out.append(symbol(sel))
+        return sp.Add(*out)
 
     def scalar_gradient(self, name: str) -> sp.Expr | None:
         terms = self.sca_terms.get(name)
@@ -96,11 +130,11 @@ class _Pass(Rewrite):
         ``dθ += outside·avg(inside·∂ψ/∂θ)`` for its scalars (a NONLIN: inside = dy, outside = 1;
         a MOMENT: inside = 1, outside = dθ)."""
         for x in node.args:
-            part = sp.diff(node.expr, symbol(x))
+            part = derivative(node.expr, symbol(x))
             if not part.is_zero:
                 self.add(x, outside * inside * part)
         for s in node.scalars:
-            part = sp.diff(node.expr, symbol(s))
+            part = derivative(node.expr, symbol(s))
             if not part.is_zero:
                 m = self.target.fresh_name(f"d_{s}_")
                 self.target.add_inferred("moment", m, inside * part)

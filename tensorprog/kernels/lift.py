@@ -140,9 +140,9 @@ def _(node: InitialVector, lf: _Lift) -> None:
         return
     rows = lf.pairs[node.family]
     cross = {}
-    for other in p.order[: p.order.index(name)]:
+    for other in p.covariance_partners(name):
         on = p.node(other)
-        if isinstance(on, InitialVector) and (name, other) in p.init_cov:
+        if isinstance(on, InitialVector):
             rows_o = lf.pairs[on.family] if on.family != SHARED else np.zeros(1, np.intp)
             cross[other] = p.init_cov[(name, other)][np.ix_(rows, rows_o)]
     tangent = node.tangent

@@ -37,13 +37,14 @@ in the forward pass: for such programs (weight-tied autoencoders, TP IIb D.4.2) 
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 
 from ..errors import LimitError
+from ..expectations.canonical import derivative
 from ..ir.instructions import INPUTS, SHARED, MatMul, Nonlin, Select, symbol
 from ..ir.program import Program
 from ..limit.evaluator import Limit
 from ..limit.numbers import limit_number
+from ..resources import Progress
 from .lift import lift_cross_input
 from .terms import evaluate_term, parameter_groups, parameter_weight, readout_term, to_inputs
 
@@ -63,6 +64,13 @@ def path_sums(program: Program, symbolic: bool = False, tier: str = "auto"):
                 f"method='paths': matrix {W.name!r} is used with its transpose in the forward "
                 "pass, outside Prop. D.3's assumptions; use method='backprop' (which includes "
                 "the ZDOT terms of TP IIb D.4.2)")
+    for v in program.nodes("vector"):
+        uses = {program.node(u).family for u in program.graph.successors(v.name)} - {SHARED}
+        if v.family == SHARED and getattr(v, "trainable", False) and len(uses) > 1:
+            raise LimitError(
+                f"method='paths': the shared vector {v.name!r} is used in the families "
+                f"{sorted(uses)}; path sums follow a shared parameter into one family only: use "
+                "method='backprop'")
     red = lift_cross_input(program).program.reduced()
     lim = Limit(red, symbolic=symbolic, tier=tier)
     return _PathSums(red, lim, symbolic).contributions(), lim
@@ -113,6 +121,8 @@ class _PathSums:
         self._dx: dict = {}
         self._dg: dict = {}
         self._segments: dict = {}
+        self.progress = Progress(f"summing the paths of {program.name!r}", None,
+                                 unit="backward covariances")
 
     def _users(self, name, cls):
         return [u for u in self.users.get(name, []) if isinstance(u, cls)]
@@ -154,6 +164,7 @@ class _PathSums:
                 continue
             stack.pop()
             caches[kind][key] = (self._compute_dx if kind == "dx" else self._compute_dg)(*key)
+            self.progress(len(self._dx) + len(self._dg))
 
     def _needs(self, kind: str, key) -> list:
         """The dx_cov and dg_cov entries that ``kind`` at ``key`` is computed from."""
@@ -184,7 +195,7 @@ class _PathSums:
         if a not in self._segments:
             lim, out = self.lim, []
             for x in self._users(a, Nonlin):
-                factor = lim.z_of(sp.diff(x.expr, symbol(a)), lim.size(x.name))
+                factor = lim.z_of(derivative(x.expr, symbol(a)), lim.size(x.name))
                 if self.level(a) == self.level(x.name):
                     to_a = None
                 else:  # a shared vector feeding a family: member ↦ the output that owns it
@@ -254,4 +265,5 @@ class _PathSums:
                         lim.tangent(a, b), a, b)
         if self.out.trainable:
             self._accumulate(parts, ("readout", ()), evaluate_term(readout_term(self.p), lim))
+        self.progress.close()
         return parts

@@ -27,6 +27,8 @@ import sympy as sp
 
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
+from ..expectations.canonical import derivative, expand_products
+from ..functions import lambdify
 from ..expectations.engine import NeedsMonteCarlo
 from ..expectations.singular import singular_planes, worst_singularity
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
@@ -52,8 +54,14 @@ class Limit:
     scalars : dict
         ``name -> array`` of limit scalars θ̊ (one per input for input-dependent scalars).
     max_error : float
-        largest absolute error estimate of the expectations computed so far (kernels are
-        computed on demand: :meth:`cov` adds theirs); :meth:`cov_error` gives one kernel's.
+        largest absolute error estimate of the limit: of its scalars and ZDOT coefficients and
+        of every vector's covariance with itself (reading it computes those covariances, which
+        are otherwise computed on demand), and of any other covariance :meth:`cov` has computed;
+        :meth:`cov_error` gives one kernel's.
+    max_error_so_far : float
+        the same over the expectations computed so far only (the limit scalars and ZDOT
+        coefficients, computed with the limit, and the covariances asked for): for callers that
+        read nothing else.
     max_rel_error, upstream_rel_error : float
         largest error relative to its expectation's largest value, over all pair expectations
         resp. over the ZHAT covariances later expectations are computed from.
@@ -95,12 +103,14 @@ class Limit:
         self.zdot: dict[str, list] = {}
         self.scalars: dict[str, np.ndarray] = {}
         self.tiers_used: set[str] = set()
-        self.max_error = 0.0
+        self._max_error = 0.0
+        self._complete = symbolic  # symbolic limits are closed forms: no error to estimate
         self.max_rel_error = 0.0
         self.upstream_rel_error = 0.0
         self._errors: dict[tuple[str, str], np.ndarray] = {}
         self._last_error = 0.0
         self._bases: dict[str, Base] = {}
+        self._init_classes: dict | None = None
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
         self._gram = _GramSymbols(program) if symbolic else None
@@ -261,6 +271,37 @@ class Limit:
         return self.leaves.zhat_input_pairs(self.program, (self.z[x], self.z[y]),
                                             self._base_covs)
 
+    @property
+    def max_error(self) -> float:
+        """The largest absolute error estimate of the limit (see the class docstring): the
+        first reading computes the covariance of every vector with itself, so that an error
+        of a kernel not asked for yet is not reported as 0.
+
+        Returns
+        -------
+        float
+
+        Example
+        -------
+        >>> p = tp.Program("demo")
+        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> y = tp.tanh(p.matrix("W", var=2.0) @ tp.tanh(h)).named("y")
+        >>> 0 < tp.limit(p).max_error < 1e-8     # tanh needs quadrature
+        True
+        """
+        if not self._complete:
+            for name in self.program.order:
+                if name in self.z:
+                    self.cov(name, name)
+            self._complete = True
+        return self._max_error
+
+    @property
+    def max_error_so_far(self) -> float:
+        """The largest absolute error estimate of the expectations computed so far (see the
+        class docstring); computes nothing."""
+        return self._max_error
+
     def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
         """Absolute error estimate of :meth:`cov` ``(a, b)``.
 
@@ -418,7 +459,7 @@ class Limit:
         if worst is not None and power * worst[0] <= -1 + 0.02:
             (a, b), kappa = worst[1], worst[0]
             form = sp.Add(*[c * s for c, s in zip(a, atoms)], b)
-            growth = "is infinite on it" if kappa == -np.inf else \
+            growth = "is unbounded near it faster than any power" if kappa == -np.inf else \
                 f"grows like |{form}|^{kappa:.3g} near it"
             raise ExpectationError(
                 f"ψ = {expr} has an infinite {'second moment' if power == 2 else 'mean'} under "
@@ -495,14 +536,11 @@ class Limit:
     def _expect(self, expr, atoms, cov, params, shape, sample):
         """``E[expr]`` by the engine's exact and quadrature tiers; where a factor needs Monte Carlo,
         ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`)."""
-        # Distribute products of sums at the top level (E[(a+b)(c+d)] = E[ac] + …) so that each
-        # term factorises over independent atom groups; function arguments are left alone.
-        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
-                           power_exp=False, log=False)
+        expr = expand_products(expr, tuple(atoms))
         self._last_error = 0.0
         if not expr.free_symbols & set(atoms):
             out = self._new(shape)
-            fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
+            fn = lambdify(tuple(params), expr) if not self.symbolic else None
             if self.symbolic:
                 out[...] = _broadcast_sym(expr, params, shape)
             else:
@@ -523,7 +561,7 @@ class Limit:
         largest value (``max_rel_error``; means may vanish, so they are left out)."""
         self._last_error = error
         top = float(np.max(error, initial=0.0))
-        self.max_error = max(self.max_error, top)
+        self._max_error = max(self._max_error, top)
         if top > 0 and np.ndim(value) == 2:  # covariances: their largest entry is a variance
             self.max_rel_error = max(self.max_rel_error,
                                      top / max(float(np.max(np.abs(value), initial=0.0)), 1e-300))
@@ -706,9 +744,9 @@ class Limit:
         zx = self.z[x]
         atoms, _ = L.split(zx)
         partners = [s for s in atoms if L.info[s][0].kind == "zhat" and L.info[s][0].group == opposite]
-        if not partners:
+        if not partners or self._odd_in_other_class(zx, atoms, opposite):
             return []
-        derivs = [sp.diff(zx, s) for s in partners]
+        derivs = [derivative(zx, s) for s in partners]
         if any(d.has(sp.DiracDelta) for d in derivs):
             coefs = self._stein(zx, partners, m)
         else:
@@ -727,6 +765,39 @@ class Limit:
             terms.append((L.natural(coef, m), 1 if isinstance(sigma2, np.ndarray) else sigma2,
                           y, idx))
         return terms
+
+    def _odd_in_other_class(self, z: sp.Expr, atoms, group: str) -> bool:
+        """Whether ``z`` is odd in the atoms of one independence class other than the ZHAT
+        ``group``: then every ``E[∂z/∂Ẑ]`` with Ẑ of ``group`` vanishes without computing a
+        covariance, since those atoms are a centred Gaussian independent of Ẑ and ``∂z/∂Ẑ`` is
+        odd in them too (the backward vectors of a network at initialisation are odd in the
+        readout's atom, so their ZDOT terms vanish).  Decided structurally (``z(−x) + z(x)``
+        cancels to 0 as sympy builds it); False when unsure."""
+        classes: dict = {}
+        for a in atoms:
+            c = self._independence_class(self.leaves.info[a][0])
+            if c != group:
+                classes.setdefault(c, {})[a] = -a
+        return any(z.xreplace(flip) + z == 0 for flip in classes.values())
+
+    def _independence_class(self, base: Base):
+        """The atoms a base is jointly Gaussian with: its ZHAT group (matrix and orientation),
+        or for an initial vector the connected component of the given initial covariances
+        (initial vectors without one are independent)."""
+        if base.kind != "init":
+            return base.group
+        if self._init_classes is None:
+            root = {}
+
+            def find(a):
+                while root.setdefault(a, a) != a:
+                    a = root[a]
+                return a
+
+            for a, b in self.program.init_cov:
+                root[find(a)] = find(b)
+            self._init_classes = {a: ("init", find(a)) for a in list(root)}
+        return self._init_classes.get(base.node, ("init", base.node))
 
     def _stein(self, zx, partners, m):
         """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""

@@ -263,6 +263,7 @@ class _Template:
             for term in self.ntk_terms:
                 total = total + _term(term, ex)
             out["ntk"] = total
+        ex.progress.close()
         xp, dt = ex.device.xp, ex.device.dtype
         return {g: xp.full((ex.n["l"], ex.n["r"]), k, dtype=dt) if np.ndim(k) == 0   # no terms
                 else k.astype(dt, copy=False) for g, k in out.items()}
@@ -323,7 +324,10 @@ def structure_key(program: Program, lay: Layout, tier: str) -> tuple:
 def cached_kernels(program: Program, get: str, tier: str = "auto"):
     """``get`` ("nngp" or "ntk") of ``program`` on its own inputs by a derivation shared with
     every earlier program of the same structure, or None when the program has no per-input
-    template or its expectations leave the closed forms (the caller then runs the limit)."""
+    template, its expectations leave the closed forms or a numeric tier is forced (the caller
+    then runs the limit)."""
+    if tier not in ("auto", "exact"):  # the executor evaluates closed forms where they exist
+        return None
     try:
         lay = layout(program)
         key = structure_key(program, lay, tier)

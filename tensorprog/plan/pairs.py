@@ -32,9 +32,11 @@ from ..expectations import montecarlo, quadrature
 from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
+from ..expectations.canonical import canonical, derivative, expand_products, original_names
 from ..ir.instructions import Embedding, Moment
 from ..ir.program import SHARED
 from .devices import CPU64, Device
+from ..resources import Progress
 from .fused import evaluate_fused, fused_form, gaussian_form2
 
 
@@ -137,6 +139,8 @@ class PairExecutor:
         self.tiers: set = set()
         #: the most numbers per input pair one cross expectation held at once (:meth:`_held`)
         self.temporaries = 0.0
+        self.progress = Progress(f"evaluating the limit of {self.p.name!r}", None,
+                                 unit="covariances")
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -241,15 +245,13 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        # atoms and parameters renamed by position (:mod:`..expectations.canonical`): every
+        # layer of a deep program then shares one plan of each expectation
         A, Pa = self.leaves.split(ea)
-        if eb is None:
-            B, Pb, prime = [], [], {}
-            expr = ea
-        else:
-            B, Pb = self.leaves.split(eb)
-            prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
-            expr = ea * eb.xreplace(prime)
-        atoms = A + [prime[s] for s in B]
+        B, Pb = ([], []) if eb is None else self.leaves.split(eb)
+        na = canonical(ea, A, Pa)
+        nb = canonical(sp.S.One if eb is None else eb, B, Pb, start=(len(A), len(Pa)))
+        expr, atoms = na.expr * nb.expr, na.atoms + nb.atoms
         sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
         k = len(atoms)
         if sides[0] != sides[1]:
@@ -264,30 +266,32 @@ class PairExecutor:
                 if v is None:
                     continue
                 entries[r][c] = entries[c][r] = v
-        params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
-        params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
-                           power_exp=False, log=False)
-        expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
+        params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
+        params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
+        expr, atoms, entries, nonzero = _collapse(expand_products(expr, tuple(atoms)),
+                                                  tuple(atoms), entries, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape)
         cache = {}
         total = _Sum(shape, self.device)
-        for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-            val = peval(term.coef, params, NUMERIC)
-            for f in term.factors:
-                key = (f.expr, f.index)
-                if key not in cache:
-                    cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
-                val = val * cache[key]
-            total.add(val)
+        with original_names(na, nb):
+            for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
+                val = peval(term.coef, params, NUMERIC)
+                for f in term.factors:
+                    key = (f.expr, f.index)
+                    if key not in cache:
+                        cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
+                                                  params)
+                    val = val * cache[key]
+                total.add(val)
         out = total.result()
         if self.measure and sides[0] != sides[1]:
             self._held(entries, cache, out)
         if not np.all(np.isfinite(out)):
-            raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
+            what = ea if eb is None else ea * eb
+            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
 
     def _held(self, entries, cache, out) -> None:
@@ -374,6 +378,7 @@ class PairExecutor:
         dt = self.device.dtype
         out = Block(*(a.astype(dt, copy=False) for a in (l, r, x, y)))
         self._covs[key] = out
+        self.progress(len(self._covs))
         return out
 
     def _resolve(self, a: str, b: str) -> None:
@@ -433,7 +438,7 @@ class PairExecutor:
         zx = self.lim.z[x]
         atoms, _ = self.leaves.split(zx)
         s = next(a for a in atoms if a.name == leaf)
-        d = sp.diff(zx, s)
+        d = derivative(zx, s)
         if not d.has(sp.DiracDelta):
             fam = self.p.node(name).family
             return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}

@@ -150,7 +150,7 @@ class TrainingRun:
         # the kernel regime's products of δ-sums are distributed (.evaluation); the
         # feature-learning program's vectors are nonlinear and are taken as they are
         lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
-        self._error = max(self._error, lim.max_error)
+        self._error = max(self._error, lim.max_error_so_far)  # the outputs are limit scalars
         return self._outputs(lim, un)
 
     def _outputs(self, lim, unrolled=None) -> np.ndarray:
@@ -370,7 +370,7 @@ class TrainingRun:
         for nm, t, m in moves:
             out[nm][t] = np.broadcast_to(lim.scalar(m), (N,))
         if self._mean is None:  # s = 1: the outputs are scalars of the same program
-            self._error = max(self._error, lim.max_error)
+            self._error = max(self._error, lim.max_error_so_far)
             self._mean = self._outputs(lim)
             self._cov = np.zeros((self.steps + 1, N, N))
         return out

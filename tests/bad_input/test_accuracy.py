@@ -4,6 +4,7 @@ True values were computed independently with mpmath adaptive quadrature (30 digi
 and 2-D Gaussian integrals (iterated, split at the transitions), not with tensorprog.
 """
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,47 @@ def test_both_derivations_must_agree(monkeypatch):
     monkeypatch.setattr(ntk_module, "_paths", skewed)
     with pytest.raises(LimitError, match="disagree"):
         tp.ntk(p, method="both")
+
+
+def _singular_program(psi):
+    """f = v·ψ(h, g)/√n with h, g two independent embeddings of the same two inputs (the
+    variance of h on the first input is 0.625)."""
+    X = np.array([[1.0, 0.5], [0.3, -1.0]])
+    p = tp.Program("singular")
+    h = p.embed(X, var=1.0, bias_var=0.0)
+    g = p.embed(X, var=1.0, bias_var=0.0)
+    p.output(tp.nonlin(psi, h, g), var=1.0, bias_var=0.0)
+    return p
+
+
+@pytest.mark.parametrize("psi", [
+    lambda h, g: 1 / (h - g), lambda h, g: 1 / (h * g), lambda h, g: 1 / sp.tanh(h),
+    lambda h, g: sp.tan(h), lambda h, g: (sp.exp(h) - 1) ** -2, lambda h, g: 1 / (h**3 - h),
+    lambda h, g: sp.exp(1 / h), lambda h, g: sp.Abs(h) ** -0.5, lambda h, g: 1 / (1 + sp.cos(h)),
+    lambda h, g: 1 / (h - 1.5), lambda h, g: sp.erf(g) / sp.sin(h + g)],
+    ids=["1/(h-g)", "1/(hg)", "1/tanh", "tan", "(e^h-1)^-2", "1/(h^3-h)", "exp(1/h)",
+         "|h|^-1/2", "1/(1+cos)", "1/(h-1.5)", "erf/sin"])
+def test_psi_with_a_non_square_integrable_singularity_is_refused(psi):
+    """Denominators that vanish on a hyperplane of the atoms, wherever they sit in ψ."""
+    p = _singular_program(psi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tp.PseudoLipschitzWarning)
+        with pytest.raises(ExpectationError, match="infinite second moment") as info:
+            tp.nngp(p)
+    assert "NONLIN 'x1'" in str(info.value) and "regularise it" in str(info.value)
+
+
+@pytest.mark.parametrize("psi, truth", [
+    (lambda h, g: 1 / (2 + sp.sin(h)), 0.34175780379702407386),
+    (lambda h, g: sp.exp(-1 / h**2), 0.079673190644640683035),
+    (lambda h, g: sp.sin(1 / h), 0.6033809327774068518)], ids=["1/(2+sin)", "exp(-1/h^2)",
+                                                               "sin(1/h)"])
+def test_bounded_psi_with_denominators_keeps_its_value(psi, truth):
+    """Denominators without real zeros, or singularities ψ stays bounded at: E[ψ(h)²] against
+    mpmath (h ~ N(0, 0.625)); sin(1/h) oscillates without limit at 0, so its quadrature warns
+    and its error estimate covers the true error."""
+    p = _singular_program(psi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        K, err = tp.nngp(p, with_error=True)
+    assert abs(K[0, 0] - truth) <= max(err[0, 0], 1e-8 * truth)

@@ -114,3 +114,26 @@ def test_select_gradient_scatters_back():
                                rtol=1e-12)
     _, Ess = relu_pair(Xp @ Xp.T / 4)
     np.testing.assert_allclose(lim.cov(bw.grad["h"]), VVAR / P**2 * Ess, rtol=1e-12)
+
+
+def test_shared_vector_selected_into_two_families():
+    """A trainable shared vector b read by the inputs' family and by a family of two members per
+    input: its gradient is pooled into the inputs' family (∂f(ξ_i)/∂b sums over the members input
+    i owns) and the NTK agrees with the finite-width network (4 standard errors + O(1/n));
+    path sums refuse rather than follow b into one family only."""
+    X = np.random.default_rng(1).standard_normal((2, 3))
+    p = tp.Program("shared")
+    h = p.embed(X, var=1.0, name="h0")
+    fam = p.family("pix", np.repeat(np.arange(2), 2))
+    b = p.bias("b", var=0.5)
+    s1 = p.select(b, np.zeros(2, int), "inputs")
+    s2 = p.select(b, np.zeros(4, int), fam)
+    patches = np.random.default_rng(2).standard_normal((4, 3))
+    g = p.matrix("W", 1.0) @ tp.relu(s2 + p.embed(patches, var=1.0, family=fam))
+    pooled = sum(p.select(tp.relu(g), np.arange(2) * 2 + k, "inputs") for k in range(2)) / 2
+    p.output(pooled + s1 + tp.relu(h), var=1.0)
+    T = tp.ntk(p)
+    sim = tp.simulate(p, width=512, seeds=24, backend="numpy", seed=3)
+    assert np.all(np.abs(T - sim.ntk) < 4 * sim.ntk_stderr + 0.02 * np.abs(T).max())
+    with pytest.raises(tp.LimitError, match="shared vector 'b' is used in the families"):
+        tp.ntk(p, method="paths")

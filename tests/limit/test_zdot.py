@@ -108,3 +108,19 @@ def test_slightly_indefinite_estimated_covariance_is_projected():
     value = lim._expect(expr, [a, b, c], slightly[None], {}, (1,), sample=None)
     reference = lim._expect(expr, [a, b, c], psd, {}, (1,), sample=None)
     np.testing.assert_allclose(value, reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.25, 1.0), (0.75, 0.0)])
+def test_zdot_coefficient_of_a_function_of_limit_scalars_only(threshold, expected):
+    """z = y·step(θ − c) with θ = E[y²] = 0.5: the ZDOT coefficient E[∂Z^z/∂Ẑ^{Wh}] = step(θ − c)
+    has no atom left and is evaluated with the project's functions (step), giving
+    Cov(Z^{Wᵀz}) = σ_W² E[z²] + step(θ − c)²·E[h²] (σ_W² = 1, E[h²] = E[y²] = 0.5)."""
+    from tensorprog.functions import step
+    p = tp.Program("scalar_zdot")
+    h = p.embed(np.eye(2), var=1.0)
+    W = p.matrix("W", var=1.0)
+    y = W @ h
+    th = (y * y).mean(name="th")
+    z = tp.nonlin(lambda a, t: a * step(t - threshold), y, scalars=[th])
+    g = W.T @ z
+    np.testing.assert_allclose(tp.limit(p).cov(g.name), expected * np.eye(2), rtol=1e-12)

@@ -325,8 +325,9 @@ def test_rnn_sequences_of_different_lengths_against_recursion(activation, readou
         tol = 1e-10 * np.abs(T_ref).max()
     else:
         # the backward pass of the masked mean scales each step's gradient by a scalar that
-        # differs per sequence, and those expectations go to the Monte-Carlo tier: each NTK
-        # entry sums T² = 16 step pairs, each within the reported per-expectation error
+        # differs per sequence; each NTK entry sums T² = 16 step pairs, each within the
+        # reported per-expectation error (0: the scalars are pulled out of the closed forms,
+        # test_masked_mean_scalars_stay_out_of_the_expectations)
         from tensorprog.kernels import backward_program
 
         bw = backward_program(p).program
@@ -344,6 +345,26 @@ def test_rnn_sequences_of_different_lengths_against_recursion(activation, readou
     assert np.abs(tp.ntk(q) - T_ref).max() < tol
     # and the lengths matter
     assert rel(rnn_reference(X, activation, readout)[1], T_ref) > 1e-2
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_masked_mean_scalars_stay_out_of_the_expectations(activation):
+    """The per-sequence factor 1/L_i of a masked mean multiplies the erf′·erf′ (or step·step)
+    expectations of the backward pass as a constant: closed forms only, the recursion to
+    rounding (it used to be put over one denominator with exp(−u²) and sampled)."""
+    from programs import rnn
+
+    from .test_rnn import BVAR, UVAR, VVAR, WVAR, rnn_reference
+
+    X = unit_rows((4, 4, 5), seed=0)
+    lengths = [4, 2, 1, 3]
+    p = rnn.build(X, activation=activation, wvar=WVAR, uvar=UVAR, bvar=BVAR, readout="mean",
+                  vvar=VVAR, lengths=lengths)
+    T_ref = rnn_reference(X, activation, "mean", lengths)[1]
+    lim = tp.limit(tp.backward_program(p).program)
+    assert lim.max_error == 0 and lim.tiers_used == {"exact"}
+    for method in ("backprop", "paths"):
+        assert np.abs(tp.ntk(p, method=method) - T_ref).max() < 1e-12 * np.abs(T_ref).max()
 
 
 def test_gru_sequences_of_different_lengths_at_finite_width():
