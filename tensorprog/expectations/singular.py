@@ -26,6 +26,7 @@ import sympy as sp
 
 from ..functions import lambdify
 from ..linalg import symmetric_eigh
+from .dag import subexpressions
 from .decompose import algebraic_planes, is_algebraic_power
 
 __all__ = ["singular_planes", "worst_singularity"]
@@ -45,7 +46,7 @@ def singular_planes(expr: sp.Expr, atoms: tuple) -> tuple:
     (see the module docstring); empty for almost every ψ, and cheap to decide."""
     aset = frozenset(atoms)
     out = []
-    for node in sp.preorder_traversal(expr):
+    for node in subexpressions(expr):
         if not (is_algebraic_power(node) and node.exp.is_negative
                 and node.base.free_symbols & aset):
             continue

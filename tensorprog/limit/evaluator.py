@@ -36,6 +36,7 @@ from ..ir.rules import RuleTable
 from ..linalg import nearest_psd
 from ..resources import Progress
 from .atoms import Base, LeafTable, init_key, zhat_key
+from ..expectations.dag import derivative, subexpressions, substitute
 from .printing import limit_to_text
 from .sampling import JointSampler
 
@@ -287,6 +288,27 @@ class Limit:
         atoms, cov, values = self._single_gaussian(expr, m)
         return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
 
+    def expect_singles(self, exprs: list, m: int) -> list:
+        """:meth:`expect_single` of several expressions of one family; those that need the
+        Monte-Carlo tier are estimated together, on one set of joint draws."""
+        out, pending = [], []
+        for k, expr in enumerate(exprs):
+            if self._all_sampled:
+                out.append(None)
+                pending.append(k)
+                continue
+            atoms, cov, values = self._single_gaussian(expr, m)
+            try:
+                out.append(self._expect(expr, atoms, cov, values, (m,), None))
+            except NeedsMonteCarlo:
+                out.append(None)
+                pending.append(k)
+        if pending:
+            values, errors = self._joint.singles([exprs[k] for k in pending], m)
+            for k, value, err in zip(pending, values, errors):
+                out[k] = self._sampled((value, err))
+        return out
+
     def _note_upstream(self, value, error):
         """Record the relative error of a ZHAT covariance, which later expectations are computed
         from (relative to its largest entry, a variance): ``upstream_rel_error``."""
@@ -359,7 +381,7 @@ class Limit:
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]][:, None] for q in Pa}
         values.update({prime[q]: self.leaves.info[q][0].values[self.leaves.info[q][1]][None, :]
                        for q in Pb})
-        return self._expect(ea * eb.xreplace(prime), atoms, cov, values, (ma, mb),
+        return self._expect(ea * substitute(eb, prime, self.leaves.free), atoms, cov, values, (ma, mb),
                             lambda: self._joint.pair(ea, ma, eb, mb))
 
     def _new(self, shape):
@@ -373,13 +395,14 @@ class Limit:
 
     def _expect(self, expr, atoms, cov, params, shape, sample):
         """``E[expr]`` by the engine's exact and quadrature tiers; where a factor needs Monte Carlo,
-        ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`)."""
+        ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`), or,
+        with ``sample=None``, :class:`NeedsMonteCarlo` is raised."""
         # Distribute products of sums at the top level (E[(a+b)(c+d)] = E[ac] + …) so that each
         # term factorises over independent atom groups; function arguments are left alone.
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
         self._last_error = 0.0
-        if not expr.free_symbols & set(atoms):
+        if not self.leaves.free(expr) & set(atoms):
             out = self._new(shape)
             fn = sp.lambdify(list(params), expr, "numpy") if not self.symbolic else None
             if self.symbolic:
@@ -390,6 +413,8 @@ class Limit:
         try:
             res = self._engine(expr, atoms, cov, params)
         except NeedsMonteCarlo:
+            if sample is None:
+                raise
             return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
@@ -507,11 +532,11 @@ class Limit:
         partners = [s for s in atoms if L.info[s][0].kind == "zhat" and L.info[s][0].group == opposite]
         if not partners:
             return []
-        derivs = [sp.diff(zx, s) for s in partners]
-        if any(d.has(sp.DiracDelta) for d in derivs):
+        derivs = [derivative(zx, s, L.free) for s in partners]
+        if any(isinstance(node, sp.DiracDelta) for d in derivs for node in subexpressions(d)):
             coefs = self._stein(zx, partners, m)
         else:
-            coefs = [self.expect_single(d, m) for d in derivs]
+            coefs = self.expect_singles(derivs, m)
         sigma2 = self.matrix_var(W)
         terms = []
         for s, c in zip(partners, coefs):
@@ -531,14 +556,15 @@ class Limit:
         """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""
         k = len(partners)
         b = self._new((m, k))
-        for r, s in enumerate(partners):
-            b[:, r] = self.expect_single(s * zx, m)
+        for r, value in enumerate(self.expect_singles([s * zx for s in partners], m)):
+            b[:, r] = value
         if _all_zero(b):  # e.g. a backward vector linear in the readout: no ZDOT
             return [self._new((m,)) for _ in partners]
         C = self._new((m, k, k))
-        for r, s in enumerate(partners):
-            for c in range(r, k):
-                C[:, r, c] = C[:, c, r] = self.expect_single(s * partners[c], m)
+        upper = [(r, c) for r in range(k) for c in range(r, k)]
+        moments = self.expect_singles([partners[r] * partners[c] for r, c in upper], m)
+        for (r, c), value in zip(upper, moments):
+            C[:, r, c] = C[:, c, r] = value
         if self.symbolic:
             out = self._new((m, k))
             for i in range(m):
