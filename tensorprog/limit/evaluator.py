@@ -78,6 +78,7 @@ class Limit:
         self._bases: dict[str, Base] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
+        self._ahead: dict[str, np.ndarray] = {}  # MOMENTs evaluated with an earlier one
         self._gram = _GramSymbols(program) if symbolic else None
         self._joint = JointSampler(self.leaves, self._base_block)
         progress = Progress(f"deriving the limit of {program.name!r}", len(program.order))
@@ -281,8 +282,14 @@ class Limit:
             return self.z[name]
         return self.leaves.reindex(self.z[name], np.zeros(size, dtype=np.intp))
 
+    def single_form(self, expr: sp.Expr) -> sp.Expr:
+        """The form of ``expr`` whose expectation :meth:`expect_single` takes (``expr`` itself
+        here; a subclass may rewrite it into an equal expectation)."""
+        return expr
+
     def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
+        expr = self.single_form(expr)
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
         atoms, cov, values = self._single_gaussian(expr, m)
@@ -291,6 +298,7 @@ class Limit:
     def expect_singles(self, exprs: list, m: int) -> list:
         """:meth:`expect_single` of several expressions of one family; those that need the
         Monte-Carlo tier are estimated together, on one set of joint draws."""
+        exprs = [self.single_form(e) for e in exprs]
         out, pending = [], []
         for k, expr in enumerate(exprs):
             if self._all_sampled:
@@ -381,7 +389,8 @@ class Limit:
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]][:, None] for q in Pa}
         values.update({prime[q]: self.leaves.info[q][0].values[self.leaves.info[q][1]][None, :]
                        for q in Pb})
-        return self._expect(ea * substitute(eb, prime, self.leaves.free), atoms, cov, values, (ma, mb),
+        right = substitute(eb, prime, self.leaves.free)
+        return self._expect(ea * right, atoms, cov, values, (ma, mb),
                             lambda: self._joint.pair(ea, ma, eb, mb))
 
     def _new(self, shape):
@@ -533,7 +542,7 @@ class Limit:
         if not partners:
             return []
         derivs = [derivative(zx, s, L.free) for s in partners]
-        if any(isinstance(node, sp.DiracDelta) for d in derivs for node in subexpressions(d)):
+        if any(isinstance(n, sp.DiracDelta) for d in derivs for n in subexpressions(d)):
             coefs = self._stein(zx, partners, m)
         else:
             coefs = self.expect_singles(derivs, m)
@@ -572,6 +581,31 @@ class Limit:
         else:
             out = np.einsum("mij,mj->mi", np.linalg.pinv(C, rcond=1e-10, hermitian=True), b)
         return [out[:, r] for r in range(k)]
+
+    def _moments_from(self, node: Moment) -> None:
+        """θ̊ of MOMENT ``node`` and of the MOMENTs that directly follow it in program order,
+        of the same family size, with every argument already evaluated (the overlaps of a
+        trained network's vector with each earlier one): :meth:`expect_singles` estimates those
+        that need Monte Carlo on one set of draws, evaluating their common Z once."""
+        m = self.size(node.name)
+        run, exprs = [node], [self._substitute(node, m)]
+        self._require_moment(exprs[0], m, 1)
+        order = self.program.order
+        for name in order[order.index(node.name) + 1:]:
+            nxt = self.program.node(name)
+            if not isinstance(nxt, Moment) or self.size(name) != m or any(
+                    s.name not in self.z and s.name not in self.scalars
+                    for s in nxt.expr.free_symbols):
+                break
+            expr = self._substitute(nxt, m)
+            try:
+                self._require_moment(expr, m, 1)
+            except ExpectationError:
+                break  # raised again, naming its instruction, when its turn comes
+            run.append(nxt)
+            exprs.append(expr)
+        for n, value in zip(run, self.expect_singles(exprs, m)):
+            self._ahead[n.name] = value
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
@@ -625,10 +659,9 @@ def _(node: Select, lim: Limit) -> None:  # a view of other members: re-index, 0
 
 @LIMIT.rule(Moment)
 def _(node: Moment, lim: Limit) -> None:  # ZMOMENT
-    m = lim.size(node.name)
-    expr = lim._substitute(node, m)
-    lim._require_moment(expr, m, 1)
-    lim._scalar_base(node.name, lim.expect_single(expr, m))
+    if node.name not in lim._ahead:
+        lim._moments_from(node)
+    lim._scalar_base(node.name, lim._ahead.pop(node.name))
 
 
 @LIMIT.rule(MatMul)

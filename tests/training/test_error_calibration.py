@@ -2,10 +2,10 @@
 
 In the kernel regime every expectation of the unrolled program has a closed form.  The limit is
 evaluated with ``tier="montecarlo"`` (every expectation sampled by joint draws) and each sampled
-expectation is compared with the closed form (or adaptive quadrature) of the *same* expectation — the same atoms and the same covariances, themselves
-sampled upstream; expectations whose reference would itself need sampling are left out) — so
-that ``z = (estimate − exact) / error``
-with ``error`` the standard error the evaluator reports for that entry (``cov_error``, the
+expectation is compared with the closed form (or adaptive quadrature) of the *same* expectation:
+the same atoms and the same covariances, themselves sampled upstream.  Expectations whose
+reference would itself need sampling are left out.  ``z = (estimate − exact) / error`` with
+``error`` the standard error the evaluator reports for that entry (``cov_error``, the
 ``max_error`` bookkeeping).  With R replicas the z-scores follow Student's t with R − 1 degrees
 of freedom; their RMS and maximum must be what that distribution gives for the number of
 entries, and a deliberately wrong exact value must fail the same check.
@@ -45,6 +45,9 @@ class PairedLimit(TrainingLimit):
 
     def expect_single(self, expr, m):
         return self._paired(lambda: super(PairedLimit, self).expect_single(expr, m))
+
+    def expect_singles(self, exprs, m):  # one by one, to keep each expectation's error
+        return [self.expect_single(e, m) for e in exprs]
 
     def expect_pair(self, ea, ma, eb, mb):
         return self._paired(lambda: super(PairedLimit, self).expect_pair(ea, ma, eb, mb))
