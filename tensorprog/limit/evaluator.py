@@ -282,23 +282,23 @@ class Limit:
             return self.z[name]
         return self.leaves.reindex(self.z[name], np.zeros(size, dtype=np.intp))
 
-    def single_form(self, expr: sp.Expr) -> sp.Expr:
+    def _single_form(self, expr: sp.Expr) -> sp.Expr:
         """The form of ``expr`` whose expectation :meth:`expect_single` takes (``expr`` itself
         here; a subclass may rewrite it into an equal expectation)."""
         return expr
 
     def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
         """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
-        expr = self.single_form(expr)
+        expr = self._single_form(expr)
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
         atoms, cov, values = self._single_gaussian(expr, m)
         return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
 
-    def expect_singles(self, exprs: list, m: int) -> list:
+    def _expect_singles(self, exprs: list, m: int) -> list:
         """:meth:`expect_single` of several expressions of one family; those that need the
         Monte-Carlo tier are estimated together, on one set of joint draws."""
-        exprs = [self.single_form(e) for e in exprs]
+        exprs = [self._single_form(e) for e in exprs]
         out, pending = [], []
         for k, expr in enumerate(exprs):
             if self._all_sampled:
@@ -545,7 +545,7 @@ class Limit:
         if any(isinstance(n, sp.DiracDelta) for d in derivs for n in subexpressions(d)):
             coefs = self._stein(zx, partners, m)
         else:
-            coefs = self.expect_singles(derivs, m)
+            coefs = self._expect_singles(derivs, m)
         sigma2 = self.matrix_var(W)
         terms = []
         for s, c in zip(partners, coefs):
@@ -565,13 +565,13 @@ class Limit:
         """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""
         k = len(partners)
         b = self._new((m, k))
-        for r, value in enumerate(self.expect_singles([s * zx for s in partners], m)):
+        for r, value in enumerate(self._expect_singles([s * zx for s in partners], m)):
             b[:, r] = value
         if _all_zero(b):  # e.g. a backward vector linear in the readout: no ZDOT
             return [self._new((m,)) for _ in partners]
         C = self._new((m, k, k))
         upper = [(r, c) for r in range(k) for c in range(r, k)]
-        moments = self.expect_singles([partners[r] * partners[c] for r, c in upper], m)
+        moments = self._expect_singles([partners[r] * partners[c] for r, c in upper], m)
         for (r, c), value in zip(upper, moments):
             C[:, r, c] = C[:, c, r] = value
         if self.symbolic:
@@ -585,7 +585,7 @@ class Limit:
     def _moments_from(self, node: Moment) -> None:
         """θ̊ of MOMENT ``node`` and of the MOMENTs that directly follow it in program order,
         of the same family size, with every argument already evaluated (the overlaps of a
-        trained network's vector with each earlier one): :meth:`expect_singles` estimates those
+        trained network's vector with each earlier one): :meth:`_expect_singles` estimates those
         that need Monte Carlo on one set of draws, evaluating their common Z once."""
         m = self.size(node.name)
         run, exprs = [node], [self._substitute(node, m)]
@@ -604,7 +604,7 @@ class Limit:
                 break  # raised again, naming its instruction, when its turn comes
             run.append(nxt)
             exprs.append(expr)
-        for n, value in zip(run, self.expect_singles(exprs, m)):
+        for n, value in zip(run, self._expect_singles(exprs, m)):
             self._ahead[n.name] = value
 
     # ------------------------------------------------------------------ printing

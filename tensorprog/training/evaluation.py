@@ -27,7 +27,7 @@ class TrainingLimit(Limit):
     """:class:`~tensorprog.limit.Limit` whose expectations see distributed expressions with
     the terms of zero mean removed (module docstring)."""
 
-    def single_form(self, expr):
+    def _single_form(self, expr):
         return self._prune(distribute(expr))
 
     def expect_pair(self, ea, ma, eb, mb):

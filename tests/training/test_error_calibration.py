@@ -46,7 +46,7 @@ class PairedLimit(TrainingLimit):
     def expect_single(self, expr, m):
         return self._paired(lambda: super(PairedLimit, self).expect_single(expr, m))
 
-    def expect_singles(self, exprs, m):  # one by one, to keep each expectation's error
+    def _expect_singles(self, exprs, m):  # one by one, to keep each expectation's error
         return [self.expect_single(e, m) for e in exprs]
 
     def expect_pair(self, ea, ma, eb, mb):
