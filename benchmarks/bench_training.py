@@ -10,7 +10,8 @@ process (no cache shared between cases) and reports the wall-clock and CPU secon
 ``tp.train`` + ``run.mean``, the number of instructions of the unrolled program and the
 largest error estimate of an expectation (``run.limit_error``).  Cases are run in the order
 given, every tier for each size; once a case exceeds ``--timeout`` the larger ones of that tier
-are skipped.  The table is printed as Markdown.
+are skipped.  The table is printed as Markdown; measured tables, with the profile of where the
+time goes, are in ``docs/performance.md`` ("The training limit").
 """
 from __future__ import annotations
 
