@@ -32,6 +32,7 @@ import numpy as np
 import sympy as sp
 
 from ..functions import gelu, relu, sigmoid, step
+from .tape import Tape
 
 __all__ = [
     "T", "Piece", "Factor", "Term", "affine_form", "as_pieces", "features", "plan_expectation",
@@ -124,6 +125,8 @@ def _univariate(arg, atoms, aset):
     if coeffs is None:
         return None
     norm, p, _ = _normalise(coeffs)
+    if _varies_on_level_set(arg, atoms, norm, p):
+        return None
     sub = T - sum((norm[i] * atoms[i] for i in range(len(atoms)) if i != p and norm[i] != 0),
                   sp.S.Zero)
     g = arg.subs(atoms[p], sub)
@@ -133,6 +136,39 @@ def _univariate(arg, atoms, aset):
         if g.free_symbols & aset:
             return None
     return norm, g
+
+
+#: Multiplicands of fewer distinct operations are rewritten symbolically without a numeric probe.
+PROBE_SIZE = 64
+#: A probe rejects a linear form when ``arg`` changes by more than this (relative) along it.
+PROBE_RTOL = 1e-6
+
+
+def _varies_on_level_set(arg, atoms, norm, p) -> bool:
+    """True when ``arg`` is numerically seen to change between two points with the same
+    ``ℓ = norm·x`` (so it is not a function of ℓ): a cheap test that spares large
+    multiplicands (a trained network's nested Z expressions) the symbolic rewriting of
+    :func:`_univariate`.  False when it cannot tell (small, or not finite at the points)."""
+    free = sorted(arg.free_symbols, key=lambda s: s.name)
+    tape = Tape(free, [arg])
+    if len(tape.ops) < PROBE_SIZE:
+        return False
+    rng = np.random.default_rng(0)
+    at = {s: rng.uniform(-1.0, 1.0) for s in free}
+    try:
+        lam = [float(sp.sympify(c).xreplace(at)) for c in norm]
+    except (TypeError, ValueError):
+        return False
+    move = {a: rng.uniform(-1.0, 1.0) for i, a in enumerate(atoms) if i != p}
+    move[atoms[p]] = -sum(lam[i] * move[a] for i, a in enumerate(atoms) if i != p)
+    args = [np.array([at[s], at[s] + move.get(s, 0.0)]) for s in free]
+    with np.errstate(all="ignore"):
+        try:
+            a, b = tape(*args)[0] * np.ones(2)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return False
+    return bool(np.isfinite(a) and np.isfinite(b) and
+                abs(a - b) > PROBE_RTOL * (1.0 + abs(a) + abs(b)))
 
 
 @lru_cache(maxsize=4096)

@@ -37,6 +37,7 @@ from scipy.optimize import minimize_scalar
 
 from ..functions import lambdify
 from ..linalg import symmetric_eigh
+from .dag import subexpressions
 from .decompose import T, algebraic_planes, as_pieces, is_algebraic_power
 
 __all__ = ["singular_planes", "worst_singularity"]
@@ -73,14 +74,14 @@ def singular_planes(expr: sp.Expr, atoms: tuple) -> tuple:
     """
     aset = frozenset(atoms)
     out = []
-    for node in sp.preorder_traversal(expr):
-        if not node.free_symbols & aset:
-            continue
+    for node in subexpressions(expr):
         if is_algebraic_power(node) and node.exp.is_negative:
             base = node.base
         elif type(node) in _QUOTIENTS:
             base = _QUOTIENTS[type(node)](node.args[0])
         else:
+            continue
+        if not base.free_symbols & aset:
             continue
         out += _zero_planes(base.args[0] if isinstance(base, sp.Abs) else base, atoms)
     return tuple(dict.fromkeys(out))

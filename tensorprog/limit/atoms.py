@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from ..expectations.dag import FreeSymbols, substitute
+
 
 @dataclass(eq=False)
 class Base:
@@ -51,6 +53,7 @@ class LeafTable:
         self._by_key: dict[tuple, sp.Symbol] = {}
         self._names: set[str] = set()
         self.info: dict[sp.Symbol, tuple[Base, np.ndarray]] = {}
+        self.free = FreeSymbols()
 
     def add_base(self, base: Base) -> Base:
         self._bases[base.key] = base
@@ -87,7 +90,7 @@ class LeafTable:
 
     def split(self, expr: sp.Expr) -> tuple[list[sp.Symbol], list[sp.Symbol]]:
         """The atom leaves and parameter leaves of ``expr``, in a deterministic order."""
-        syms = sorted((s for s in expr.free_symbols if s in self.info), key=lambda s: s.name)
+        syms = sorted((s for s in self.free(expr) if s in self.info), key=lambda s: s.name)
         atoms = [s for s in syms if self.info[s][0].kind != "param"]
         params = [s for s in syms if self.info[s][0].kind == "param"]
         return atoms, params
@@ -116,11 +119,11 @@ class LeafTable:
         seen from a family whose member i it feeds."""
         index = np.asarray(index, dtype=np.intp)
         sub = {}
-        for s in expr.free_symbols:
+        for s in self.free(expr):
             if s in self.info:
                 base, idx = self.info[s]
                 sub[s] = self.leaf(base, idx[index])
-        return expr.xreplace(sub)
+        return substitute(expr, sub, self.free)
 
 
 def zhat_key(name: str) -> str:

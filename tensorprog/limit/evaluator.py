@@ -27,10 +27,11 @@ import sympy as sp
 
 from ..errors import ExpectationError, LimitError, NotPositiveSemidefinite
 from ..expectations import expect
-from ..expectations.canonical import derivative, expand_products
-from ..functions import lambdify
+from ..expectations.canonical import expand_products
+from ..expectations.dag import derivative, subexpressions, substitute
 from ..expectations.engine import NeedsMonteCarlo
 from ..expectations.singular import singular_planes, worst_singularity
+from ..functions import lambdify
 from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialVector, MatMul,
                                Moment, Nonlin, Select)
 from ..ir.program import Program
@@ -113,6 +114,7 @@ class Limit:
         self._init_classes: dict | None = None
         self._pairs: dict[tuple[str, str], np.ndarray] = {}
         self._base_covs: dict[tuple[str, str], np.ndarray | None] = {}
+        self._ahead: dict[str, np.ndarray] = {}  # MOMENTs evaluated with an earlier one
         self._gram = _GramSymbols(program) if symbolic else None
         self._joint = JointSampler(self.leaves, self._base_block)
         progress = Progress(f"deriving the limit of {program.name!r}", len(program.order))
@@ -394,6 +396,11 @@ class Limit:
             return self.z[name]
         return self.leaves.reindex(self.z[name], np.zeros(size, dtype=np.intp))
 
+    def _single_form(self, expr: sp.Expr) -> sp.Expr:
+        """The form of ``expr`` whose expectation :meth:`expect_single` takes (``expr`` itself
+        here; a subclass may rewrite it into an equal expectation)."""
+        return expr
+
     def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
         """``E[expr(i)]`` for every member i of a family of size m (TP IIb Thm. B.4).
 
@@ -420,10 +427,33 @@ class Limit:
         >>> lim.expect_single(lim.Z("y"), 2).round(4)      # E[relu(Z)], Var Z = 1.1: √(1.1/2π)
         array([0.4184, 0.4184])
         """
+        expr = self._single_form(expr)
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
         atoms, cov, values = self._single_gaussian(expr, m)
         return self._expect(expr, atoms, cov, values, (m,), lambda: self._joint.single(expr, m))
+
+    def _expect_singles(self, exprs: list, m: int) -> list:
+        """:meth:`expect_single` of several expressions of one family; those that need the
+        Monte-Carlo tier are estimated together, on one set of joint draws."""
+        exprs = [self._single_form(e) for e in exprs]
+        out, pending = [], []
+        for k, expr in enumerate(exprs):
+            if self._all_sampled:
+                out.append(None)
+                pending.append(k)
+                continue
+            atoms, cov, values = self._single_gaussian(expr, m)
+            try:
+                out.append(self._expect(expr, atoms, cov, values, (m,), None))
+            except NeedsMonteCarlo:
+                out.append(None)
+                pending.append(k)
+        if pending:
+            values, errors = self._joint.singles([exprs[k] for k in pending], m)
+            for k, value, err in zip(pending, values, errors):
+                out[k] = self._sampled((value, err))
+        return out
 
     def _note_upstream(self, value, error):
         """Record the relative error of a ZHAT covariance, which later expectations are computed
@@ -521,7 +551,8 @@ class Limit:
         values = {q: self.leaves.info[q][0].values[self.leaves.info[q][1]][:, None] for q in Pa}
         values.update({prime[q]: self.leaves.info[q][0].values[self.leaves.info[q][1]][None, :]
                        for q in Pb})
-        return self._expect(ea * eb.xreplace(prime), atoms, cov, values, (ma, mb),
+        right = substitute(eb, prime, self.leaves.free)
+        return self._expect(ea * right, atoms, cov, values, (ma, mb),
                             lambda: self._joint.pair(ea, ma, eb, mb))
 
     def _new(self, shape):
@@ -535,10 +566,11 @@ class Limit:
 
     def _expect(self, expr, atoms, cov, params, shape, sample):
         """``E[expr]`` by the engine's exact and quadrature tiers; where a factor needs Monte Carlo,
-        ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`)."""
+        ``sample()`` estimates the whole expectation from joint draws (:mod:`.sampling`), or,
+        with ``sample=None``, :class:`NeedsMonteCarlo` is raised."""
         expr = expand_products(expr, tuple(atoms))
         self._last_error = 0.0
-        if not expr.free_symbols & set(atoms):
+        if not self.leaves.free(expr) & set(atoms):
             out = self._new(shape)
             fn = lambdify(tuple(params), expr) if not self.symbolic else None
             if self.symbolic:
@@ -549,6 +581,8 @@ class Limit:
         try:
             res = self._engine(expr, atoms, cov, params)
         except NeedsMonteCarlo:
+            if sample is None:
+                raise
             return self._sampled(sample())
         self.tiers_used.update(res.tier.split("+"))
         if not self.symbolic:
@@ -746,11 +780,11 @@ class Limit:
         partners = [s for s in atoms if L.info[s][0].kind == "zhat" and L.info[s][0].group == opposite]
         if not partners or self._odd_in_other_class(zx, atoms, opposite):
             return []
-        derivs = [derivative(zx, s) for s in partners]
-        if any(d.has(sp.DiracDelta) for d in derivs):
+        derivs = [derivative(zx, s, L.free) for s in partners]
+        if any(isinstance(n, sp.DiracDelta) for d in derivs for n in subexpressions(d)):
             coefs = self._stein(zx, partners, m)
         else:
-            coefs = [self.expect_single(d, m) for d in derivs]
+            coefs = self._expect_singles(derivs, m)
         sigma2 = self.matrix_var(W)
         terms = []
         for s, c in zip(partners, coefs):
@@ -803,14 +837,15 @@ class Limit:
         """Remark B.6: the expected partial derivatives ``C⁺ b``, index by index."""
         k = len(partners)
         b = self._new((m, k))
-        for r, s in enumerate(partners):
-            b[:, r] = self.expect_single(s * zx, m)
+        for r, value in enumerate(self._expect_singles([s * zx for s in partners], m)):
+            b[:, r] = value
         if _all_zero(b):  # e.g. a backward vector linear in the readout: no ZDOT
             return [self._new((m,)) for _ in partners]
         C = self._new((m, k, k))
-        for r, s in enumerate(partners):
-            for c in range(r, k):
-                C[:, r, c] = C[:, c, r] = self.expect_single(s * partners[c], m)
+        upper = [(r, c) for r in range(k) for c in range(r, k)]
+        moments = self._expect_singles([partners[r] * partners[c] for r, c in upper], m)
+        for (r, c), value in zip(upper, moments):
+            C[:, r, c] = C[:, c, r] = value
         if self.symbolic:
             out = self._new((m, k))
             for i in range(m):
@@ -818,6 +853,31 @@ class Limit:
         else:
             out = np.einsum("mij,mj->mi", np.linalg.pinv(C, rcond=1e-10, hermitian=True), b)
         return [out[:, r] for r in range(k)]
+
+    def _moments_from(self, node: Moment) -> None:
+        """θ̊ of MOMENT ``node`` and of the MOMENTs that directly follow it in program order,
+        of the same family size, with every argument already evaluated (the overlaps of a
+        trained network's vector with each earlier one): :meth:`_expect_singles` estimates those
+        that need Monte Carlo on one set of draws, evaluating their common Z once."""
+        m = self.size(node.name)
+        run, exprs = [node], [self._substitute(node, m)]
+        self._require_moment(exprs[0], m, 1)
+        order = self.program.order
+        for name in order[order.index(node.name) + 1:]:
+            nxt = self.program.node(name)
+            if not isinstance(nxt, Moment) or self.size(name) != m or any(
+                    s.name not in self.z and s.name not in self.scalars
+                    for s in nxt.expr.free_symbols):
+                break
+            expr = self._substitute(nxt, m)
+            try:
+                self._require_moment(expr, m, 1)
+            except ExpectationError:
+                break  # raised again, naming its instruction, when its turn comes
+            run.append(nxt)
+            exprs.append(expr)
+        for n, value in zip(run, self._expect_singles(exprs, m)):
+            self._ahead[n.name] = value
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
@@ -871,10 +931,9 @@ def _(node: Select, lim: Limit) -> None:  # a view of other members: re-index, 0
 
 @LIMIT.rule(Moment)
 def _(node: Moment, lim: Limit) -> None:  # ZMOMENT
-    m = lim.size(node.name)
-    expr = lim._substitute(node, m)
-    lim._require_moment(expr, m, 1)
-    lim._scalar_base(node.name, lim.expect_single(expr, m))
+    if node.name not in lim._ahead:
+        lim._moments_from(node)
+    lim._scalar_base(node.name, lim._ahead.pop(node.name))
 
 
 @LIMIT.rule(MatMul)

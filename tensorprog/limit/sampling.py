@@ -36,7 +36,6 @@ import sympy as sp
 
 from ..errors import ExpectationError, ResourceError
 from ..expectations.montecarlo import sobol_normal
-from ..functions import lambdify
 from ..linalg import psd_factor
 from ..numerics import JOINT_NEGATIVE_RTOL as NEGATIVE_RTOL
 from ..numerics import JOINT_POINTS as POINTS
@@ -44,6 +43,7 @@ from ..numerics import JOINT_RANK_RTOL as RANK_RTOL
 from ..numerics import JOINT_SEED as SEED
 from ..numerics import REPLICAS
 from .atoms import Base, LeafTable
+from ..expectations.tape import Tape
 
 __all__ = ["JointSampler", "POINTS", "REPLICAS", "SOBOL_DIMENSIONS"]
 
@@ -72,8 +72,17 @@ class JointSampler:
     # ------------------------------------------------------------------ estimates
     def single(self, expr: sp.Expr, m: int):
         """``(value, stderr)`` of ``E[expr(i)]`` for the m members: (m,) arrays."""
-        est = np.array([F.mean(axis=1) for F, in self._samples([(expr, m)])])
-        return _summary(est)
+        (value,), (err,) = self.singles([expr], m)
+        return value, err
+
+    def singles(self, exprs, m: int):
+        """``([value], [stderr])`` of ``E[expr(i)]`` for every expression of ``exprs``, all
+        estimated on the same draws in one pass (their common subexpressions evaluated once):
+        lists of (m,) arrays."""
+        est = np.array([[F.mean(axis=1) for F in Fs]
+                        for Fs in self._samples([(e, m) for e in exprs])])
+        out = [_summary(est[:, k]) for k in range(len(exprs))]
+        return [v for v, _ in out], [e for _, e in out]
 
     def pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int):
         """``(value, stderr)`` of ``E[ea(i) eb(j)]``: (ma, mb) arrays."""
@@ -89,12 +98,13 @@ class JointSampler:
     def _samples(self, exprs):
         """For each replica, the (m, P) values of every expression on one set of joint draws."""
         L = self.leaves
-        atoms, params = [], []
+        atoms, params = {}, {}
         for expr, _ in exprs:
             a, q = L.split(expr)
-            atoms += [s for s in a if s not in atoms]
-            params += [s for s in q if s not in params]
-        fns = [lambdify(atoms + params, expr, cse=True) for expr, _ in exprs]
+            atoms.update(dict.fromkeys(a))
+            params.update(dict.fromkeys(q))
+        atoms, params = list(atoms), list(params)
+        tape = Tape(atoms + params, [expr for expr, _ in exprs])
         pvals = [L.info[q][0].values[L.info[q][1]][:, None] for q in params]
         bases = list({id(L.info[s][0]): L.info[s][0] for s in atoms}.values())
         plan = self._plan(bases)
@@ -108,9 +118,9 @@ class JointSampler:
                 for b in group:
                     draws[b.key] = x[start:start + b.size]
                     start += b.size
-            args = [draws[L.info[s][0].key][L.info[s][1]] for s in atoms]
-            yield [np.broadcast_to(fn(*args, *pvals), (m, self.points))
-                   for fn, (_, m) in zip(fns, exprs)]
+            args = [_rows(draws[L.info[s][0].key], L.info[s][1]) for s in atoms]
+            yield [np.broadcast_to(F, (m, self.points))
+                   for F, (_, m) in zip(tape(*args, *pvals), exprs)]
 
     def _plan(self, bases: list[Base]):
         """``[(group bases, G, z rows)]``: each independence group's factor, and the rows of the
@@ -164,6 +174,13 @@ def _normals(rank: int, points: int, replicas: int, replica: int) -> np.ndarray:
         z[lead:] = np.random.default_rng(SEED + 7919 * replica + 1).standard_normal(
             (rank - lead, points))
     return z
+
+
+def _rows(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[index]``, a view (no copy) when ``index`` is a run of consecutive members."""
+    if len(index) and np.all(np.diff(index) == 1):
+        return x[index[0]:index[-1] + 1]
+    return x[index]
 
 
 def _summary(estimates: np.ndarray):

@@ -27,8 +27,8 @@ class TrainingLimit(Limit):
     """:class:`~tensorprog.limit.Limit` whose expectations see distributed expressions with
     the terms of zero mean removed (module docstring)."""
 
-    def expect_single(self, expr, m):
-        return super().expect_single(self._prune(distribute(expr)), m)
+    def _single_form(self, expr):
+        return self._prune(distribute(expr))
 
     def expect_pair(self, ea, ma, eb, mb):
         ea, eb = distribute(ea), distribute(eb)
