@@ -308,17 +308,18 @@ class ProgramGraph:
         Parameters
         ----------
         name : str
-            A variable of the program.
+            A variable of the program (vector, scalar or matrix).
 
         Returns
         -------
         int
+            Its index in :attr:`order`.
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
+        >>> p.order
+        ['h1', 'W', 'x1', 'h2', 'y']
         >>> p.position("h2")
         3
         """

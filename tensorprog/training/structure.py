@@ -79,20 +79,25 @@ class EmbedStep(Step):
 
 
 @dataclass(frozen=True)
-class MatMulStep(Step):
-    """``h = W x`` (or ``Wᵀ x``): ``args == (x,)``."""
+class _VectorStep(Step):
+    """A vector computed from the vectors ``args`` of the forward pass."""
 
     args: tuple
+
+
+@dataclass(frozen=True)
+class MatMulStep(_VectorStep):
+    """``h = W x`` (or ``Wᵀ x``): ``args == (x,)``."""
+
     matrix: str
     transpose: bool
     kind: ClassVar[str] = "matmul"
 
 
 @dataclass(frozen=True)
-class NonlinStep(Step):
+class NonlinStep(_VectorStep):
     """``x = ψ(args)`` with ψ the sympy expression ``expr``."""
 
-    args: tuple
     expr: sp.Expr
     kind: ClassVar[str] = "nonlin"
 
