@@ -102,7 +102,7 @@ class _Builder:
         if not (rw or rb):
             return
         cross = {f"k_{o.name}": rw * st.data @ o.data.T + rb for o in self.net.steps
-                 if o.kind == "embed" and o.weight == st.weight and f"k_{o.name}" in self.q}
+                 if isinstance(o, EmbedStep) and o.weight == st.weight and f"k_{o.name}" in self.q}
         self.q.vector(f"k_{st.name}", cov=rw * st.data @ st.data.T + rb, cross=cross or None)
 
     # ------------------------------------------------------------ initial program
