@@ -73,19 +73,26 @@ class Block:
 
 class BlockCov:
     """``cov[..., i, j]`` of k atoms, entry by entry: arrays broadcasting against the batch
-    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms."""
+    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms.
 
-    def __init__(self, entries, batch):
+    ``keys[i][j]`` names what entry (i, j) is, independently of the expectation reading it
+    (the atoms' leaves, slots and sides, and for a linear form the terms summed), or None;
+    equal keys within one executor mean equal arrays (:func:`.fused.evaluate_fused` shares
+    angles by them)."""
+
+    def __init__(self, entries, batch, keys=None):
         self.entries = entries
         self.k = len(entries)
         self.shape = tuple(batch) + (self.k, self.k)
+        self.keys = keys
 
     def __getitem__(self, key):
         _, i, j = key
         if isinstance(i, (int, np.integer)):
             return self.entries[i][j]
         i, j = np.asarray(i).ravel(), np.asarray(j).ravel()
-        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2])
+        keys = None if self.keys is None else [[self.keys[a][b] for b in j] for a in i]
+        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2], keys)
 
     def dense(self) -> np.ndarray:
         out = np.zeros(self.shape)
@@ -124,6 +131,8 @@ class PairExecutor:
         self._blocks: dict = {}
         self._covs: dict = {}
         self._params: dict = {}
+        #: θ = arccos ρ of the orthant kernels, by covariance keys (:func:`.fused.evaluate_fused`)
+        self._angles: dict = {}
         self.max_error = 0.0
         self.tiers: set = set()
 
@@ -246,9 +255,12 @@ class PairExecutor:
         else:
             batch = (self.n[sides[0]], 1, 1)
         entries = [[_ZERO] * k for _ in range(k)]
+        keys = [[None] * k for _ in range(k)]
+        context = (sides, fams)
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
+                keys[r][c] = keys[c][r] = (frozenset(((s, sl), (t, tl))), context)
                 v = self._entry(s, sl, t, tl, sides, fams)
                 if v is None:
                     continue
@@ -257,11 +269,11 @@ class PairExecutor:
         params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
         expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
                            power_exp=False, log=False)
-        expr, atoms, entries, nonzero = _collapse(expr, tuple(atoms), entries, params)
+        expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
-        cov = BlockCov(entries, shape)
+        cov = BlockCov(entries, shape, keys)
         cache = {}
         total = _Sum(shape)
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
@@ -270,7 +282,7 @@ class PairExecutor:
                 key = (f.expr, f.index)
                 if key not in cache:
                     cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)], params)
-                val = val * cache[key]
+                val = cache[key] if _is_one(val) else val * cache[key]
             total.add(val)
         out = total.result()
         if not np.all(np.isfinite(out)):
@@ -281,7 +293,7 @@ class PairExecutor:
         plan = exact_plan(f.expr, f.atoms)
         form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
         if form is not None:
-            value = evaluate_fused(form, sub, params)
+            value = evaluate_fused(form, sub, params, self._angles)
             if value is not None:
                 self.tiers.add("exact")
                 return value
@@ -442,48 +454,70 @@ def linear_forms(expr: sp.Expr, atoms: tuple):
     return new, kept + tuple(u for u, _ in spec), spec
 
 
-def _collapse(expr, atoms, entries, params):
-    """:func:`linear_forms` applied, with the covariance entries of the new atoms."""
+def _collapse(expr, atoms, entries, keys, params):
+    """:func:`linear_forms` applied, with the covariance entries of the new atoms and their
+    keys (:class:`BlockCov`: the set of ``(coefficients, entry key)`` terms summed, None when
+    a coefficient depends on the inputs)."""
     new, new_atoms, spec = linear_forms(expr, atoms)
     if not spec:
         nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
                    if entries[r][c] is not _ZERO}
-        return expr, atoms, entries, nonzero
+        return expr, atoms, entries, keys, nonzero
     position = {a: i for i, a in enumerate(atoms)}
     coefs = {u: [(t, peval(c, params, NUMERIC)) for t, c in key] for u, key in spec}
+    numbers = all(np.ndim(c) == 0 for terms in coefs.values() for _, c in terms)
 
-    def column(u, j):
-        """cov(u, atoms[j])."""
-        out = _ZERO
-        for t, c in coefs[u]:
-            if entries[t][j] is not _ZERO:
-                out = out + c * entries[t][j]
-        return out
-
-    def cov(a, b):
-        if a in coefs and b in coefs:
-            out = _ZERO
-            for t, c in coefs[a]:
-                col = column(b, t)
-                if col is not _ZERO:
-                    out = out + c * col
-            return out
-        if a in coefs:
-            return column(a, position[b])
-        if b in coefs:
-            return column(b, position[a])
-        return entries[position[a]][position[b]]
+    def terms(a, b):
+        """``cov(a, b)`` as ``[(c, (row, col))]``: a sum of coefficients times entries."""
+        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
+        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
+        return [(ca * cb, (t, j)) for t, ca in rows for j, cb in cols
+                if entries[t][j] is not _ZERO]
 
     k = len(new_atoms)
     out = [[_ZERO] * k for _ in range(k)]
+    out_keys = [[None] * k for _ in range(k)]
     nonzero = set()
     for r in range(k):
         for c in range(r, k):
-            v = cov(new_atoms[r], new_atoms[c])
+            a, b = new_atoms[r], new_atoms[c]
+            if a not in coefs and b not in coefs:
+                v, key = entries[position[a]][position[b]], keys[position[a]][position[b]]
+            else:
+                summed = terms(a, b)
+                v = _linear_sum([(w, entries[t][j]) for w, (t, j) in summed])
+                key = frozenset((float(w), keys[t][j]) for w, (t, j) in summed) \
+                    if numbers and summed else None
             out[r][c] = out[c][r] = v
+            out_keys[r][c] = out_keys[c][r] = key
             if r != c and v is not _ZERO:
                 nonzero.add((r, c))
-    return new, list(new_atoms), out, nonzero
+    return new, list(new_atoms), out, out_keys, nonzero
+
+
+def _linear_sum(terms):
+    """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
+    (the entries, cached blocks of the executor, are never written to)."""
+    out, owned = _ZERO, False
+    for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
+        if out is _ZERO:
+            out = e if _is_one(c) else c * e
+            owned = out is not e and isinstance(out, np.ndarray)
+        elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
+                out.shape:
+            if _is_one(c):
+                out += e
+            else:
+                out += c * e
+        else:
+            out = out + (e if _is_one(c) else c * e)
+            owned = isinstance(out, np.ndarray)
+    return out
+
+
+def _is_one(c) -> bool:
+    """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
+    return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
 
 
 class _Sum:
@@ -493,7 +527,7 @@ class _Sum:
 
     def __init__(self, shape):
         self.shape = shape
-        self.total = 0.0
+        self.total = _ZERO
         self.owned = False
 
     def add(self, val):
@@ -501,13 +535,18 @@ class _Sum:
                 not np.iscomplexobj(val):
             self.total += val
             return
+        if self.total is _ZERO and isinstance(val, np.ndarray):
+            self.total = val                     # not owned: a factor may be cached
+            return
         total = self.total + val
         self.owned = isinstance(total, np.ndarray) and total.shape == self.shape and \
             total.dtype == float and total is not val
         self.total = total
 
     def result(self) -> np.ndarray:
-        if self.owned:
+        """The sum, an array of ``shape`` (not to be written to: it may be a cached factor)."""
+        if self.owned or (isinstance(self.total, np.ndarray) and self.total.shape == self.shape
+                          and self.total.dtype == float):
             return self.total
         return np.broadcast_to(self.total, self.shape).astype(float)
 
@@ -544,11 +583,13 @@ def _gaussian_form(term, cov, params, fused=True):
     A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
     coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
     if fused and k == 2 and not any(np.ndim(a) for row in A for a in row):
-        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A)
+        number = np.ndim(coef) == 0
+        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A,
+                             float(np.real(coef)) if number else 1.0)
         if det is not None:
             if np.isnan(det).any():
                 raise ExpectationError(_INFINITE_FORM)
-            return np.real(coef) * det
+            return det if number else np.real(coef) * det
     M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
           for j in range(k)] for i in range(k)]
     # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they
