@@ -198,9 +198,9 @@ class _Template:
         if "nngp" in gets:
             out["nngp"] = _term(self.nngp_term, ex)
         if "ntk" in gets:
-            total = 0.0
+            total = None
             for term in self.ntk_terms:
-                total = total + _term(term, ex)
+                total = _term(term, ex, total)
             out["ntk"] = total
         return out
 
@@ -209,18 +209,39 @@ def _rows(data):
     return {name: X.reshape(X.shape[0], -1) for name, X in data.items()}
 
 
-def _term(term, ex: PairExecutor) -> np.ndarray:
+def _term(term, ex: PairExecutor, into=None) -> np.ndarray:
     """A term of :mod:`tensorprog.kernels.terms` on the cross batch, summed over the members
-    each input owns: an (N₁, N₂) array."""
+    each input owns: an (N₁, N₂) array, added in place to ``into`` when given (an array this
+    module owns)."""
     Pa, Pb = (ex.P(f) for f in term.families)
-    value = _local_scale(term.scale, Pa, Pb)
+    shape = (ex.n["l"], ex.n["r"], Pa, Pb)
+    coef = _local_scale(term.scale, Pa, Pb)
+    blocks = []
     if term.tangent_pair is not None:
         A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.tangent_pair)
-        value = value * _cross(ex.base_block(A, B))
-    for a, b in term.factors:
-        value = value * _cross(ex.cov(a, b))
-    value = np.broadcast_to(value, (ex.n["l"], ex.n["r"], Pa, Pb))
-    return value.sum(axis=(2, 3)) + term.const
+        blocks.append(ex.base_block(A, B))
+    blocks += [ex.cov(a, b) for a, b in term.factors]
+    value = None
+    for block in blocks:
+        coef = coef * block.scale
+        value = block.x if value is None else value * block.x
+    if len(blocks) < 2:                          # not yet an array of this call's own
+        value = np.multiply(np.ones(shape) if value is None else value, coef)
+    elif np.broadcast_shapes(value.shape, np.shape(coef)) != value.shape:
+        value = value * coef
+    elif not (np.ndim(coef) == 0 and coef == 1.0):
+        value *= coef
+    if value.shape == shape and Pa == Pb == 1:
+        value = value.reshape(shape[:2])
+    else:
+        value = np.broadcast_to(value, shape).sum(axis=(2, 3))
+    if into is None:
+        into = value
+    else:
+        into += value
+    if term.const:
+        into += term.const
+    return into
 
 
 def _local_scale(scale, Pa, Pb):
@@ -228,10 +249,6 @@ def _local_scale(scale, Pa, Pb):
     if np.ndim(scale) == 0:
         return scale
     return np.asarray(scale)[:Pa, :Pb]
-
-
-def _cross(block) -> np.ndarray:
-    return block.x if block.scale == 1.0 else block.scale * block.x
 
 
 _CACHE: OrderedDict = OrderedDict()

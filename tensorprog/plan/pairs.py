@@ -285,11 +285,15 @@ class PairExecutor:
                 val = cache[key] if _is_one(val) else val * cache[key]
             total.add(val)
         out = total.result()
-        if not np.all(np.isfinite(out)):
+        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
+        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
 
     def _factor(self, f, sub, params):
+        if _bilinear(f.expr, f.atoms):
+            self.tiers.add("exact")
+            return sub[..., 0, 1]                # E[x y] = Σ_xy, the entry itself
         plan = exact_plan(f.expr, f.atoms)
         form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
         if form is not None:
@@ -549,6 +553,12 @@ class _Sum:
                           and self.total.dtype == float):
             return self.total
         return np.broadcast_to(self.total, self.shape).astype(float)
+
+
+@lru_cache(maxsize=4096)
+def _bilinear(expr, atoms) -> bool:
+    """Whether a factor is the product ``x·y`` of its two atoms."""
+    return len(atoms) == 2 and expr == atoms[0] * atoms[1]
 
 
 def _is_run(index) -> bool:
