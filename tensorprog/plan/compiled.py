@@ -180,7 +180,9 @@ class _Template:
         self.ntk_terms = ntk_terms(self.backward)
         self.nngp_term = readout_term(self.backward.network)
         # check once, on the template, that every quantity is within the executor's reach
-        ex = PairExecutor(self.limit, lay.members, _rows(data))
+        #: input-independent preparations shared by the executors of all calls and tiles
+        self.memo: dict = {}
+        ex = PairExecutor(self.limit, lay.members, _rows(data), memo=self.memo)
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
         #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
@@ -190,7 +192,7 @@ class _Template:
 
     def evaluate(self, left, right, gets):
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
-                          None if right is None else _rows(right))
+                          None if right is None else _rows(right), memo=self.memo)
         return self.evaluate_with(ex, gets), ex
 
     def evaluate_with(self, ex, gets):

@@ -62,12 +62,10 @@ class Block:
         t = lambda a: np.swapaxes(a, -1, -2)
         return Block(t(self.l), t(self.r), t(self.y), t(self.x), self.scale)
 
-    def read(self, part: str, rows, cols) -> np.ndarray:
-        """``scale · part[..., rows, cols]`` (rows, cols: the members read; a view when they
-        are one contiguous run each, as for one member per input)."""
-        arr = getattr(self, part)
-        out = arr[..., _run(rows), _run(cols)] if _is_run(rows) and _is_run(cols) else \
-            arr[..., rows, cols]
+    def read(self, part: str, index) -> np.ndarray:
+        """``scale · part[index]`` (``index`` from :func:`_members_index`: a view when the
+        members read are one contiguous run each, as for one member per input)."""
+        out = getattr(self, part)[index]
         return out if self.scale == 1.0 else self.scale * out
 
 
@@ -114,13 +112,15 @@ class PairExecutor:
     left, right : dict
         ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
         symmetric kernel (then ``y`` is the transpose of ``x``).
+    memo : dict, optional
+        Input-independent preparations shared by the executors of one template (its tiles).
     """
 
     #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
     #: :mod:`.fused` (False: the generic closed forms, for comparison).
     fused = True
 
-    def __init__(self, lim, members, left, right=None):
+    def __init__(self, lim, members, left, right=None, memo=None):
         self.lim = lim
         self.p = lim.program
         self.members = members
@@ -135,6 +135,9 @@ class PairExecutor:
         self._angles: dict = {}
         self.max_error = 0.0
         self.tiers: set = set()
+        #: what does not depend on the inputs (symbolic preparations, member maps), shared by
+        #: the executors of one template
+        self._memo: dict = {} if memo is None else memo
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -151,8 +154,11 @@ class PairExecutor:
         """(base, base member read by each member of one input of ``family``, base family).
         On the template every input's members read members of the same input, so the first
         input's view is every input's view."""
-        base, index = self.leaves.info[leaf]
-        return base, np.asarray(index[:self.P(family)]), self._family(base)
+        key = ("local", leaf, family)
+        if key not in self._memo:
+            base, index = self.leaves.info[leaf]
+            self._memo[key] = (base, np.asarray(index[:self.P(family)]), self._family(base))
+        return self._memo[key]
 
     # ------------------------------------------------------------------ data
     def _rows(self, side, node):
@@ -209,23 +215,33 @@ class PairExecutor:
     def _entry(self, s, slot_s, t, slot_t, sides, fams):
         """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
         shaped to broadcast against the batch; None when their groups are independent."""
-        bs, ls, fs = self._local(s, fams[slot_s == "b"])
-        bt, lt, ft = self._local(t, fams[slot_t == "b"])
+        key = ("entry", s, slot_s, t, slot_t, sides, fams)
+        if key not in self._memo:
+            self._memo[key] = self._entry_recipe(s, slot_s, t, slot_t, sides, fams)
+        bs, bt, part, index, reshape = self._memo[key]
         blk = self.base_block(bs, bt)
         if blk is None:
             return None
+        v = blk.read(part, index)
+        return v if reshape is None else v[reshape]
+
+    def _entry_recipe(self, s, slot_s, t, slot_t, sides, fams):
+        """How :meth:`_entry` reads its block, the same on every input set: ``(base of s,
+        base of t, part, index, reshape)``."""
+        bs, ls, fs = self._local(s, fams[slot_s == "b"])
+        bt, lt, ft = self._local(t, fams[slot_t == "b"])
         side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
         if side_s == side_t or not (self.owned(fs) and self.owned(ft)):
             side = side_t if not self.owned(fs) else side_s
-            if slot_s == slot_t:
-                v = np.asarray(blk.scale * (blk.l if side == "l" else blk.r)[:, ls, lt])
-                v = v[:, :, None] if slot_s == "a" else v[:, None, :]
+            if slot_s == slot_t:                 # a variance per member
+                index, reshape = (slice(None), ls, lt), [slice(None)] * 2
+                reshape.insert(2 if slot_s == "a" else 1, None)
             else:
-                v = blk.read(side, ls[:, None], lt[None, :])
-            if sides[0] != sides[1]:
-                v = v[:, None] if side == "l" else v[None, :]
-            return v
-        return blk.read("x", ls[:, None], lt[None, :])
+                index, reshape = _members_index(ls[:, None], lt[None, :]), [slice(None)]
+            if sides[0] != sides[1]:             # broadcast against the other side's inputs
+                reshape.insert(1 if side == "l" else 0, None)
+            return bs, bt, side, index, tuple(reshape) if None in reshape else None
+        return bs, bt, "x", _members_index(ls[:, None], lt[None, :]), None
 
     def _param_values(self, q, slot, sides, fams):
         base, loc, _ = self._local(q, fams[slot == "b"])
@@ -239,16 +255,8 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
-        A, Pa = self.leaves.split(ea)
-        if eb is None:
-            B, Pb, prime = [], [], {}
-            expr = ea
-        else:
-            B, Pb = self.leaves.split(eb)
-            prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
-            expr = ea * eb.xreplace(prime)
-        atoms = A + [prime[s] for s in B]
-        sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+        expr, atoms, sides_of, Pa, Pb, prime = self._prepared(ea, eb)
+        atoms = list(atoms)
         k = len(atoms)
         if sides[0] != sides[1]:
             batch = (self.n["l"], self.n["r"], 1, 1)
@@ -267,8 +275,6 @@ class PairExecutor:
                 entries[r][c] = entries[c][r] = v
         params = {q: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
-                           power_exp=False, log=False)
         expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
@@ -277,7 +283,7 @@ class PairExecutor:
         cache = {}
         total = _Sum(shape)
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-            val = peval(term.coef, params, NUMERIC)
+            val = _peval(term.coef, params)
             for f in term.factors:
                 key = (f.expr, f.index)
                 if key not in cache:
@@ -289,6 +295,26 @@ class PairExecutor:
         if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
+
+    def _prepared(self, ea, eb):
+        """The symbolic part of :meth:`expect`, the same for every call on a template:
+        ``(expr, atoms, (leaf, slot) of each atom, parameter leaves of ea and eb, primes)``."""
+        key = (ea, eb)
+        if key not in self._memo:
+            A, Pa = self.leaves.split(ea)
+            if eb is None:
+                B, Pb, prime = [], [], {}
+                expr = ea
+            else:
+                B, Pb = self.leaves.split(eb)
+                prime = {s: sp.Symbol(s.name + "'", real=True) for s in B + Pb}
+                expr = ea * eb.xreplace(prime)
+            expr = expr.expand(deep=False, mul=True, multinomial=False, power_base=False,
+                               power_exp=False, log=False)
+            atoms = tuple(A + [prime[s] for s in B])
+            sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+            self._memo[key] = (expr, atoms, sides_of, Pa, Pb, prime)
+        return self._memo[key]
 
     def _factor(self, f, sub, params):
         if _bilinear(f.expr, f.atoms):
@@ -371,8 +397,11 @@ class PairExecutor:
     def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
         """The pairs of MATMUL inputs whose blocks the ZHAT atoms of ``Z^x``, ``Z^y`` need and
         that are not computed yet."""
-        pairs = self.leaves.zhat_input_pairs(self.p, (self.lim.z[x], self.lim.z[y]), self._blocks)
-        return [pair for pair in pairs if not self._has_cov(*pair)]
+        key = ("zhat inputs", x, y)
+        if key not in self._memo:
+            self._memo[key] = self.leaves.zhat_input_pairs(
+                self.p, (self.lim.z[x], self.lim.z[y]), {})
+        return [pair for pair in self._memo[key] if not self._has_cov(*pair)]
 
     def _has_cov(self, a: str, b: str) -> bool:
         za, zb = self.lim.z[a], self.lim.z[b]
@@ -468,7 +497,7 @@ def _collapse(expr, atoms, entries, keys, params):
                    if entries[r][c] is not _ZERO}
         return expr, atoms, entries, keys, nonzero
     position = {a: i for i, a in enumerate(atoms)}
-    coefs = {u: [(t, peval(c, params, NUMERIC)) for t, c in key] for u, key in spec}
+    coefs = {u: [(t, _peval(c, params)) for t, c in key] for u, key in spec}
     numbers = all(np.ndim(c) == 0 for terms in coefs.values() for _, c in terms)
 
     def terms(a, b):
@@ -555,10 +584,30 @@ class _Sum:
         return np.broadcast_to(self.total, self.shape).astype(float)
 
 
+def _peval(expr, params):
+    """:func:`peval` with numbers cached (most coefficients are numbers)."""
+    if isinstance(expr, sp.Basic) and expr.free_symbols:
+        return peval(expr, params, NUMERIC)
+    return _number(expr)
+
+
+@lru_cache(maxsize=8192)
+def _number(expr):
+    return NUMERIC.c(expr)
+
+
 @lru_cache(maxsize=4096)
 def _bilinear(expr, atoms) -> bool:
     """Whether a factor is the product ``x·y`` of its two atoms."""
     return len(atoms) == 2 and expr == atoms[0] * atoms[1]
+
+
+def _members_index(rows, cols) -> tuple:
+    """The index ``[..., rows, cols]`` of a block, as slices when the members read are one
+    contiguous run each (then reading is a view)."""
+    if _is_run(rows) and _is_run(cols):
+        return Ellipsis, _run(rows), _run(cols)
+    return Ellipsis, rows, cols
 
 
 def _is_run(index) -> bool:
