@@ -132,10 +132,18 @@ class KernelFn:
 
             progress = ProgressBar(label="kernel tiles")
         self.tiers, self.max_error = set(), 0.0
-        return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+        if client is not None:
+            return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+        selves: dict = {}        # the self blocks of each block of inputs, by the block
 
-    def _evaluate_tile(self, left, right, gets):
-        out, ex = self._template.evaluate(left, right, gets)
+        def evaluate(a, c, gets):
+            own = [None if d is None else selves.setdefault(id(d), (d, {}))[1] for d in (a, c)]
+            return self._evaluate_tile(a, c, gets, tuple(own))
+
+        return run_tiles(evaluate, left, right, gets, int(b), progress)
+
+    def _evaluate_tile(self, left, right, gets, selves=(None, None)):
+        out, ex = self._template.evaluate(left, right, gets, selves)
         self.tiers |= ex.tiers
         self.max_error = max(self.max_error, ex.max_error)
         return out
@@ -190,9 +198,10 @@ class _Template:
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
             TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
-    def evaluate(self, left, right, gets):
+    def evaluate(self, left, right, gets, selves=(None, None)):
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
-                          None if right is None else _rows(right), memo=self.memo)
+                          None if right is None else _rows(right), memo=self.memo,
+                          selves=selves)
         return self.evaluate_with(ex, gets), ex
 
     def evaluate_with(self, ex, gets):

@@ -106,12 +106,10 @@ def evaluate_fused(form, cov, params, angles=None):
     S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
     if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
         return None
-    coef = peval(coef, params, NUMERIC)
-    weights = [peval(row[0], params, NUMERIC) for row in table]
-    if any(np.ndim(w) or isinstance(w, complex) for w in [coef] + weights):
+    numbers = _numeric_table(form)
+    coef, tab = numbers if numbers is not None else _table(form, params)
+    if tab is None:
         return None
-    tab = np.array([[w * row[3]] + list(row[1:3]) + list(row[4:])
-                    for w, row in zip(weights, table)], dtype=float).reshape(-1, 6)
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     key = None
     keys = getattr(cov, "keys", None)
@@ -119,7 +117,29 @@ def evaluate_fused(form, cov, params, angles=None):
         k11, k12, k22 = keys[i][i], keys[i][j], keys[j][j]
         if None not in (k11, k12, k22):
             key = (frozenset((k11, k22)), k12)
-    return pair_kernel(kind, S11, S12, S22, tab, shape, float(coef), angles, key)
+    return pair_kernel(kind, S11, S12, S22, tab, shape, coef, angles, key)
+
+
+@lru_cache(maxsize=4096)
+def _numeric_table(form):
+    """:func:`_table` of a form whose coefficients are numbers (None otherwise)."""
+    _, _, coef, table = form
+    if any(sp.sympify(c).free_symbols for c in [coef] + [row[0] for row in table]):
+        return None
+    return _table(form, {})
+
+
+def _table(form, params):
+    """``(coef, rows)`` of a form with its coefficients evaluated: the rows ``(weight, a, b,
+    t, p, q)`` of :func:`_orthant`; rows None when a coefficient depends on the inputs."""
+    _, _, coef, table = form
+    coef = peval(coef, params, NUMERIC)
+    weights = [peval(row[0], params, NUMERIC) for row in table]
+    if any(np.ndim(w) or isinstance(w, complex) for w in [coef] + weights):
+        return coef, None
+    tab = np.array([[w * row[3]] + list(row[1:3]) + list(row[4:])
+                    for w, row in zip(weights, table)], dtype=float).reshape(-1, 6)
+    return float(coef), tab
 
 
 def gaussian_form2(S11, S12, S22, A, scale=1.0):

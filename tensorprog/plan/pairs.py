@@ -114,13 +114,16 @@ class PairExecutor:
         symmetric kernel (then ``y`` is the transpose of ``x``).
     memo : dict, optional
         Input-independent preparations shared by the executors of one template (its tiles).
+    selves : (dict, dict), optional
+        Caches of the self blocks of ``left`` and ``right``, shared by executors on the same
+        inputs (the tiles of one row or column block).
     """
 
     #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
     #: :mod:`.fused` (False: the generic closed forms, for comparison).
     fused = True
 
-    def __init__(self, lim, members, left, right=None, memo=None):
+    def __init__(self, lim, members, left, right=None, memo=None, selves=(None, None)):
         self.lim = lim
         self.p = lim.program
         self.members = members
@@ -138,6 +141,11 @@ class PairExecutor:
         #: what does not depend on the inputs (symbolic preparations, member maps), shared by
         #: the executors of one template
         self._memo: dict = {} if memo is None else memo
+        #: self blocks and limit scalars of each side's inputs (:meth:`_side`), possibly
+        #: shared with other executors on the same inputs
+        left_own = {} if selves[0] is None else selves[0]
+        self._selves = {"l": left_own, "r": left_own if self.sym else
+                        ({} if selves[1] is None else selves[1])}
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -363,8 +371,9 @@ class PairExecutor:
         if rev in self._covs:
             return self._covs[rev].swap()
         self._resolve(a, b)
-        l = self.expect(za, zb, ("l", "l"), fams)
-        r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
+        own = lambda side: self.expect(za, zb, (side, side), fams)
+        l = self._side("l", key, own)
+        r = l if self.sym else self._side("r", key, own)
         x = self.expect(za, zb, ("l", "r"), fams)
         same = za == zb and fams[0] == fams[1]
         if same and self.sym:
@@ -408,16 +417,29 @@ class PairExecutor:
         fams = (self.p.node(a).family, self.p.node(b).family)
         return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
 
+    def _side(self, side, key, compute):
+        """``compute(side)``, a quantity of one input set alone (a self block, a limit
+        scalar), cached with that set's inputs: the tiles of one row block share it."""
+        cache = self._selves[side]
+        if key not in cache:
+            cache[key] = compute(side)
+        return cache[key]
+
+    def _sides(self, key, compute) -> dict:
+        """``{"l": …, "r": …}`` of :meth:`_side` (one computation for the symmetric kernel)."""
+        l = self._side("l", key, compute)
+        return {"l": l, "r": l if self.sym else self._side("r", key, compute)}
+
     def param(self, base) -> dict:
         """Values ``{"l": (N₁, P), "r": (N₂, P)}`` of a parameter base (a limit scalar, a mask,
         a ZDOT coefficient)."""
         if base.key in self._params:
             return self._params[base.key]
         kind = base.key.split(":")[0]
-        if kind == "param" and isinstance(self.p.node(base.node), Moment):
+        if kind == "param" and isinstance(self.p.node(base.node), Moment):   # ZMOMENT
             fam = self._family(base)
             expr = self.lim.z_of(self.p.node(base.node).expr, self.p.family_size(fam))
-            vals = {s: self.expect(expr, None, (s, s), (fam, fam)) for s in ("l", "r")}
+            vals = self._sides(base.key, lambda s: self.expect(expr, None, (s, s), (fam, fam)))
         elif kind in ("param", "mask"):
             fam = self._family(base)
             v = np.asarray(base.values, dtype=float)[:self.P(fam)][None, :]
@@ -442,7 +464,7 @@ class PairExecutor:
         d = sp.diff(zx, s)
         if not d.has(sp.DiracDelta):
             fam = self.p.node(name).family
-            return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}
+            return self._sides(base.key, lambda s: self.expect(d, None, (s, s), (fam, fam)))
         raise Unsupported("Stein-form ZDOT coefficient")
 
 

@@ -59,7 +59,9 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
     Parameters
     ----------
     evaluate : callable
-        ``evaluate(left, right_or_None, gets) -> {name: array}`` for one tile.
+        ``evaluate(left, right_or_None, gets) -> {name: array}`` for one tile; the tiles of
+        one block of inputs receive one dict object for it (so that ``evaluate`` may cache
+        what depends on that block alone).
     left, right : dict
         Data arrays ``{name: (N, ·)}`` of X₁ and X₂ (``right`` None: symmetric kernel).
     progress : callable, optional
@@ -70,7 +72,15 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
     n1 = next(iter(left.values())).shape[0]
     n2 = None if right is None else next(iter(right.values())).shape[0]
     plan = tiles(n1, n2, b)
-    args = [(_part(left, ri), None if sym else _part(left if right is None else right, cj))
+    parts: dict = {}          # one dict per block of inputs, passed to every tile it is in
+
+    def part(data, rows):
+        key = (data is left, rows.start, rows.stop)
+        if key not in parts:
+            parts[key] = _part(data, rows)
+        return parts[key]
+
+    args = [(part(left, ri), None if sym else part(left if right is None else right, cj))
             for ri, cj, sym in plan]
     out = {g: np.empty((n1, n1 if n2 is None else n2)) for g in gets}
     if client is not None:
