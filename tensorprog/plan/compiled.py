@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import contextlib
 import re
+import threading
 from collections import OrderedDict
 
 from ..backends.arrays import positive_int
@@ -25,7 +27,8 @@ from ..kernels.terms import ntk_terms, readout_term
 from ..limit.evaluator import Limit
 from .layout import Layout, layout, retarget, split_inputs
 from .pairs import PairExecutor, Unsupported
-from .tiles import auto_batch_size, run_tiles
+from . import fused
+from .tiles import auto_batch_size, default_threads, run_tiles
 
 GETS = ("nngp", "ntk")
 #: Cross arrays alive at once inside one closed-form expectation (an upper bound).
@@ -68,7 +71,7 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
-                 client=None, max_memory=None):
+                 client=None, max_memory=None, threads=None):
         """Kernels on new inputs.
 
         Parameters
@@ -89,6 +92,10 @@ class KernelFn:
             ``progress(done, total, note)`` after every tile (True: a bar on stderr).
         client : dask.distributed.Client, optional
             Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
+        threads : int, optional
+            Tiles computed at once on this machine (default: one per CPU, within the memory
+            budget; 1 with the numba engine, whose kernel is itself parallel).  The result
+            does not depend on it.
 
         Returns
         -------
@@ -115,10 +122,11 @@ class KernelFn:
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
-            out = self._tiled(left, right, gets, batch_size, progress, client, max_memory)
+            out = self._tiled(left, right, gets, batch_size, progress, client, max_memory,
+                              threads)
         return out[gets[0]] if single else out
 
-    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory):
+    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, threads):
         n1 = next(iter(left.values())).shape[0]
         n2 = n1 if right is None else next(iter(right.values())).shape[0]
         b = positive_int(batch_size, "batch_size") if batch_size is not None else \
@@ -134,18 +142,26 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
         if client is not None:
             return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+        if threads is None:
+            threads = 1 if fused.ENGINE == "numba" else \
+                default_threads(8.0 * self._template.arrays_per_pair * b * b)
         selves: dict = {}        # the self blocks of each block of inputs, by the block
+        lock = threading.Lock()
 
         def evaluate(a, c, gets):
-            own = [None if d is None else selves.setdefault(id(d), (d, {}))[1] for d in (a, c)]
-            return self._evaluate_tile(a, c, gets, tuple(own))
+            with lock:
+                own = [None if d is None else selves.setdefault(id(d), (d, {}))[1]
+                       for d in (a, c)]
+            return self._evaluate_tile(a, c, gets, tuple(own), lock)
 
-        return run_tiles(evaluate, left, right, gets, int(b), progress)
+        return run_tiles(evaluate, left, right, gets, int(b), progress,
+                         threads=positive_int(threads, "threads"))
 
-    def _evaluate_tile(self, left, right, gets, selves=(None, None)):
+    def _evaluate_tile(self, left, right, gets, selves=(None, None), lock=None):
         out, ex = self._template.evaluate(left, right, gets, selves)
-        self.tiers |= ex.tiers
-        self.max_error = max(self.max_error, ex.max_error)
+        with lock or contextlib.nullcontext():
+            self.tiers |= ex.tiers
+            self.max_error = max(self.max_error, ex.max_error)
         return out
 
     def _data(self, X):

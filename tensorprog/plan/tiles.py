@@ -9,6 +9,9 @@ diagonal tiles are symmetric kernels.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .. import resources
@@ -38,6 +41,18 @@ def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None
     return b
 
 
+def default_threads(tile_bytes: float) -> int:
+    """Tiles computed at once by default: one per CPU this process may use, as many as fit
+    :data:`MEMORY_FRACTION` of the available memory at ``tile_bytes`` each.  NumPy releases
+    the interpreter lock inside its array loops, so the tiles' array work runs in parallel."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    fit = int(MEMORY_FRACTION * resources.host_available_bytes() // max(tile_bytes, 1.0))
+    return max(1, min(cpus, fit))
+
+
 def tiles(n1: int, n2: int | None, b: int) -> list:
     """``(rows, cols, symmetric)`` slices of the tiles; with ``n2`` None the upper triangle of
     the symmetric n1 × n1 kernel (``symmetric``: a diagonal tile)."""
@@ -53,7 +68,7 @@ def _part(data: dict, rows: slice) -> dict:
 
 
 def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=None,
-              client=None) -> dict:
+              client=None, threads: int = 1) -> dict:
     """Assemble the kernels ``gets`` from tiles of edge ``b``.
 
     Parameters
@@ -68,6 +83,9 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
         ``progress(done, total, note)`` after every tile.
     client : dask.distributed.Client, optional
         Run the tiles as tasks of that client (results gathered in tile order).
+    threads : int
+        Without a client, tiles computed at once by a pool of threads (results taken in tile
+        order, so the kernel does not depend on it).
     """
     n1 = next(iter(left.values())).shape[0]
     n2 = None if right is None else next(iter(right.values())).shape[0]
@@ -83,17 +101,30 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
     args = [(part(left, ri), None if sym else part(left if right is None else right, cj))
             for ri, cj, sym in plan]
     out = {g: np.empty((n1, n1 if n2 is None else n2)) for g in gets}
+    pool = None
     if client is not None:
         futures = client.map(evaluate, [a for a, _ in args], [c for _, c in args],
                              [tuple(gets)] * len(args), pure=False)
         results = iter(client.gather(futures))
+    elif threads > 1 and len(args) > 1:
+        pool = ThreadPoolExecutor(min(threads, len(args)), thread_name_prefix="kernel-tile")
+        results = pool.map(lambda ac: evaluate(ac[0], ac[1], gets), args)
     else:
         results = (evaluate(a, c, gets) for a, c in args)
+    try:
+        _assemble(out, plan, results, gets, right is None, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
+def _assemble(out, plan, results, gets, symmetric, progress):
+    """Write the tiles' kernels into ``out`` (and the transposed tiles of a symmetric one)."""
     for k, ((ri, cj, _), res) in enumerate(zip(plan, results)):
         for g in gets:
             out[g][ri, cj] = res[g]
-            if right is None and ri != cj:
+            if symmetric and ri != cj:
                 out[g][cj, ri] = res[g].T
         if progress is not None:
             progress(k + 1, len(plan), f"tile {k + 1}/{len(plan)}")
-    return out
