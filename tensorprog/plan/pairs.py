@@ -65,8 +65,14 @@ class Block:
     def read(self, part: str, index) -> np.ndarray:
         """``scale · part[index]`` (``index`` from :func:`_members_index`: a view when the
         members read are one contiguous run each, as for one member per input)."""
-        out = getattr(self, part)[index]
-        return out if self.scale == 1.0 else self.scale * out
+        arr = getattr(self, part)
+        out = arr[index]
+        if self.scale == 1.0:
+            return out
+        if out.ndim and not np.may_share_memory(out, arr):    # a copy (fancy index): scale it
+            out *= self.scale
+            return out
+        return self.scale * out
 
 
 class BlockCov:

@@ -19,10 +19,9 @@ from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
 MEMORY_FRACTION = 0.25
-#: Default budget of one tile: smaller tiles keep the cross arrays of a tile in fewer pages
-#: and were faster in docs/performance.md (22 s at 100 MB, 33 s at 400 MB, 71 s untiled for
-#: the depth-10 ReLU NTK at N = 2000).
-TILE_BUDGET = 128 << 20
+#: Default budget of one tile: tiles of a few hundred inputs keep a tile's arrays near the
+#: processor's caches and were fastest in docs/performance.md.
+TILE_BUDGET = 64 << 20
 
 
 def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None) -> int:
