@@ -32,7 +32,7 @@ from ..expectations import montecarlo, quadrature
 from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
-from ..ir.instructions import Embedding, Moment
+from ..ir.instructions import Embedding, Moment, Nonlin, Select
 from ..ir.program import SHARED
 from .fused import evaluate_fused, fused_form, gaussian_form2
 
@@ -376,11 +376,15 @@ class PairExecutor:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
-        self._resolve(a, b)
-        own = lambda side: self.expect(za, zb, (side, side), fams)
-        l = self._side("l", key, own)
-        r = l if self.sym else self._side("r", key, own)
-        x = self.expect(za, zb, ("l", "r"), fams)
+        parts = self._structured(a, b)
+        if parts is not None:
+            l, r, x, y = parts
+        else:
+            self._resolve(a, b)
+            own = lambda side: self.expect(za, zb, (side, side), fams)
+            l = self._side("l", key, own)
+            r = l if self.sym else self._side("r", key, own)
+            x, y = self.expect(za, zb, ("l", "r"), fams), None
         same = za == zb and fams[0] == fams[1]
         if same and self.sym:
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
@@ -388,11 +392,52 @@ class PairExecutor:
             y = np.transpose(x, (1, 0, 2, 3))
         elif same:
             y = np.swapaxes(x, 2, 3)
-        else:
+        elif y is None:
             y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
         out = Block(l, r, x, y)
         self._covs[key] = out
         return out
+
+    def _structured(self, a: str, b: str):
+        """``(l, r, x, y)`` of vectors a, b from blocks of the vectors they are built of, when
+        one is a SELECT (member p of ``a = v[σ]`` is member σ(p) of v: the block of (v, b)
+        with its rows gathered) or a linear combination ``Σ c_k v_k`` of SELECTs (the sum of
+        the blocks of (v_k, b)); None otherwise.  Both are exact (the Z of a SELECT is its
+        argument's Z at the selected members, TP IIb Def. B.3), and a global-average-pooling
+        readout then reads one expectation over all pairs of positions instead of P²
+        separate ones.  ``y`` is None for the symmetric kernel (the caller transposes x)."""
+        for axis, (u, w) in enumerate(((a, b), (b, a))):
+            node = self.p.node(u)
+            if isinstance(node, Select):
+                sigma = np.asarray(node.index[:self.P(node.family)])
+                pair = (node.arg, w) if axis == 0 else (w, node.arg)
+                return _gather(self.cov(*pair), sigma, axis, self.sym)
+        for axis, (u, w) in enumerate(((a, b), (b, a))):
+            terms = self._select_combination(u)
+            if terms is not None:
+                parts = [(c, self.cov(*((v, w) if axis == 0 else (w, v)))) for c, v in terms]
+                return tuple(_linear_sum([(c * blk.scale, getattr(blk, f)) for c, blk in parts])
+                             if f != "y" or not self.sym else None for f in "lrxy")
+        return None
+
+    def _select_combination(self, name: str):
+        """``[(c_k, v_k)]`` when vector ``name`` is ``Σ c_k v_k`` (numbers c_k) of SELECTs of
+        its own family, else None."""
+        key = ("select combination", name)
+        if key not in self._memo:
+            node, terms = self.p.node(name), None
+            if isinstance(node, Nonlin) and not node.parameters and node.vectors and all(
+                    isinstance(self.p.node(v), Select) and self.p.node(v).family == node.family
+                    for v in node.vectors):
+                syms = {s.name: s for s in node.expr.free_symbols}
+                if set(syms) == set(node.vectors):
+                    coefs = [sp.diff(node.expr, syms[v]) for v in node.vectors]
+                    rest = sp.expand(node.expr - sum(c * syms[v] for c, v in
+                                                     zip(coefs, node.vectors)))
+                    if rest == 0 and all(c.is_number for c in coefs):
+                        terms = [(float(c), v) for c, v in zip(coefs, node.vectors)]
+            self._memo[key] = terms
+        return self._memo[key]
 
     def _resolve(self, a: str, b: str) -> None:
         """Compute, bottom-up with an explicit stack, every covariance the ZHAT atoms of
@@ -579,6 +624,24 @@ def _linear_sum(terms):
 def _is_one(c) -> bool:
     """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
     return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
+
+
+def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool) -> tuple:
+    """``(l, r, x, y)`` of ``block`` with the members of its first (``axis`` 0) or second
+    vector gathered by ``σ`` (``−1``: the zero vector); ``y`` None when ``symmetric``."""
+    index = np.maximum(sigma, 0)
+    mask = None if np.all(sigma >= 0) else (sigma >= 0).astype(float)
+    if mask is not None and axis == 0:
+        mask = mask[:, None]
+
+    def take(arr):
+        out = arr[..., index, :] if axis == 0 else arr[..., index]
+        if mask is not None:
+            out = out * mask
+        return out if block.scale == 1.0 else block.scale * out
+
+    return (take(block.l), take(block.r), take(block.x),
+            None if symmetric else take(block.y))
 
 
 class _Sum:
