@@ -284,11 +284,7 @@ def laws_section(res):
               "### B2. ReLU at criticality, one input: E[f⁴]/(3K²) = (1 + 5/n)³", "",
               "| n | seeds | mean(K_s²)/K² | direct mean(f⁴)/(3K²) | exact (1+5/n)³ | z |",
               "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        m, se = r["f4"]
-        md, sed = r["f4_direct"]
-        lines.append(f"| {r['n']} | {r['S']} | {m:.4f} ± {se:.4f} | {md:.3f} ± {sed:.3f} | "
-                     f"{r['f4_pred']:.4f} | {_z(r['f4'], r['f4_pred']):+.1f} |")
+    lines += _law_rows(rows, "f4", "f4_direct", "f4", second_format=".3f")
     z4 = max(abs(_z(r["f4"], r["f4_pred"])) for r in rows)
     sig = [r["n"] for r in rows if (r["f4"][0] - 1) / r["f4"][1] > 4]
     lines += ["", f"**Reading.** The measured ratio is within {z4:.1f} standard errors of "
@@ -297,16 +293,26 @@ def laws_section(res):
                  f"resolved at more than 4σ for n ∈ {sig} and not at the other widths."), "",
               f"### B3. Deep linear network: E[K²]/K² = (1 + 2/n)^{res['lin_depth'] + 1}", "",
               "| n | seeds | E[K]/K | mean(K_s²)/K² | exact | z |", "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        m, se = r["lin"]
-        mm, sem = r["lin_mean"]
-        lines.append(f"| {r['n']} | {r['S']} | {mm:.4f} ± {sem:.4f} | {m:.4f} ± {se:.4f} | "
-                     f"{r['lin_pred']:.4f} | {_z(r['lin'], r['lin_pred']):+.1f} |")
+    lines += _law_rows(rows, "lin_mean", "lin", "lin")
     zl = max(abs(_z(r["lin"], r["lin_pred"])) for r in rows)
     zm = max(abs(_z(r["lin_mean"], 1.0)) for r in rows)
     lines += ["", f"**Reading.** E[K]/K is within {zm:.1f} and the fourth-moment ratio within "
               f"{zl:.1f} standard errors of the exact values at every width.", "", "![finite-width laws](img/finite_width_laws.png)", ""]
     return lines
+
+
+
+def _law_rows(rows, first: str, second: str, law: str, second_format: str = ".4f") -> list:
+    """Table rows ``| n | seeds | first ± se | second ± se | exact | z |`` of a finite-width law:
+    two measured (mean, standard error) columns, the exact value ``law_pred`` and the z-score
+    of ``law`` against it."""
+    out = []
+    for r in rows:
+        (a, sa), (b, sb) = r[first], r[second]
+        out.append(f"| {r['n']} | {r['S']} | {a:.4f} ± {sa:.4f} | "
+                   f"{b:{second_format}} ± {sb:{second_format}} | "
+                   f"{r[law + '_pred']:.4f} | {_z(r[law], r[law + '_pred']):+.1f} |")
+    return out
 
 
 def main():

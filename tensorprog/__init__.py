@@ -42,6 +42,7 @@ _LAZY = {
     "Limit": ".limit.evaluator",
     "KernelFn": ".plan",
     "render": ".render",
+    "demo_program": ".demo",
 }
 
 
@@ -88,10 +89,7 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-    >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
-    >>> th = (y * y).mean(name="th")
+    >>> p = tp.demo_program(moment=True, output=False)
     >>> print(tp.limit(p))
     Master-Theorem limit of program 'demo' (2 inputs; Z expressions hold for every input ξ_i)
       Z^{h1} = Gaussian atom (ZINIT)
@@ -110,8 +108,14 @@ def limit(program, symbolic: bool = False, tier: str = "auto"):
     return Limit(program, symbolic=symbolic, tier=tier)
 
 
-def compile(program, tier: str = "auto"):
+def compile(program, tier: str = "auto", dtype="float64", device="cpu"):
     """Derive ``program``'s limit once and return its kernels as a function of the inputs.
+
+    The derivation (the Z of every vector, the backward program, the NTK terms) does not depend
+    on the data: it is done once on a template of two inputs and evaluated on any inputs of the
+    same shape, N₁ × N₂ cross kernels included (``docs/performance.md``; the kernels are those
+    of :func:`nngp` and :func:`ntk`, ``docs/theory.md`` §3).  ``tp.kernel_fn`` is the same
+    function.
 
     Parameters
     ----------
@@ -119,16 +123,36 @@ def compile(program, tier: str = "auto"):
         A network program (with an output).
     tier : str
         Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+    dtype : "float64" or "float32"
+        Default precision of the kernel calls (each call may override it).
+    device : "cpu" or "gpu"
+        Default device of the kernel calls: NumPy, or CuPy on the GPU.
 
     Returns
     -------
     KernelFn
         ``kfn(X1, X2=None, get=("nngp", "ntk"))`` (:class:`tensorprog.plan.KernelFn`);
         ``print()`` it for the derived recursion.
+
+    Raises
+    ------
+    ProgramError
+        When the program has no output (``p.output(x, ...)`` adds one).
+
+    Example
+    -------
+    >>> kfn = tp.compile(tp.demo_program())
+    >>> X = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])     # new inputs, d = 2
+    >>> kfn(X, get="nngp").round(4)
+    array([[1.1   , 0.8279, 0.5745],
+           [0.8279, 1.1   , 0.9468],
+           [0.5745, 0.9468, 1.1   ]])
+    >>> kfn(X[:1], X, get="ntk").round(4)                     # a 1 × 3 cross kernel
+    array([[3.3   , 1.7839, 0.8558]])
     """
     from .plan import KernelFn
 
-    return KernelFn(program, tier=tier)
+    return KernelFn(program, tier=tier, dtype=dtype, device=device)
 
 
 kernel_fn = compile
@@ -160,5 +184,5 @@ __all__ = [
     "PseudoLipschitzWarning", "simulate", "validate", "Simulation", "ValidationReport", "render",
     "predict", "PredictionError", "LearningRateWarning", "AccuracyWarning", "compile",
     "kernel_fn", "KernelFn", "training", "train", "abc_parametrization", "mean_field", "mup",
-    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError",
+    "ntk_parametrization", "standard_parametrization", "yaida", "TrainingError", "demo_program",
 ]

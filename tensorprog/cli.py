@@ -464,10 +464,11 @@ def _program(args):
 def cmd_show(args) -> int:
     """Print the program and its Master-Theorem limit."""
     import tensorprog as tp
+    from .limit.printing import limit_to_latex
 
     p = _program(args)
     lim = tp.limit(p, symbolic=args.symbolic)
-    limit_text = latex_limit(lim) if args.latex else str(lim)
+    limit_text = limit_to_latex(lim) if args.latex else str(lim)
     if args.data:
         # the whole output parses back: the limit follows as comment lines
         print(p.to_text())
@@ -476,52 +477,6 @@ def cmd_show(args) -> int:
         print(p)
         print(limit_text)
     return 0
-
-
-def latex_limit(lim) -> str:
-    """The limit ``lim`` as a LaTeX ``align*`` environment: the Z of every NONLIN, the Ẑ and
-    ZDOT terms of every MATMUL, the limit θ̊ of every scalar (closed forms in the Gram entries
-    ``G_{i,j}`` with ``tp.limit(p, symbolic=True)``) and the ZDOT coefficients."""
-    import sympy as sp
-
-    from .ir.program import symbol
-
-    def z(name):
-        return sp.Symbol(f"Z^{{{name}}}", real=True)
-
-    def value(values):
-        values = np.asarray(values, dtype=object).ravel()
-        distinct = list(dict.fromkeys(values.tolist()))
-        if len(distinct) == 1:
-            return sp.latex(sp.sympify(distinct[0]))
-        return r"\left(" + ", ".join(sp.latex(sp.sympify(v)) for v in values) + r"\right)_i"
-
-    p, rows, coefficients = lim.program, [], []
-    for node in p.nodes():
-        name = node.name
-        if node.kind in ("nonlin", "moment"):
-            sub = {symbol(v): z(v) for v in node.args}
-            sub.update({symbol(s): sp.Symbol(rf"\mathring{{\theta}}_{{{s}}}")
-                        for s in node.scalars})
-            body = sp.latex(node.expr.xreplace(sub))
-            if node.kind == "nonlin":
-                rows.append(rf"Z^{{{name}}} &= {body}")
-            else:
-                rows.append(rf"\mathring{{\theta}}_{{{name}}} &= \mathbb{{E}}\left[{body}\right]"
-                            rf" = {value(lim.scalars[name])}")
-        elif node.kind == "vector":
-            rows.append(rf"Z^{{{name}}} &\sim \text{{Gaussian atom (ZINIT)}}")
-        elif node.kind == "scalar":
-            rows.append(rf"\mathring{{\theta}}_{{{name}}} &= {value(node.value)}")
-        elif node.kind == "matmul":
-            terms = [rf"\hat Z^{{{node.matrix}{'^T' if node.transpose else ''} {node.arg}}}"]
-            for c, sigma2, y, _ in lim.zdot[name]:
-                k = len(coefficients) + 1
-                coefficients.append(rf"c_{{{k}}} &= {value(lim.leaves.info[c][0].values)}")
-                terms.append(rf"{sp.latex(sp.sympify(sigma2))}\, c_{{{k}}}\, Z^{{{y}}}")
-            rows.append(rf"Z^{{{name}}} &= " + " + ".join(terms))
-    rows += coefficients
-    return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
 
 
 def _check_output(*paths) -> None:

@@ -121,7 +121,22 @@ class ResourceError(TensorProgError):
 
 class AccuracyWarning(UserWarning):
     """A limit could not be computed to the target accuracy; its error estimate says by how
-    much (``with_error=True`` returns it with the kernel)."""
+    much (``with_error=True`` returns it with the kernel; ``docs/accuracy.md``).
+
+    Example
+    -------
+    Monte-Carlo expectations are accurate to their standard error, far short of the target
+    (the lines marked SKIP take seconds):
+
+    >>> import warnings
+    >>> issubclass(tp.AccuracyWarning, UserWarning)      # filtered like any warning
+    True
+    >>> with warnings.catch_warnings(record=True) as caught:              # doctest: +SKIP
+    ...     warnings.simplefilter("always")
+    ...     K = tp.nngp(tp.demo_program(activation="tanh"), tier="montecarlo")
+    >>> print(caught[0].message)                                         # doctest: +SKIP
+    the NNGP kernel is accurate to about ... absolute (...), short of the target 1e-08; ...
+    """
 
 
 class PseudoLipschitzWarning(UserWarning):
@@ -175,4 +190,12 @@ class LearningRateWarning(UserWarning):
 class TrainingError(TensorProgError):
     """A training run (:func:`tensorprog.train`) was asked with inputs it cannot use: targets of
     the wrong length, an index out of range, a loss without a derivative, a bad batch schedule
-    or learning rate, or a parametrization whose limit blows up."""
+    or learning rate, or a parametrization whose limit blows up.
+
+    Example
+    -------
+    >>> tp.train(tp.demo_program(), y=[1.0, 2.0, 3.0], steps=1)
+    Traceback (most recent call last):
+    ...
+    tensorprog.errors.TrainingError: train: targets y have shape (3,) but 2 training inputs ...
+    """

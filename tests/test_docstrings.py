@@ -26,37 +26,6 @@ import pytest
 
 import tensorprog as tp
 
-#: Public names whose docstrings are not checked yet, with the reason.  Each of these lives in
-#: a module being rewritten; the entry goes when that module's docstrings get their sections.
-PENDING = {
-    "nngp": "tensorprog/kernels/ntk.py",
-    "ntk": "tensorprog/kernels/ntk.py",
-    "ntk_contributions": "tensorprog/kernels/ntk.py",
-    "Limit": "tensorprog/limit/evaluator.py (constructor arguments)",
-    "Limit.size": "tensorprog/limit/evaluator.py",
-    "Limit.z_in": "tensorprog/limit/evaluator.py",
-    "Limit.z_of": "tensorprog/limit/evaluator.py",
-    "Limit.expect_single": "tensorprog/limit/evaluator.py",
-    "Limit.expect_pair": "tensorprog/limit/evaluator.py",
-    "Limit.init_cov": "tensorprog/limit/evaluator.py",
-    "Limit.tangent": "tensorprog/limit/evaluator.py",
-    "Limit.matrix_var": "tensorprog/limit/evaluator.py",
-    "Limit.cov_error": "tensorprog/limit/evaluator.py",
-    "Program.replace": "tensorprog/ir/graph.py",
-    "AccuracyWarning": "tensorprog/errors.py",
-    "TrainingError": "tensorprog/errors.py",
-    "compile": "tensorprog/__init__.py",
-    "kernel_fn": "tensorprog/__init__.py",
-    "KernelFn": "tensorprog/plan/compiled.py",
-    "train": "tensorprog/training/run.py",
-    "abc_parametrization": "tensorprog/training/parametrization.py",
-    "mean_field": "tensorprog/training/parametrization.py",
-    "mup": "tensorprog/training/parametrization.py",
-    "ntk_parametrization": "tensorprog/training/parametrization.py",
-    "standard_parametrization": "tensorprog/training/parametrization.py",
-    "yaida": "tensorprog/training/parametrization.py",
-}
-
 #: Classes whose public methods are public (besides their own docstring).
 CLASSES = ("Program", "Var", "Matrix", "Limit", "Simulation", "ValidationReport")
 
@@ -148,16 +117,7 @@ def _doc(obj) -> str | None:
     return inspect.cleandoc(doc) if doc else None
 
 
-CHECKED = [item for item in PUBLIC if item[0] not in PENDING]
-
-
-def test_pending_names_exist():
-    """The allow-list names only public names (an entry for a vanished name is stale)."""
-    names = {name for name, _, _ in PUBLIC}
-    assert set(PENDING) <= names, set(PENDING) - names
-
-
-@pytest.mark.parametrize("name, obj, what", CHECKED, ids=[item[0] for item in CHECKED])
+@pytest.mark.parametrize("name, obj, what", PUBLIC, ids=[item[0] for item in PUBLIC])
 def test_sections(name, obj, what):
     doc = _doc(obj)
     assert doc, f"{name} has no docstring"
@@ -180,7 +140,7 @@ def test_sections(name, obj, what):
 def _doctests():
     finder = doctest.DocTestFinder(recurse=False)
     out = []
-    for name, obj, what in CHECKED:
+    for name, obj, what in PUBLIC:
         target = obj.fget if isinstance(obj, property) else obj
         for test in finder.find(target, name, globs={}):
             if test.examples:

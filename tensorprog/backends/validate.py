@@ -112,11 +112,8 @@ class ValidationReport:
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-    >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-    ...                      quantities=["nngp"])
+    >>> report = tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40,
+    ...                      backend="numpy", quantities=["nngp"])
     >>> report.passed, report.quantities
     (True, ['nngp'])
     >>> print(report.to_markdown().splitlines()[-1])
@@ -169,12 +166,9 @@ class ValidationReport:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-        >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-        ...                      quantities=["nngp"])
-        >>> [row.width for row in report.rows("nngp")]
+        >>> sweep = tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40,
+        ...                     backend="numpy", quantities=["nngp"])
+        >>> [row.width for row in sweep.rows("nngp")]
         [32, 64, 128, 256]
         """
         return [r for r in self.table if r.quantity == quantity]
@@ -185,7 +179,7 @@ class ValidationReport:
         Parameters
         ----------
         quantity : str
-            One of :attr:`quantities`.
+            A validated quantity (:attr:`quantities`), such as ``"nngp"``.
 
         Returns
         -------
@@ -195,12 +189,8 @@ class ValidationReport:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-        >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-        ...                      quantities=["nngp"])
-        >>> report.regime("nngp")
+        >>> tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40,
+        ...             backend="numpy", quantities=["nngp"]).regime("nngp")
         'noise'
         """
         regimes = {r.stats.regime for r in self.rows(quantity)}
@@ -219,12 +209,8 @@ class ValidationReport:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-        >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-        ...                      quantities=["nngp"])
-        >>> d = report.to_dict()
+        >>> d = tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40,
+        ...                 backend="numpy", quantities=["nngp"]).to_dict()
         >>> d["passed"], d["widths"], d["slopes"]["nngp"]["points"]
         (True, [32, 64, 128, 256], 4)
         """
@@ -252,12 +238,9 @@ class ValidationReport:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-        >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-        ...                      quantities=["nngp"])
-        >>> print(report.to_markdown().splitlines()[0])
+        >>> text = tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40,
+        ...                    backend="numpy", quantities=["nngp"]).to_markdown()
+        >>> print(text.splitlines()[0])
         ## Finite-width validation of `demo`
         """
         lines = [f"## Finite-width validation of `{self.program}`", "",
@@ -321,12 +304,8 @@ class ValidationReport:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
-        >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
-        ...                      quantities=["nngp"])
-        >>> report.plot("validation.png")
+        >>> tp.validate(tp.demo_program(), widths=[32, 64, 128, 256], seeds=40, backend="numpy",
+        ...             quantities=["nngp"]).plot("validation.png")
         'validation.png'
         """
         try:
@@ -548,9 +527,7 @@ def validate(p: Program, widths=(64, 128, 256, 512, 1024), seeds: int = 100,
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-    >>> f = p.output(tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)), var=2.0)
+    >>> p = tp.demo_program()
     >>> report = tp.validate(p, widths=[32, 64, 128, 256], seeds=40, backend="numpy",
     ...                      quantities=["nngp"])
     >>> report.passed, round(report.slopes["nngp"][0], 2)

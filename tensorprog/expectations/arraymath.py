@@ -109,6 +109,8 @@ class NumericMath:
 
     @staticmethod
     def real(x):
+        if device_array(x):                     # a CuPy array stays on its device
+            return x.real if np.iscomplexobj(x) else x
         x = np.asarray(x)
         return x.real if np.iscomplexobj(x) else x
 
@@ -119,6 +121,11 @@ class NumericMath:
     @staticmethod
     def asarray(x):
         return np.asarray(x)
+
+
+def device_array(x) -> bool:
+    """Whether ``x`` is an array of another module than NumPy (CuPy's refuse ``np.asarray``)."""
+    return hasattr(x, "shape") and not isinstance(x, (np.ndarray, np.generic))
 
 
 def _vectorize(f):

@@ -58,6 +58,7 @@ import sympy as sp
 from ..errors import ExpectationError
 from ..functions import gelu, lambdify, relu, step
 from .decompose import affine_form
+from .arraymath import device_array
 
 __all__ = [
     "ExactPlan", "exact_plan", "evaluate_exact", "gaussian_moments", "orthant_J",
@@ -91,7 +92,8 @@ def peval(expr, params, m):
         f = np.vectorize(lambda *vs: expr.xreplace(dict(zip(syms, map(sp.sympify, vs)))),
                          otypes=[object])
         return f(*vals)
-    return np.asarray(_param_fn(syms, expr)(*[params[s] for s in syms]))
+    value = _param_fn(syms, expr)(*[params[s] for s in syms])
+    return value if device_array(value) else np.asarray(value)
 
 
 def _is_zero(c):

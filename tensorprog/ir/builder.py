@@ -46,8 +46,7 @@ class Var:
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
+    >>> h = tp.demo_program().var("h1")
     >>> 2 * tp.relu(h) + 1
     <vector 2*relu(h1) + 1 of 'demo'>
     """
@@ -92,11 +91,10 @@ class Var:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0)
-        >>> y = tp.relu(h).named("y")
-        >>> y, p.node("y").kind
-        (<vector y of 'demo'>, 'nonlin')
+        >>> p = tp.demo_program(output=False)
+        >>> z = tp.tanh(p.var("y")).named("z")
+        >>> z, p.node("z").kind
+        (<vector z of 'demo'>, 'nonlin')
         """
         if self._node is not None:
             if self._node == name:
@@ -121,10 +119,8 @@ class Var:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0)
-        >>> tp.relu(h).materialize()
-        'x1'
+        >>> (tp.demo_program().var("y") + 1).materialize()      # a fresh name
+        'x2'
         """
         if self._node is None:
             self._node = self._materialize(self.expr, None)
@@ -215,9 +211,8 @@ class Var:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0)
-        >>> th = (h * h).mean(name="th")
+        >>> p = tp.demo_program(bias_var=0.0)
+        >>> th = (p.var("h1") ** 2).mean(name="th")
         >>> tp.limit(p).scalar("th")
         array([1., 1.])
         """
@@ -252,11 +247,10 @@ class Matrix:
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
-    >>> W = p.matrix("W", var=2.0)
-    >>> W @ tp.relu(h), W.T @ h
-    (<vector h2 of 'demo'>, <vector h3 of 'demo'>)
+    >>> p = tp.demo_program()
+    >>> W = p.matrix("V", var=2.0)
+    >>> W @ p.var("y"), W.T @ p.var("h1")
+    (<vector h3 of 'demo'>, <vector h4 of 'demo'>)
     """
 
     def __init__(self, program: Program, name: str, transpose: bool = False):
@@ -332,8 +326,7 @@ def nonlin(fn, *vectors, scalars=(), variables=None) -> Var:
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
+    >>> h = tp.demo_program().var("h1")
     >>> th = (h * h).mean(name="th")
     >>> tp.nonlin(lambda x, t: x / (1 + t), h, scalars=[th])
     <vector h1/(th + 1) of 'demo'>
@@ -397,9 +390,8 @@ def moment(fn, *vectors, scalars=(), name: str | None = None, variables=None) ->
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
-    >>> q = tp.moment(lambda x: x**2, h, name="q")
+    >>> p = tp.demo_program(bias_var=0.0)
+    >>> q = tp.moment(lambda x: x**2, p.var("h1"), name="q")
     >>> q, tp.limit(p).scalar("q")
     (<scalar q of 'demo'>, array([1., 1.]))
     """
@@ -438,8 +430,7 @@ _COORDINATEWISE_DOC = """{summary}
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
+    >>> h = tp.demo_program().var("h1")
     >>> tp.{name}(h)
     {shown}
     """
@@ -472,7 +463,7 @@ def coordinatewise(name: str, fn, summary: str, z: str | None = None,
     -------
     >>> from tensorprog.ir.builder import coordinatewise
     >>> square = coordinatewise("square", lambda e: e**2, "The square ``x²``.")
-    >>> square(tp.Program("demo").embed(np.eye(2)))
+    >>> square(tp.demo_program().var("h1"))
     <vector h1**2 of 'demo'>
     """
     def apply(x):
@@ -508,19 +499,19 @@ def leaky_relu(x, slope=0.01):
     Returns
     -------
     Var
-        The pending expression ``slope·x + (1 − slope)·relu(x)``; it becomes one NONLIN when a
-        MATMUL, a MOMENT, the readout or :meth:`Var.named` uses it.
+        The pending expression ``slope·x + (1 − slope)·relu(x)`` (materialised as for
+        :func:`relu`).
 
     Raises
     ------
     ProgramError
         When ``x`` holds no program variable.
+    ParseError
+        When ``slope`` is a string outside the expression grammar.
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
-    >>> tp.leaky_relu(h, 0.1)
+    >>> tp.leaky_relu(tp.demo_program().var("h1"), 0.1)
     <vector 0.1*h1 + 0.9*relu(h1) of 'demo'>
     """
     return _apply(lambda e: F.leaky_relu(e, slope), x)
@@ -558,19 +549,19 @@ def polynomial(x, coefficients):
     Returns
     -------
     Var
-        The pending expression ``Σ_k c_k x^k``; it becomes one NONLIN when a MATMUL, a MOMENT, the
-        readout or :meth:`Var.named` uses it.
+        The pending expression ``Σ_k c_k x^k``, one NONLIN once used.
 
     Raises
     ------
     ProgramError
-        When ``x`` holds no program variable.
+        When ``x`` holds no program variable, or a coefficient is neither a number, a string
+        nor a sympy expression.
+    ParseError
+        When a coefficient is a string outside the expression grammar.
 
     Example
     -------
-    >>> p = tp.Program("demo")
-    >>> h = p.embed(np.eye(2), var=2.0)
-    >>> tp.polynomial(h, [1, 0, 2])
+    >>> tp.polynomial(tp.demo_program().var("h1"), [1, 0, 2])
     <vector 2*h1**2 + 1 of 'demo'>
     """
     coefficients = [as_expression(c, {}, what="a coefficient") for c in coefficients]
@@ -664,10 +655,9 @@ class BuilderProgram(Program):
 
         Parameters
         ----------
-        name : str
-            The family's name.
-        owner : array_like of int
-            One input index per member.
+        name, owner
+            As for :meth:`add_family`: the new family's name and, for every member, the index
+            of the input that owns it.
 
         Returns
         -------
@@ -682,8 +672,7 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.family("pixels", np.repeat(np.arange(2), 3))
         'pixels'
         >>> p.family_size("pixels")
@@ -721,10 +710,9 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> s = p.select(h, [1, 0])
-        >>> tp.limit(p).cov(h.name, s.name)
+        >>> p = tp.demo_program()
+        >>> s = p.select(p.var("h1"), [1, 0])
+        >>> tp.limit(p).cov("h1", s.name)
         array([[0.1, 1.1],
                [1.1, 0.1]])
         """
@@ -768,11 +756,10 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> W = p.matrix("W", var=2.0)
-        >>> W @ h
-        <vector h2 of 'demo'>
+        >>> p = tp.demo_program()
+        >>> V = p.matrix("V", var=1.0)
+        >>> V @ p.var("y")
+        <vector h3 of 'demo'>
         """
         par = NTK_HIDDEN.with_lr(_lr(lr, "lr", f"MATRIX: {name}"))
         self.add_matrix(name, var, trainable=trainable, shape=shape, tangent=tangent,
@@ -809,8 +796,7 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> b = p.bias("b", var=0.5)
         >>> tp.limit(p).cov(b.name)
         array([[0.5]])
@@ -866,12 +852,12 @@ class BuilderProgram(Program):
         return Var(self, symbol(name))
 
     def scalar(self, name: str, value: float) -> Var:
-        """Initial scalar: a deterministic number (TP IIb Setup B.2 (3)).
+        """Initial scalar: a deterministic number (TP IIb Setup B.2 (3)), usable in ψ.
 
         Parameters
         ----------
         name : str
-            The scalar's name.
+            A new name (``p.scalar("c", 0.5)`` writes ``SCALAR: c = 0.5``).
         value : float
             Its value, which is also its limit θ̊.
 
@@ -887,10 +873,9 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> c = p.scalar("c", 0.5)
-        >>> y = tp.nonlin(lambda x, t: t * x, h, scalars=[c])
+        >>> z = tp.nonlin(lambda x, t: t * x, p.var("y"), scalars=[c])
         >>> tp.limit(p).scalar("c")
         array([0.5])
         """
@@ -922,7 +907,7 @@ class BuilderProgram(Program):
         Returns
         -------
         Readout
-            The readout record.
+            The readout record (also ``p.readout``).
 
         Raises
         ------
@@ -932,11 +917,10 @@ class BuilderProgram(Program):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> r = p.output(tp.relu(h), var=2.0)
+        >>> p = tp.demo_program(output=False)
+        >>> r = p.output(p.var("y"), var=2.0)
         >>> r.node, r.var
-        ('x1', 2.0)
+        ('y', 2.0)
         """
         if not isinstance(x, Var) or not x.is_vector:
             raise ProgramError("OUTPUT: the readout reads a vector of the program")
@@ -952,7 +936,7 @@ class BuilderProgram(Program):
         Parameters
         ----------
         name : str
-            A variable of the program.
+            The name of a vector, scalar or matrix the program defines.
 
         Returns
         -------
@@ -962,14 +946,12 @@ class BuilderProgram(Program):
         Raises
         ------
         ProgramError
-            When the program has no such variable.
+            When the program defines nothing of that name.
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.var("h1")
-        <vector h1 of 'demo'>
+        >>> tp.demo_program().var("h2")
+        <vector h2 of 'demo'>
         """
         node = self.node(name)
         if isinstance(node, InitialMatrix):

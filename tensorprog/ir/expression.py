@@ -318,7 +318,8 @@ def as_expression(value, names: Mapping[str, sp.Symbol], *, what: str = "ψ",
     ParseError
         ``value`` is a string outside the grammar of :func:`parse_expression`.
     ProgramError
-        ``value`` is neither a string, a sympy object nor a real number.
+        ``value`` is neither a string, a sympy object nor a real number, or holds a non-finite
+        constant (nan, ±∞).
 
     Example
     -------
@@ -327,11 +328,14 @@ def as_expression(value, names: Mapping[str, sp.Symbol], *, what: str = "ψ",
     """
     if isinstance(value, str):
         return parse_expression(value, names, instruction=instruction)
-    if isinstance(value, sp.Basic):
-        return value
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return sp.sympify(value)
+        value = sp.sympify(value)
+    if isinstance(value, sp.Basic):
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            where = f" in {instruction}" if instruction else ""
+            raise ProgramError(f"{what}{where} must be finite, got {value}: give a finite number")
+        return value
     raise ProgramError(f"{what} must be a sympy expression, a number or a string, got "
                        f"{type(value).__name__} {value!r}", instruction)

@@ -87,9 +87,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> q = p.empty_like()
         >>> q.num_inputs, q.order
         (2, [])
@@ -111,7 +109,7 @@ class ProgramGraph:
         Parameters
         ----------
         name : str
-            A variable of the program.
+            Any variable of the program: a vector, a scalar or a matrix.
 
         Returns
         -------
@@ -125,10 +123,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.node("h2")
+        >>> tp.demo_program().node("h2")
         MatMul(name='h2', family='inputs', matrix='W', arg='x1', transpose=False)
         """
         try:
@@ -156,11 +151,9 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [n.name for n in p.nodes()], [n.name for n in p.nodes("matmul")]
-        (['h1', 'W', 'x1', 'h2'], ['h2'])
+        (['h1', 'W', 'x1', 'h2', 'y'], ['h2'])
         """
         out = [self.graph.nodes[n]["node"] for n in self.order]
         if kind is None:
@@ -188,10 +181,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.family_size("inputs"), p.family_size("shared")
-        (2, 1)
+        >>> tp.demo_program().family_size("inputs")
+        2
         """
         return self.get_family(family).size
 
@@ -201,11 +192,12 @@ class ProgramGraph:
         Parameters
         ----------
         family : str
-            A family of the program.
+            ``"inputs"``, ``"shared"`` or the name given to :meth:`add_family`.
 
         Returns
         -------
         Family
+            Its name, size and owner array.
 
         Raises
         ------
@@ -214,9 +206,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.get_family("inputs")
+        >>> tp.demo_program().get_family("inputs")
         Family(name='inputs', size=2, owner=array([0, 1]))
         """
         if family not in self.families:
@@ -236,7 +226,7 @@ class ProgramGraph:
         Parameters
         ----------
         family : str
-            A family of the program.
+            The family whose members are assigned to inputs.
 
         Returns
         -------
@@ -246,12 +236,11 @@ class ProgramGraph:
         Raises
         ------
         ProgramError
-            When the family does not exist.
+            When ``family`` is not declared.
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.family("pixels", [0, 0, 1])
         'pixels'
         >>> p.owner_matrix("pixels")
@@ -272,7 +261,7 @@ class ProgramGraph:
         Parameters
         ----------
         name : str
-            A variable of the program.
+            A MATMUL, NONLIN, MOMENT or SELECT of the program (initial variables have none).
 
         Returns
         -------
@@ -281,13 +270,11 @@ class ProgramGraph:
         Raises
         ------
         ProgramError
-            When the program has no such variable.
+            When ``name`` is not a variable of the program.
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> p.args("h2"), p.args("x1")
         (['x1'], ['h1'])
         """
@@ -307,9 +294,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [m.name for m in p.matmuls_of("W")]
         ['h2']
         """
@@ -324,7 +309,7 @@ class ProgramGraph:
         Parameters
         ----------
         name : str
-            A variable of the program.
+            A vector, scalar or matrix of the program.
 
         Returns
         -------
@@ -332,10 +317,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.line_of("h2")
+        >>> tp.demo_program().line_of("h2")
         5
         """
         declared = sum(1 for f in self.families if f not in (SHARED, INPUTS))
@@ -356,10 +338,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.fresh_name("h")
-        'h2'
+        >>> tp.demo_program().fresh_name("h")
+        'h3'
         """
         k = self._counters.get(prefix, 0)
         while True:
@@ -411,7 +391,37 @@ class ProgramGraph:
         return node
 
     def replace(self, name: str, **changes) -> Instruction:
-        """Replace fields of the (immutable) record of ``name``, e.g. its parametrization."""
+        """Replace fields of the (immutable) record of ``name``, e.g. its parametrization.
+
+        The record is frozen (:mod:`tensorprog.ir.instructions`), so a change is a new record
+        put in the old one's place; nothing is checked again, so change only fields that do not
+        alter what the instruction computes from (learning rates, parametrizations).
+
+        Parameters
+        ----------
+        name : str
+            The variable whose record changes.
+        **changes
+            New values of fields of its record class.
+
+        Returns
+        -------
+        Instruction
+            The new record.
+
+        Raises
+        ------
+        ProgramError
+            When the program has no such variable.
+        TypeError
+            When a field does not belong to the record's class.
+
+        Example
+        -------
+        >>> p = tp.demo_program()
+        >>> p.replace("W", trainable=False).trainable, p.node("W").trainable
+        (False, False)
+        """
         node = dataclasses.replace(self.node(name), **changes)
         self.graph.nodes[name]["node"] = node
         return node
@@ -525,7 +535,7 @@ class ProgramGraph:
         Parameters
         ----------
         matrix : str
-            A matrix of the program.
+            A matrix of the program (initial, or generated by :mod:`tensorprog.nn.hypernet`).
 
         Returns
         -------
@@ -533,10 +543,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.is_generated("W")
+        >>> tp.demo_program().is_generated("W")
         False
         """
         return self.node(matrix).generated
@@ -781,8 +788,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> p.add_family("pixels", np.repeat(np.arange(2), 2))
         Family(name='pixels', size=4, owner=array([0, 0, 1, 1]))
         """
@@ -806,7 +812,7 @@ class ProgramGraph:
         Parameters
         ----------
         a, b : str
-            Initial vectors of the program.
+            Two trainable initial vectors (embeddings, biases, given vectors).
 
         Returns
         -------
@@ -816,9 +822,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.tangent_of("h1", "h1")
+        >>> tp.demo_program().tangent_of("h1", "h1")
         array([[1.1, 0.1],
                [0.1, 1.1]])
         """
@@ -842,8 +846,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
+        >>> p = tp.demo_program()
         >>> b = p.bias("b", var=0.5)
         >>> p.init_cov_of("h1", "h1")
         array([[1.1, 0.1],
@@ -890,10 +893,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
-        >>> p.add_matmul("g", "W", "h1", transpose=True)
+        >>> tp.demo_program().add_matmul("g", "W", "h1", transpose=True)
         MatMul(name='g', family='inputs', matrix='W', arg='h1', transpose=True)
         """
         family = self.node(arg).family if arg in self else INPUTS
@@ -927,9 +927,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_select("s", "h1", [1, 0], "inputs").index
+        >>> tp.demo_program().add_select("s", "h1", [1, 0], "inputs").index
         array([1, 0])
         """
         index = np.asarray(index)
@@ -964,10 +962,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_nonlin("y", "tanh(h1)", ["h1"])
-        Nonlin(name='y', family='inputs', expr=tanh(h1), vectors=('h1',), parameters=())
+        >>> tp.demo_program().add_nonlin("z", "tanh(h1)", ["h1"])
+        Nonlin(name='z', family='inputs', expr=tanh(h1), vectors=('h1',), parameters=())
         """
         return self._add_coordinatewise("nonlin", name, expr, args, scalars)
 
@@ -996,9 +992,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.expression("relu(h1) + 1")
+        >>> tp.demo_program().expression("relu(h1) + 1")
         relu(h1) + 1
         """
         if not isinstance(expr, str):
@@ -1032,9 +1026,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.add_inferred("moment", "th", "h1**2")
+        >>> tp.demo_program().add_inferred("moment", "th", "h1**2")
         Moment(name='th', family='inputs', expr=h1**2, vectors=('h1',), parameters=())
         """
         expr = self.expression(expr)
@@ -1081,9 +1073,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.set_readout("h1", 2.0).var
+        >>> tp.demo_program(output=False).set_readout("h1", 2.0).var
         2.0
         """
         instruction = Readout(node, var, bias_var).headline()
@@ -1118,9 +1108,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> p.validate()
+        >>> tp.demo_program().validate()
         """
         if not nx.is_directed_acyclic_graph(self.graph):
             cycle = nx.find_cycle(self.graph)
@@ -1148,11 +1136,8 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> r = p.output(h, var=2.0)
-        >>> p.require_output().node
-        'h1'
+        >>> tp.demo_program().require_output().node
+        'y'
         """
         if self.readout is None:
             raise ProgramError(
@@ -1169,9 +1154,7 @@ class ProgramGraph:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> x = p.matrix("W", var=2.0) @ tp.relu(h)
+        >>> p = tp.demo_program()
         >>> [m.name for m in p.trained_matrices()]
         ['W']
         """

@@ -40,10 +40,7 @@ class Program(ProgramGraph):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> W = p.matrix("W", var=2.0)
-        >>> x = W @ tp.tanh(W @ h)
+        >>> p = tp.demo_program(activation="tanh")
         >>> q = p.copy()
         >>> q == p, q is p
         (True, False)
@@ -64,18 +61,19 @@ class Program(ProgramGraph):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> W = p.matrix("W", var=2.0)
-        >>> x = W @ tp.tanh(W @ h)
+        >>> p = tp.demo_program()
+        >>> g = p.matrix("V", var=1.0) @ p.var("h1")     # a MATMUL of the G-var h1
         >>> print(p.reduced())
         PROGRAM demo inputs=2
         INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)   # X1: 2×2
         MATRIX: W ~ N(0, 2.0/n)
+        NONLIN: x1 := relu(h1)
+        MATMUL: h2 := W x1
+        MATRIX: V ~ N(0, 1.0/n)
         NONLIN: h1_x1 := h1
-        MATMUL: h2 := W h1_x1
-        NONLIN: x1 := tanh(h2)
-        MATMUL: h3 := W x1
+        MATMUL: h3 := V h1_x1
+        NONLIN: y := relu(h2)
+        OUTPUT: readout(y, var=2.0, bias_var=0.0)
         """
         return reduce_program(self)
 
@@ -92,18 +90,12 @@ class Program(ProgramGraph):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> W = p.matrix("W", var=2.0)
-        >>> x = W @ tp.tanh(W @ h)
+        >>> p = tp.Program("tiny")
+        >>> h = p.embed(np.array([[1.0], [2.0]]))         # two inputs in R¹
         >>> print(p.to_text())
-        PROGRAM demo inputs=2
-        INPUT:  h1 := embed(X1, var=2.0, bias_var=0.1)
-        MATRIX: W ~ N(0, 2.0/n)
-        MATMUL: h2 := W h1
-        NONLIN: x1 := tanh(h2)
-        MATMUL: h3 := W x1
-        DATA:   X1 = [[1.0, 0.0], [0.0, 1.0]]
+        PROGRAM tiny inputs=2
+        INPUT:  h1 := embed(X1, var=1.0, bias_var=0.0)
+        DATA:   X1 = [[1.0], [2.0]]
         <BLANKLINE>
         """
         return program_to_text(self)
@@ -133,10 +125,7 @@ class Program(ProgramGraph):
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> W = p.matrix("W", var=2.0)
-        >>> x = W @ tp.tanh(W @ h)
+        >>> p = tp.demo_program(activation="tanh")
         >>> tp.Program.from_text(p.to_text()) == p
         True
         >>> tp.Program.from_text(str(p), data={"X1": np.eye(2)}) == p

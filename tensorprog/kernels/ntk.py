@@ -47,25 +47,55 @@ def nngp(program: Program, symbolic: bool = False, tier: str = "auto",
          with_error: bool = False):
     """Infinite-width NNGP kernel of ``program``'s output on its N inputs.
 
+    ``K(ξ_i, ξ_j) = σ_v² E[Z^{x}(ξ_i) Z^{x}(ξ_j)] + σ_b²`` for the readout ``f = v·x/√n + b``
+    (``docs/theory.md`` §3.1; TP IIb Def. 4.2 and Thm. B.4).  Numeric kernels of programs with a
+    per-input template reuse the derivation of any earlier program of the same structure
+    (:func:`tensorprog.plan.compiled.cached_kernels`).
+
     Parameters
     ----------
-    program : a network program (with an output).
-    symbolic : closed forms only; a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j``.
-    tier : the expectation tier ("auto", "exact", "quadrature", "montecarlo").
-    with_error : also return the absolute error estimate (see the module docstring).
-
-    Numeric kernels of programs with a per-input template reuse the derivation of any earlier
-    program of the same structure (:func:`tensorprog.plan.compiled.cached_kernels`).
+    program : Program
+        A network program (with an output).
+    symbolic : bool
+        Closed forms only; the kernel is a sympy Matrix in the Gram entries ``G_i_j = ξ_iᵀξ_j``.
+    tier : str
+        The expectation tier: ``"auto"``, ``"exact"``, ``"quadrature"`` or ``"montecarlo"``
+        (``docs/theory.md`` §4).
+    with_error : bool
+        Also return the absolute error estimate of every entry (module docstring,
+        ``docs/accuracy.md``).
 
     Returns
     -------
-    an (N, N) array, or ``(K, error)`` with ``with_error=True`` (error an (N, N) array; zeros
-    when symbolic).
+    numpy.ndarray or sympy.Matrix, shape (N, N)
+        The kernel ``K``; ``(K, error)`` with ``with_error=True`` (``error`` an (N, N) array,
+        zeros when symbolic).
+
+    Raises
+    ------
+    ProgramError
+        When the program has no output.
+    ResourceError
+        When the derivation is estimated not to fit (:mod:`tensorprog.resources`).
+    ExpectationError
+        When an expectation has no closed form and ``symbolic`` or ``tier="exact"`` asks for one.
 
     Warns
     -----
     AccuracyWarning
-        when the error estimate exceeds ``TARGET_RTOL`` of the kernel's largest entry.
+        When the error estimate exceeds ``TARGET_RTOL`` of the kernel's largest entry.
+
+    Example
+    -------
+    >>> p = tp.demo_program()
+    >>> tp.nngp(p).round(4)               # 2 E[relu(Z^{h2}(ξ_i)) relu(Z^{h2}(ξ_j))]
+    array([[1.1   , 0.5745],
+           [0.5745, 1.1   ]])
+    >>> tp.nngp(p, symbolic=True)[0, 0]
+    1.0*G_0_0 + 0.1
+    >>> K, error = tp.nngp(tp.demo_program(activation="tanh"), with_error=True)
+    >>> bool(error.max() < 1e-8)          # quadrature, to about 1e-10
+    True
     """
     program.require_output()
     if not symbolic:
@@ -88,27 +118,53 @@ def ntk(program: Program, method: str = "backprop", symbolic: bool = False,
         contributions: bool = False, tier: str = "auto", with_error: bool = False):
     """Infinite-width NTK of ``program`` (every trainable parameter, NTK parametrization).
 
+    ``Θ(ξ_i, ξ_j) = Σ_θ ⟨∂f(ξ_i)/∂θ, ∂f(ξ_j)/∂θ⟩`` over the trainable parameters, in the limit:
+    by the backward pass written into the program (``docs/theory.md`` §3.5; TP IIb Eqs. 97–100
+    with D.4.1) or by path sums (§3.6; Prop. D.3).
+
     Parameters
     ----------
-    program : a network program (with an output).
-    method : ``"backprop"`` (the backward pass written in the program), ``"paths"`` (path sums,
-        TP IIb Prop. D.3) or ``"both"``: both derivations, which must agree within
-        ``AGREEMENT`` times the sum of their error estimates; the backprop kernel is returned.
-    symbolic : closed forms only (a sympy Matrix).
-    contributions : also return ``parts``, each parameter's (and, for paths, each
+    program, symbolic, tier
+        As for :func:`nngp`.
+    method : str
+        ``"backprop"`` (the backward pass written in the program), ``"paths"`` (path sums) or
+        ``"both"``: both derivations, which must agree within ``AGREEMENT`` times the sum of
+        their error estimates; the backprop kernel is returned.
+    contributions : bool
+        Also return ``parts``, each parameter's (and, for paths, each
         ``(parameter, matrix sequence)`` path class's) (N, N) share of Θ.
-    tier : the expectation tier.
-    with_error : also return the absolute error estimate of Θ (module docstring).
+    with_error : bool
+        Also return the absolute error estimate of Θ (module docstring).
 
     Returns
     -------
-    ``Θ``, then ``parts`` if ``contributions``, then ``error`` if ``with_error`` (a tuple when
-    more than Θ is asked for).
+    numpy.ndarray or sympy.Matrix, shape (N, N), or tuple
+        ``Θ``, then ``parts`` if ``contributions``, then ``error`` if ``with_error`` (a tuple
+        when more than Θ is asked for).
 
     Raises
     ------
+    ValueError
+        On an unknown ``method``.
     LimitError
-        with ``method="both"``, when the two derivations disagree beyond their errors.
+        With ``method="both"``, when the two derivations disagree beyond their errors.
+    ProgramError, ResourceError, ExpectationError
+        As :func:`nngp` does.
+
+    Warns
+    -----
+    AccuracyWarning
+        When the error estimate exceeds ``TARGET_RTOL`` of Θ's largest entry.
+
+    Example
+    -------
+    >>> p = tp.demo_program()
+    >>> Theta, parts = tp.ntk(p, method="both", contributions=True)
+    >>> Theta.round(4)
+    array([[3.3   , 0.8558],
+           [0.8558, 3.3   ]])
+    >>> sorted(parts), np.allclose(parts["readout"], tp.nngp(p))   # v's share is the NNGP
+    (['U_h1', 'W', 'readout'], True)
     """
     if method not in ("backprop", "paths", "both"):
         raise ValueError(f"method must be 'backprop', 'paths' or 'both', got {method!r}")
@@ -198,7 +254,40 @@ def _paths(program, symbolic, tier):
 
 
 def ntk_contributions(program: Program, symbolic: bool = False, tier: str = "auto") -> dict:
-    """Per-parameter NTK contributions by backprop-in-the-program (see :mod:`.terms`)."""
+    """Per-parameter NTK contributions by backprop-in-the-program (see :mod:`.terms`).
+
+    The same shares as ``tp.ntk(program, contributions=True)[1]`` (TP IIb Eqs. 97–100): one
+    ``σ² Σ_{r,s} E[Z^{dgʳ}Z^{dgˢ}] E[Z^{hʳ}Z^{hˢ}]`` per matrix, one per input layer, bias and
+    readout.
+
+    Parameters
+    ----------
+    program : Program
+        A network program with an output.
+    symbolic : bool
+        Closed forms in the Gram entries ``G_i_j``.
+    tier : str
+        The expectation tier.
+
+    Returns
+    -------
+    dict
+        Parameter name (``"W"``, ``"U_h1"``, ``"readout"``, …) → its (N, N) share of Θ.
+
+    Raises
+    ------
+    ProgramError
+        When ``program`` has no readout.
+
+    Example
+    -------
+    >>> shares = tp.ntk_contributions(tp.demo_program())
+    >>> shares["W"].round(4)
+    array([[1.1   , 0.2486],
+           [0.2486, 1.1   ]])
+    >>> np.allclose(sum(shares.values()), tp.ntk(tp.demo_program()))
+    True
+    """
     program.require_output()
     check_kernel(program, "ntk")
     return _backprop(program, symbolic, tier)[0]

@@ -57,6 +57,32 @@ class Limit:
     max_rel_error, upstream_rel_error : float
         largest error relative to its expectation's largest value, over all pair expectations
         resp. over the ZHAT covariances later expectations are computed from.
+
+    Parameters
+    ----------
+    program : Program
+        The program; its Z and θ̊ are derived in program order on construction (the rules of
+        TP IIb Def. B.3, ``docs/theory.md`` §2.2), kernels on demand by :meth:`cov`.
+    symbolic : bool
+        Hold covariances as sympy expressions in the input Gram entries ``G_i_j = ξ_iᵀξ_j``
+        (closed-form expectations only).
+    tier : str
+        Expectation tier: ``"auto"``, ``"exact"``, ``"quadrature"`` or ``"montecarlo"``
+        (``docs/theory.md`` §4).
+
+    Raises
+    ------
+    ProgramError
+        When the program is not well formed.
+    ExpectationError
+        When an expectation cannot be computed in ``tier``; the message names the instruction
+        and its line.
+
+    Example
+    -------
+    >>> lim = tp.Limit(tp.demo_program(moment=True))
+    >>> sorted(lim.z), sorted(lim.scalars), lim.tiers_used
+    (['h1', 'h2', 'x1', 'y'], ['th'], {'exact'})
     """
 
     def __init__(self, program: Program, symbolic: bool = False, tier: str = "auto"):
@@ -92,6 +118,25 @@ class Limit:
 
     # ------------------------------------------------------------------ public queries
     def size(self, name: str) -> int:
+        """The number of members of ``name``'s family (N for the inputs family, 1 for shared).
+
+        Parameters
+        ----------
+        name : str
+            A vector or scalar of the program.
+
+        Returns
+        -------
+        int
+
+        Example
+        -------
+        >>> p = tp.demo_program()
+        >>> b = p.bias("b", var=0.5)
+        >>> lim = tp.limit(p)
+        >>> lim.size("y"), lim.size("b")
+        (2, 1)
+        """
         return self.program.family_size(self.program.node(name).family)
 
     def Z(self, name: str) -> sp.Expr:
@@ -100,7 +145,7 @@ class Limit:
         Parameters
         ----------
         name : str
-            A vector of the program.
+            A vector of the program (the Z of a MATMUL holds its ZDOT terms).
 
         Returns
         -------
@@ -120,7 +165,7 @@ class Limit:
         >>> tp.limit(p).Z(g.name)
         1.0*E[∂Z^{x1}/∂Ẑ^{W h1}]*Z^{h1} + Ẑ^{Wᵀ x1}
         """
-        self._require(name)
+        self._require(name, vector=True)
         return self.z[name]
 
     def scalar(self, name: str) -> np.ndarray:
@@ -143,12 +188,7 @@ class Limit:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
-        >>> th = (y * y).mean(name="th")
-        >>> lim = tp.limit(p)
-        >>> lim.scalar("th")
+        >>> tp.limit(tp.demo_program(moment=True)).scalar("th")     # E[relu(Z)²], Var Z = 1.1
         array([0.55, 0.55])
         """
         self._require(name)
@@ -180,18 +220,13 @@ class Limit:
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
-        >>> th = (y * y).mean(name="th")
-        >>> lim = tp.limit(p)
-        >>> lim.cov("h1")
-        array([[1.1, 0.1],
-               [0.1, 1.1]])
+        >>> tp.limit(tp.demo_program()).cov("y").round(4)     # arc-cosine kernel of Z^{h2}
+        array([[0.55  , 0.2873],
+               [0.2873, 0.55  ]])
         """
         b = a if b is None else b
-        self._require(a)
-        self._require(b)
+        self._require(a, vector=True)
+        self._require(b, vector=True)
         if (a, b) not in self._pairs and (b, a) in self._pairs:
             return self._pairs[(b, a)].T
         self._resolve_pairs(a, b)
@@ -227,9 +262,30 @@ class Limit:
                                             self._base_covs)
 
     def cov_error(self, a: str, b: str | None = None) -> np.ndarray:
-        """Absolute error estimate of :meth:`cov` ``(a, b)`` (its expectation's own estimate:
-        0 for closed forms, the rule difference for quadrature, the standard error for Monte
-        Carlo; the errors of the covariances it was computed from are in ``max_rel_error``)."""
+        """Absolute error estimate of :meth:`cov` ``(a, b)``.
+
+        Its expectation's own estimate (``docs/accuracy.md``): 0 for closed forms, the
+        difference of two rules for quadrature, the standard error for Monte Carlo; the errors
+        of the covariances it was computed from are in ``max_rel_error``.
+
+        Parameters
+        ----------
+        a : str
+            A vector of the program.
+        b : str, optional
+            Another vector (default ``a``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Of the shape of ``cov(a, b)``.
+
+        Example
+        -------
+        >>> lim = tp.limit(tp.demo_program(activation="tanh"))   # no closed form: quadrature
+        >>> bool((lim.cov_error("y") < 1e-9).all()), lim.tiers_used
+        (True, {'quadrature'})
+        """
         b = a if b is None else b
         self.cov(a, b)
         if (a, b) in self._errors:
@@ -242,7 +298,7 @@ class Limit:
         Parameters
         ----------
         name : str
-            A vector of the program.
+            A vector of the program (a shared vector has one member).
 
         Returns
         -------
@@ -251,37 +307,78 @@ class Limit:
         Raises
         ------
         LimitError
-            When the program has no such variable.
+            When the program has no variable of that name (a matrix has no Z).
 
         Example
         -------
-        >>> p = tp.Program("demo")
-        >>> h = p.embed(np.eye(2), var=2.0, bias_var=0.1)
-        >>> y = tp.relu(p.matrix("W", var=2.0) @ tp.relu(h)).named("y")
-        >>> th = (y * y).mean(name="th")
-        >>> lim = tp.limit(p)
-        >>> lim.mean("y").round(4)
+        >>> tp.limit(tp.demo_program()).mean("y").round(4)
         array([0.4184, 0.4184])
         """
-        self._require(name)
+        self._require(name, vector=True)
         return self.expect_single(self.z[name], self.size(name))
 
-    def _require(self, name):
+    def _require(self, name, vector=False):
+        """Refuse a name the query cannot answer (``vector``: the query needs a Z)."""
         if name not in self.z and name not in self.scalars:
             if name in self.program and isinstance(self.program.node(name), InitialMatrix):
                 raise LimitError(f"{name!r} is a matrix; it has no Z (its MATMULs do)")
             raise LimitError(f"no variable {name!r} in program {self.program.name!r}")
+        if vector and name not in self.z:
+            raise LimitError(f"{name!r} is a scalar; it has no Z: use scalar({name!r})")
 
     # ------------------------------------------------------------------ expectations
     def z_in(self, name: str, size: int) -> sp.Expr:
-        """``Z^{name}`` seen from a family of ``size`` members (shared vectors broadcast)."""
+        """``Z^{name}`` seen from a family of ``size`` members (shared vectors broadcast).
+
+        Parameters
+        ----------
+        name : str
+            A vector of the program.
+        size : int
+            Members of the family it is read from: its own size, or any size for a shared
+            vector (whose one member every member sees).
+
+        Returns
+        -------
+        sympy.Expr
+            Over the atom leaves of :mod:`tensorprog.limit.atoms`, indexed for that family.
+
+        Example
+        -------
+        >>> tp.limit(tp.demo_program()).z_in("y", 2)
+        relu(Ẑ^{W x1})
+        """
         m = self.size(name)
         if m == size:
             return self.z[name]
         return self.leaves.reindex(self.z[name], np.zeros(size, dtype=np.intp))
 
     def expect_single(self, expr: sp.Expr, m: int) -> np.ndarray:
-        """``E[expr(i)]`` for every member i of a family of size m: an (m,) array."""
+        """``E[expr(i)]`` for every member i of a family of size m (TP IIb Thm. B.4).
+
+        Parameters
+        ----------
+        expr : sympy.Expr
+            An expression over Z leaves, such as ``Z(name)`` or a function of it.
+        m : int
+            The family's size.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,)
+            Sympy entries when the limit is symbolic.
+
+        Raises
+        ------
+        ExpectationError
+            When the expectation cannot be computed in the limit's tier.
+
+        Example
+        -------
+        >>> lim = tp.limit(tp.demo_program())
+        >>> lim.expect_single(lim.Z("y"), 2).round(4)      # E[relu(Z)], Var Z = 1.1: √(1.1/2π)
+        array([0.4184, 0.4184])
+        """
         if self._all_sampled:
             return self._sampled(self._joint.single(expr, m))
         atoms, cov, values = self._single_gaussian(expr, m)
@@ -331,7 +428,31 @@ class Limit:
                 "h/√(h² + ε)")
 
     def expect_pair(self, ea: sp.Expr, ma: int, eb: sp.Expr, mb: int) -> np.ndarray:
-        """``E[ea(i) · eb(j)]`` for all i < ma, j < mb: an (ma, mb) array."""
+        """``E[ea(i) · eb(j)]`` for all members i < ma, j < mb of two families.
+
+        Parameters
+        ----------
+        ea, eb : sympy.Expr
+            Expressions over Z leaves.
+        ma, mb : int
+            The sizes of their families.
+
+        Returns
+        -------
+        numpy.ndarray, shape (ma, mb)
+
+        Raises
+        ------
+        ExpectationError
+            As :meth:`expect_single`.
+
+        Example
+        -------
+        >>> lim = tp.limit(tp.demo_program())
+        >>> lim.expect_pair(lim.Z("y"), 2, lim.Z("x1"), 2).round(4)   # independent: E·E
+        array([[0.1751, 0.1751],
+               [0.1751, 0.1751]])
+        """
         if self._all_sampled:
             return self._sampled(self._joint.pair(ea, ma, eb, mb))
         A, Pa = self.leaves.split(ea)
@@ -449,13 +570,59 @@ class Limit:
         return out
 
     def init_cov(self, a: str, b: str) -> np.ndarray:
-        """Covariance of initial vectors a and b (sympy entries when symbolic)."""
+        """Covariance of initial vectors a and b (ZINIT; sympy entries when symbolic).
+
+        The covariance of their Gaussian atoms, as the program declares it.
+
+        Parameters
+        ----------
+        a, b : str
+            Names of initial vectors (ZINIT atoms).
+
+        Returns
+        -------
+        numpy.ndarray
+            Of shape (size(a), size(b)), from :meth:`Program.init_cov_of` or, when symbolic, in
+            the Gram entries ``G_i_j``.
+
+        Example
+        -------
+        >>> tp.limit(tp.demo_program(bias_var=0.5)).init_cov("h1", "h1")   # ξ_iᵀξ_j + 0.5
+        array([[1.5, 0.5],
+               [0.5, 1.5]])
+        """
         if self.symbolic:
             return self._gram.init_cov(a, b)
         return self.program.init_cov_of(a, b)
 
     def tangent(self, a: str, b: str) -> np.ndarray:
-        """NTK weight of trainable initial vectors a, b (:meth:`Program.tangent_of`)."""
+        """NTK weight of trainable initial vectors a, b (:meth:`Program.tangent_of`).
+
+        The weight ``K`` of their NTK share ``K ∘ E[Z^{da} Z^{db}]`` (TP IIb eq. (29)): their
+        initial covariance, unless the vector declares its own tangent kernel (a bias started
+        at zero, :func:`tensorprog.nn.dense.zero_bias`).
+
+        Parameters
+        ----------
+        a, b : str
+            Trainable initial vectors.
+
+        Returns
+        -------
+        numpy.ndarray
+            The weight, one entry per pair of members of their families.
+
+        Example
+        -------
+        >>> from tensorprog.nn.dense import zero_bias
+        >>> p = tp.demo_program()
+        >>> b = zero_bias(p.var("y"), "b", 0.5)
+        >>> lim = tp.limit(p)
+        >>> lim.init_cov("b", "b"), lim.tangent("b", "b")
+        (array([[0., 0.],
+               [0., 0.]]), array([[0.5, 0.5],
+               [0.5, 0.5]]))
+        """
         if getattr(self.program.node(a), "tangent", None) is None:
             return self.init_cov(a, b)
         value = self.program.tangent_of(a, b)
@@ -465,7 +632,23 @@ class Limit:
         return sp.Float(var) if self.symbolic else var
 
     def matrix_var(self, matrix: str):
-        """σ_W² of a matrix: a number, or the (N, N) input covariance of a generated matrix."""
+        """σ_W² of a matrix: a number, or the (N, N) input covariance of a generated matrix.
+
+        Parameters
+        ----------
+        matrix : str
+            ``"W"`` for ``p.matrix("W", …)``, or a generated matrix.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            A sympy Float when the limit is symbolic.
+
+        Example
+        -------
+        >>> tp.limit(tp.demo_program()).matrix_var("W")
+        2.0
+        """
         var = self.program.node(matrix).var
         if isinstance(var, np.ndarray) and self.symbolic:
             return np.vectorize(sp.Float, otypes=[object])(var)
@@ -486,7 +669,25 @@ class Limit:
 
     def z_of(self, expr: sp.Expr, m: int) -> sp.Expr:
         """An expression over program variables with every vector replaced by its Z and every
-        scalar by its limit θ̊, for a family of ``m`` members (ZNONLIN⁺)."""
+        scalar by its limit θ̊, for a family of ``m`` members (ZNONLIN⁺, TP IIb Def. B.3).
+
+        Parameters
+        ----------
+        expr : sympy.Expr
+            An expression in the symbols of program variables (:meth:`Program.expression`).
+        m : int
+            The family's size.
+
+        Returns
+        -------
+        sympy.Expr
+
+        Example
+        -------
+        >>> p = tp.demo_program()
+        >>> tp.limit(p).z_of(p.expression("y + 1"), 2)
+        relu(Ẑ^{W x1}) + 1
+        """
         sub = {}
         for s in expr.free_symbols:
             node = self.program.node(s.name)

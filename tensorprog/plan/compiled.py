@@ -18,6 +18,7 @@ import contextlib
 import re
 import threading
 from collections import OrderedDict
+from functools import partial
 
 from ..backends.arrays import positive_int
 from ..errors import ProgramError, TensorProgError
@@ -25,6 +26,7 @@ from ..ir.program import Program
 from ..kernels.backprop import backward_program
 from ..kernels.terms import ntk_terms, readout_term
 from ..limit.evaluator import Limit
+from .devices import CPU64, DEVICES, Device, device as make_device
 from .layout import Layout, layout, retarget, split_inputs
 from .pairs import PairExecutor, Unsupported
 from . import fused
@@ -40,6 +42,17 @@ class KernelFn:
 
     Call it as ``kfn(X1, X2=None, get=("nngp", "ntk"))``.
 
+    Parameters
+    ----------
+    program : Program
+        A network program with an output.
+    tier : str
+        Expectation tier ("auto", "exact", "quadrature", "montecarlo").
+    dtype : "float64" or "float32"
+        Default precision of the calls (see :meth:`__call__`).
+    device : "cpu" or "gpu"
+        Default device of the calls: NumPy, or CuPy on the GPU.
+
     Attributes
     ----------
     route : str
@@ -50,12 +63,23 @@ class KernelFn:
     tiers, max_error :
         Expectation tiers the last call used and the largest error they state (0 for closed
         forms; the quadrature and Monte-Carlo tiers' error estimates otherwise).
+
+    Example
+    -------
+    >>> kfn = tp.KernelFn(tp.demo_program(activation="tanh"))
+    >>> K = kfn(np.eye(2), get="nngp")
+    >>> kfn.route, kfn.tiers, kfn.max_error < 1e-8
+    ('pairs', {'quadrature'}, True)
     """
 
-    def __init__(self, program: Program, tier: str = "auto"):
+    def __init__(self, program: Program, tier: str = "auto", dtype="float64", device="cpu"):
         program.require_output()
         self.program = program
         self.tier = tier
+        make_device("cpu", dtype)                          # a clear error for a bad dtype
+        if device not in DEVICES:
+            raise ProgramError(f"device must be one of {DEVICES}, got {device!r}")
+        self.dtype, self.device = dtype, device
         self.reason = ""
         try:
             self.layout: Layout | None = layout(program)
@@ -71,7 +95,8 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
-                 client=None, max_memory=None, threads=None):
+                 client=None, max_memory=None, threads=None, dtype=None, device=None,
+                 on_device=False):
         """Kernels on new inputs.
 
         Parameters
@@ -94,75 +119,110 @@ class KernelFn:
             Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
         threads : int, optional
             Tiles computed at once on this machine (default: one per CPU, within the memory
-            budget; 1 with the numba engine, whose kernel is itself parallel).  The result
-            does not depend on it.
+            budget; 1 with the numba engine, whose kernel is itself parallel, and on the GPU).
+            The result does not depend on it.
+        dtype : "float64" or "float32", optional
+            Precision of the inputs, the pair arrays, the fused kernels and the kernels
+            returned (default: the compiled default, float64).  float32 halves the memory per
+            pair (tiles of √2 the edge) and took 0.36–0.67 of the float64 time; its error
+            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 7e-7 on the NNGP and NTK of ReLU
+            and erf MLPs of depth 3 and 10, a CNN and an RNN at N = 500 (stated bound 5e-6,
+            tested; entrywise relative errors are larger on entries near 0:
+            docs/performance.md).  Factors without a fused closed form (quadrature, Monte
+            Carlo, the generic arc-cosine expansion) are computed in the precision they are
+            given or in float64 and stored in float32; the union route (BatchNorm) computes in
+            float64 and casts.
+        device : "cpu" or "gpu", optional
+            NumPy on the host, or CuPy on the GPU (``pip install ".[gpu]"``): the inputs are
+            moved to the GPU once, the tiles computed there (the tile budget a quarter of its
+            free memory), factors without a fused closed form on the host.
+        on_device : bool
+            With ``device="gpu"``, return CuPy arrays instead of NumPy ones.
 
         Returns
         -------
         ndarray or dict
-            One kernel for a single ``get``, else ``{name: kernel}``.
+            One kernel for a single ``get``, else ``{name: kernel}``, of ``dtype``.
 
         Raises
         ------
         ProgramError
-            For inputs of the wrong shape, or new inputs on the union route.
+            For inputs of the wrong shape, or new inputs on the union route, or an unknown
+            ``dtype`` or ``device``.
+        ResourceError
+            For ``device="gpu"`` without CuPy or a GPU.
 
         Example
         -------
-        >>> kfn = tp.compile(p)
-        >>> K_test_train = kfn(X_test, X_train, get="ntk")
+        >>> kfn = tp.compile(tp.demo_program())
+        >>> kfn(np.ones((3, 2)), np.eye(2)).keys()          # both kernels, 3 × 2 each
+        dict_keys(['nngp', 'ntk'])
         """
         single = isinstance(get, str)
         gets = (get,) if single else tuple(get)
         for g in gets:
             if g not in GETS:
                 raise ProgramError(f"get must name kernels among {GETS}, got {g!r}")
+        spec = (self.device if device is None else device,
+                self.dtype if dtype is None else dtype, bool(on_device))
+        dev = make_device(*spec[:2])
         if self.route == "union":
-            out = self._union(X1, X2, gets)
+            out = {g: _returned(dev, spec[2], k) for g, k in self._union(X1, X2, gets).items()}
         else:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
             out = self._tiled(left, right, gets, batch_size, progress, client, max_memory,
-                              threads)
+                              threads, dev, spec)
         return out[gets[0]] if single else out
 
-    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, threads):
+    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, threads,
+               dev, spec):
         n1 = next(iter(left.values())).shape[0]
         n2 = n1 if right is None else next(iter(right.values())).shape[0]
         b = positive_int(batch_size, "batch_size") if batch_size is not None else \
-            auto_batch_size(self._template.arrays_per_pair, n1, n2, max_memory)
+            auto_batch_size(self._template.arrays_per_pair, n1, n2, max_memory, dev)
+        if client is None:                  # inputs moved to the device once
+            left = {k: dev.put(v) for k, v in left.items()}
+            right = None if right is None else {k: dev.put(v) for k, v in right.items()}
         if b >= max(n1, n2) and client is None:
-            out, ex = self._template.evaluate(left, right, gets)
+            out, ex = self._template.evaluate(left, right, gets, dev)
             self.tiers, self.max_error = ex.tiers, ex.max_error
-            return out
+            return {g: _returned(dev, spec[2], k) for g, k in out.items()}
         if progress is True:
             from ..cli import ProgressBar
 
             progress = ProgressBar(label="kernel tiles")
         self.tiers, self.max_error = set(), 0.0
+        xp = dev.xp if spec[2] else np
+        evaluate = partial(self._evaluate_tile, spec)
         if client is not None:
-            return run_tiles(self._evaluate_tile, left, right, gets, int(b), progress, client)
+            return run_tiles(evaluate, left, right, gets, int(b), progress, client, xp=xp,
+                             dtype=dev.dtype)
         if threads is None:
-            threads = 1 if fused.ENGINE == "numba" else \
-                default_threads(8.0 * self._template.arrays_per_pair * b * b)
+            threads = 1 if fused.ENGINE == "numba" or not dev.host else \
+                default_threads(dev.dtype.itemsize * self._template.arrays_per_pair * b * b)
         selves: dict = {}        # the self blocks of each block of inputs, by the block
         lock = threading.Lock()
 
-        def evaluate(a, c, gets):
+        def shared(a, c, gets):
             with lock:
                 own = [None if d is None else selves.setdefault(id(d), (d, {}))[1]
                        for d in (a, c)]
-            return self._evaluate_tile(a, c, gets, tuple(own), lock)
+            return evaluate(a, c, gets, tuple(own), lock)
 
-        return run_tiles(evaluate, left, right, gets, int(b), progress,
-                         threads=positive_int(threads, "threads"))
+        return run_tiles(shared, left, right, gets, int(b), progress,
+                         threads=positive_int(threads, "threads"), xp=xp, dtype=dev.dtype)
 
-    def _evaluate_tile(self, left, right, gets, selves=(None, None), lock=None):
-        out, ex = self._template.evaluate(left, right, gets, selves)
+    def _evaluate_tile(self, spec, left, right, gets, selves=(None, None), lock=None):
+        """One tile on the device ``spec`` = (device, dtype, on_device) names (a Dask worker
+        resolves them itself); ``selves``: the self blocks of ``left`` and ``right`` shared
+        with the other tiles of those blocks of inputs, ``lock`` guarding them."""
+        dev = make_device(*spec[:2])
+        out, ex = self._template.evaluate(left, right, gets, dev, selves)
         with lock or contextlib.nullcontext():
             self.tiers |= ex.tiers
             self.max_error = max(self.max_error, ex.max_error)
-        return out
+        return {g: _returned(dev, spec[2], k) for g, k in out.items()}
 
     def _data(self, X):
         if X is None:
@@ -207,16 +267,21 @@ class _Template:
         #: input-independent preparations shared by the executors of all calls and tiles
         self.memo: dict = {}
         ex = PairExecutor(self.limit, lay.members, _rows(data), memo=self.memo)
+        ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
-        #: float64 numbers held per input pair: the cached cross arrays and the temporaries of
-        #: one closed form (measured constant, docs/performance.md)
+        #: numbers held per input pair: the cached cross arrays, the most that one cross
+        #: expectation holds at once (its factors, entries and result, measured on the
+        #: template) and the temporaries of one closed form (docs/performance.md)
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
-            TEMPORARIES * max(lay.members.values(), default=1) ** 2
+            ex.temporaries + TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
-    def evaluate(self, left, right, gets, selves=(None, None)):
+    def evaluate(self, left, right, gets, device: Device = CPU64, selves=(None, None)):
+        """The kernels ``gets`` between ``left`` and ``right`` (None: symmetric) as arrays of
+        ``device``, and the executor that computed them (``selves``: see
+        :class:`.pairs.PairExecutor`)."""
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
-                          None if right is None else _rows(right), memo=self.memo,
+                          None if right is None else _rows(right), device, memo=self.memo,
                           selves=selves)
         return self.evaluate_with(ex, gets), ex
 
@@ -228,12 +293,19 @@ class _Template:
             total = None
             for term in self.ntk_terms:
                 total = _term(term, ex, total)
-            out["ntk"] = total
-        return out
+            out["ntk"] = 0.0 if total is None else total
+        xp, dt = ex.device.xp, ex.device.dtype
+        return {g: xp.full((ex.n["l"], ex.n["r"]), k, dtype=dt) if np.ndim(k) == 0   # no terms
+                else k.astype(dt, copy=False) for g, k in out.items()}
 
 
 def _rows(data):
     return {name: X.reshape(X.shape[0], -1) for name, X in data.items()}
+
+
+def _returned(dev: Device, on_device: bool, kernel):
+    """A kernel as returned to the caller: NumPy, or a device array when asked."""
+    return dev.put(kernel) if on_device else dev.get(kernel).astype(dev.dtype, copy=False)
 
 
 def _term(term, ex: PairExecutor, into=None) -> np.ndarray:
@@ -243,6 +315,8 @@ def _term(term, ex: PairExecutor, into=None) -> np.ndarray:
     Pa, Pb = (ex.P(f) for f in term.families)
     shape = (ex.n["l"], ex.n["r"], Pa, Pb)
     coef = _local_scale(term.scale, Pa, Pb)
+    if np.ndim(coef):
+        coef = ex.device.put(coef)
     blocks = []
     if term.tangent_pair is not None:
         A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.tangent_pair)
@@ -252,8 +326,11 @@ def _term(term, ex: PairExecutor, into=None) -> np.ndarray:
     for block in blocks:
         coef = coef * block.scale
         value = block.x if value is None else value * block.x
-    if len(blocks) < 2:                          # not yet an array of this call's own
-        value = np.multiply(np.ones(shape) if value is None else value, coef)
+    if value is None:                            # no covariance: the scale alone
+        value = ex.device.xp.empty(shape, dtype=ex.device.dtype)
+        value[...] = coef
+    elif len(blocks) < 2:                        # not yet an array of this call's own
+        value = np.multiply(value, coef)
     elif np.broadcast_shapes(value.shape, np.shape(coef)) != value.shape:
         value = value * coef
     elif not (np.ndim(coef) == 0 and coef == 1.0):

@@ -104,7 +104,7 @@ def evaluate_fused(form, cov, params, angles=None):
     """
     kind, (i, j), coef, table = form
     S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
-    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+    if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
     numbers = _numeric_table(form)
     coef, tab = numbers if numbers is not None else _table(form, params)
@@ -146,17 +146,27 @@ def gaussian_form2(S11, S12, S22, A, scale=1.0):
     """``scale · det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and
     a symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is
     not an array (independent atoms: the caller's generic form)."""
-    if not all(isinstance(s, np.ndarray) for s in (S11, S12, S22)):
+    if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
     table = np.array([[A[0][0], A[0][1], A[1][1], 0.0, 0.0, 0.0]])
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     return pair_kernel(GAUSS, S11, S12, S22, table, shape, scale)
 
 
+def _is_array(s) -> bool:
+    """Whether a covariance entry is an array (NumPy or CuPy), not the number of independent
+    atoms."""
+    return not isinstance(s, (int, float))
+
+
 def pair_kernel(kind, S11, S12, S22, table, shape, scale=1.0, angles=None, key=None):
     """``scale`` times the fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy
-    without numba); ``angles[key]`` caches θ of the orthant kind (:func:`evaluate_fused`)."""
-    if ENGINE == "numba" and numba_kernel() is not None:
+    without numba, and for arrays of another module: CuPy takes the NumPy expressions);
+    ``angles[key]`` caches θ of the orthant kind (:func:`evaluate_fused`).  The NumPy
+    expressions keep the precision of the covariances (float32 in, float32 out); numba
+    computes in float64."""
+    host = all(isinstance(s, np.ndarray) for s in (S11, S12, S22))
+    if ENGINE == "numba" and host and numba_kernel() is not None:
         four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
                                                                         a.shape)
         out = np.empty(shape)
@@ -181,7 +191,7 @@ def _gauss(S11, S12, S22, A, scale):
     4 det(A) S₁₂²`` with ``α = 1 − 2A₀₀S₁₁``, ``β = 1 − 2A₁₁S₂₂`` (the variances broadcast
     from the inputs' self blocks, so the pair batch sees four passes); NaN where the trace
     ``α + β`` or the determinant is not positive (an eigenvalue of ΣA ≥ 1/2)."""
-    A00, A01, A11 = (float(a) for a in A)
+    A00, A01, A11 = A.tolist()                         # Python numbers keep the precision
     alpha, beta = 1.0 - 2.0 * A00 * S11, 1.0 - 2.0 * A11 * S22
     base = alpha * beta
     if A01 != 0.0:
@@ -201,7 +211,9 @@ def _gauss(S11, S12, S22, A, scale):
 def _erf(kind, S11, S12, S22, scale):
     """``E[erf erf] = (2/π) arcsin(2Σ₁₂ / √((1+2Σ₁₁)(1+2Σ₂₂)))`` and ``E[step erf] =
     (1/π) arcsin(√2 Σ₁₂ / √(Σ₁₁(1+2Σ₂₂)))`` (0 where Σ₁₁ = 0), the normalisers taken per
-    side before they meet the pair batch."""
+    side and multiplied together before they meet Σ₁₂ (for erf-erf ``2/√(1+2Σ₁₁)·1/√(1+2Σ₂₂)``
+    rounds as its mirror image, so a pair's entry does not depend on which side of a tile
+    its inputs are on)."""
     S11, S22 = np.maximum(S11, 0.0), np.maximum(S22, 0.0)
     if kind == ERF_ERF:
         left, c = 2.0 / np.sqrt(1.0 + 2.0 * S11), 2.0 / math.pi
@@ -209,8 +221,11 @@ def _erf(kind, S11, S12, S22, scale):
         pos = S11 > 0
         left = np.where(pos, math.sqrt(2.0) / np.sqrt(np.where(pos, S11, 1.0)), 0.0)
         c = 1.0 / math.pi
-    r = np.multiply(S12, left)
-    r *= 1.0 / np.sqrt(1.0 + 2.0 * S22)
+    r = np.multiply(left, 1.0 / np.sqrt(1.0 + 2.0 * S22))
+    if np.broadcast_shapes(r.shape, np.shape(S12)) == r.shape:
+        r *= S12
+    else:
+        r = np.multiply(S12, r)
     np.clip(r, -1.0, 1.0, out=r)
     np.arcsin(r, out=r)
     r *= c * scale
@@ -256,7 +271,7 @@ def _orthant(S11, S12, S22, table, scale, angles, key):
     factor = {0: theta, 1: rho, 2: sin}
     full = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     groups: dict = {}
-    for w, a, b, t, p, q in table:
+    for w, a, b, t, p, q in table.tolist():            # Python numbers keep the precision
         groups.setdefault((int(a), int(b)), []).append((w * scale, int(t), int(p), int(q)))
     total = None
     for (a, b), rows in groups.items():
@@ -268,11 +283,12 @@ def _orthant(S11, S12, S22, table, scale, angles, key):
             term = None
             for f, e in enumerate(powers):
                 for _ in range(e):
-                    term = np.multiply(factor[f](), w, out=np.empty(full)) if term is None else \
+                    term = np.multiply(factor[f](), w, out=np.empty_like(S12, shape=full)) \
+                        if term is None else \
                         np.multiply(term, factor[f](), out=term)
             part = term if part is None else np.add(part, term, out=part)
         if part is None:
-            part = np.full(full, const)
+            part = np.full_like(S12, const, shape=full)
         elif const:
             part += const
         if a == b:
@@ -282,7 +298,7 @@ def _orthant(S11, S12, S22, table, scale, angles, key):
             part *= np.sqrt(S11) ** a * np.sqrt(S22) ** b
         total = part if total is None else np.add(total, part, out=total)
     if total is None:
-        total = np.zeros(full)
+        total = np.zeros_like(S12, shape=full)
     return total if positive else np.where((S11 > 0) & (S22 > 0), total, 0.0)
 
 

@@ -34,6 +34,7 @@ from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
 from ..ir.instructions import Embedding, Moment, Nonlin, Select
 from ..ir.program import SHARED
+from .devices import CPU64, Device
 from .fused import evaluate_fused, fused_form, gaussian_form2
 
 
@@ -118,6 +119,9 @@ class PairExecutor:
     left, right : dict
         ``{data name: (N, rows·dim) array}`` of each side; ``right`` is ``left`` for the
         symmetric kernel (then ``y`` is the transpose of ``x``).
+    device : Device, optional
+        Array module and precision of the pair arrays (:mod:`.devices`; default NumPy,
+        float64); the data are put there once.
     memo : dict, optional
         Input-independent preparations shared by the executors of one template (its tiles).
     selves : (dict, dict), optional
@@ -128,13 +132,19 @@ class PairExecutor:
     #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
     #: :mod:`.fused` (False: the generic closed forms, for comparison).
     fused = True
+    #: Record :attr:`temporaries` (the derivation's template does, to size the tiles).
+    measure = False
 
-    def __init__(self, lim, members, left, right=None, memo=None, selves=(None, None)):
+    def __init__(self, lim, members, left, right=None, device: Device = CPU64, memo=None,
+                 selves=(None, None)):
         self.lim = lim
         self.p = lim.program
         self.members = members
         self.sym = right is None
-        self.data = {"l": left, "r": left if right is None else right}
+        self.device = device
+        left = {k: device.put(v) for k, v in left.items()}
+        right = left if right is None else {k: device.put(v) for k, v in right.items()}
+        self.data = {"l": left, "r": right}
         self.n = {s: next(iter(d.values())).shape[0] for s, d in self.data.items()}
         self.leaves = lim.leaves
         self._blocks: dict = {}
@@ -152,6 +162,8 @@ class PairExecutor:
         left_own = {} if selves[0] is None else selves[0]
         self._selves = {"l": left_own, "r": left_own if self.sym else
                         ({} if selves[1] is None else selves[1])}
+        #: the most numbers per input pair one cross expectation held at once (:meth:`_held`)
+        self.temporaries = 0.0
 
     # ------------------------------------------------------------------ structure
     def P(self, family: str) -> int:
@@ -183,7 +195,7 @@ class PairExecutor:
 
     def _embed_block(self, a, b):
         na = self.p.node(a)
-        var, bias = na.var, na.bias_var
+        var, bias = float(na.var), float(na.bias_var)     # Python numbers keep the precision
         rl, rr = (self._rows("l", a), self._rows("r", a))
         sl, sr = (self._rows("l", b), self._rows("r", b))
         d = rl.shape[-1]
@@ -210,7 +222,7 @@ class PairExecutor:
                 if isinstance(na, Embedding) and isinstance(nb, Embedding):
                     out = self._embed_block(A.node, B.node)
                 elif not (self.owned(na.family) or self.owned(nb.family)):
-                    v = np.asarray(self.p.init_cov_of(A.node, B.node), dtype=float)[None]
+                    v = self.device.put(self.p.init_cov_of(A.node, B.node))[None]
                     out = Block(v, v, v[None], v[None])
                 else:
                     raise Unsupported(f"initial vector {A.node!r}")
@@ -221,7 +233,7 @@ class PairExecutor:
                 raise Unsupported(f"generated matrix {W!r}")
             xa, xb = self.p.args(A.node)[0], self.p.args(B.node)[0]
             c = self.cov(xa, xb)
-            out = Block(c.l, c.r, c.x, c.y, c.scale * var)
+            out = Block(c.l, c.r, c.x, c.y, float(c.scale * var))
         self._blocks[key] = out
         return out
 
@@ -291,11 +303,11 @@ class PairExecutor:
         params.update({prime[q]: self._param_values(q, "b", sides, fams) for q in Pb})
         expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
         k = len(atoms)
-        zero_var = tuple(bool(np.all(np.asarray(entries[i][i]) == 0)) for i in range(k))
+        zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape, keys)
         cache = {}
-        total = _Sum(shape)
+        total = _Sum(shape, self.device)
         for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
             val = _peval(term.coef, params)
             for f in term.factors:
@@ -305,10 +317,26 @@ class PairExecutor:
                 val = cache[key] if _is_one(val) else val * cache[key]
             total.add(val)
         out = total.result()
+        if self.measure and sides[0] != sides[1]:
+            self._held(entries, cache, out)
         # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
         if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
             raise ExpectationError(f"E[{expr}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
+
+    def _held(self, entries, cache, out) -> None:
+        """Record the numbers per input pair that one cross expectation holds at once: the
+        covariance entries it computed (sums over linear forms, gathered members), its cached
+        factors and its result (:attr:`temporaries`, the largest over the expectations)."""
+        cached = [b for b in list(self._covs.values()) + list(self._blocks.values()) if b]
+        seen = {id(_root(a)) for b in cached for a in (b.l, b.r, b.x, b.y)}
+        held = out.size
+        for v in [e for row in entries for e in row] + list(cache.values()):
+            v = _root(v)
+            if np.ndim(v) and id(v) not in seen:
+                seen.add(id(v))
+                held += v.size
+        self.temporaries = max(self.temporaries, held / (self.n["l"] * self.n["r"]))
 
     def _prepared(self, ea, eb):
         """The symbolic part of :meth:`expect`, the same for every call on a template:
@@ -345,11 +373,22 @@ class PairExecutor:
             self.tiers.add("exact")
             total = 0.0
             for t in plan.terms:
+                if isinstance(t, GaussTerm) and t.A is not None:
+                    total = total + _gaussian_form(t, sub, params, self.fused)
+                    continue
                 one = type(plan)(plan.atoms, (t,), plan.has_delta)
-                total = total + (_gaussian_form(t, sub, params, self.fused) if isinstance(t, GaussTerm)
-                                 and t.A is not None else evaluate_exact(one, sub, params,
-                                                                          NUMERIC))
+                if isinstance(t, GaussTerm):        # Wick moments: sums of entry products
+                    total = total + self.device.adopt(evaluate_exact(one, sub, params, NUMERIC))
+                    continue
+                total = total + self.device.host_factor(
+                    lambda c, q: evaluate_exact(one, c, q, NUMERIC), sub, params)
             return total
+        return self.device.host_factor(lambda c, q: self._dense_factor(f, plan, c, q),
+                                       sub, params)
+
+    def _dense_factor(self, f, plan, sub, params):
+        """A factor on the dense covariance of its atoms: a closed form that does not read it
+        entry by entry, else quadrature or Monte Carlo (host NumPy)."""
         dense = sub.dense()
         if plan is not None:
             self.tiers.add("exact")
@@ -394,7 +433,8 @@ class PairExecutor:
             y = np.swapaxes(x, 2, 3)
         elif y is None:
             y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
-        out = Block(l, r, x, y)
+        dt = self.device.dtype
+        out = Block(*(a.astype(dt, copy=False) for a in (l, r, x, y)))
         self._covs[key] = out
         return out
 
@@ -411,7 +451,7 @@ class PairExecutor:
             if isinstance(node, Select):
                 sigma = np.asarray(node.index[:self.P(node.family)])
                 pair = (node.arg, w) if axis == 0 else (w, node.arg)
-                return _gather(self.cov(*pair), sigma, axis, self.sym)
+                return _gather(self.cov(*pair), sigma, axis, self.sym, self.device)
         for axis, (u, w) in enumerate(((a, b), (b, a))):
             terms = self._select_combination(u)
             if terms is not None:
@@ -493,7 +533,7 @@ class PairExecutor:
             vals = self._sides(base.key, lambda s: self.expect(expr, None, (s, s), (fam, fam)))
         elif kind in ("param", "mask"):
             fam = self._family(base)
-            v = np.asarray(base.values, dtype=float)[:self.P(fam)][None, :]
+            v = self.device.put(np.asarray(base.values, dtype=float)[:self.P(fam)][None, :])
             vals = {"l": v, "r": v}
         elif kind == "coef":
             vals = self._zdot_coef(base)
@@ -608,7 +648,7 @@ def _linear_sum(terms):
     for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
         if out is _ZERO:
             out = e if _is_one(c) else c * e
-            owned = out is not e and isinstance(out, np.ndarray)
+            owned = out is not e and _is_array(out)
         elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
                 out.shape:
             if _is_one(c):
@@ -617,8 +657,13 @@ def _linear_sum(terms):
                 out += c * e
         else:
             out = out + (e if _is_one(c) else c * e)
-            owned = isinstance(out, np.ndarray)
+            owned = _is_array(out)
     return out
+
+
+def _is_array(v) -> bool:
+    """Whether ``v`` is an array of the batch (NumPy or a device's), not a number."""
+    return getattr(v, "ndim", 0) > 0
 
 
 def _is_one(c) -> bool:
@@ -626,11 +671,13 @@ def _is_one(c) -> bool:
     return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
 
 
-def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool) -> tuple:
+def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool,
+            device: Device = CPU64) -> tuple:
     """``(l, r, x, y)`` of ``block`` with the members of its first (``axis`` 0) or second
-    vector gathered by ``σ`` (``−1``: the zero vector); ``y`` None when ``symmetric``."""
+    vector gathered by ``σ`` (``−1``: the zero vector; ``σ`` on the host, the mask put on
+    ``device``); ``y`` None when ``symmetric``."""
     index = np.maximum(sigma, 0)
-    mask = None if np.all(sigma >= 0) else (sigma >= 0).astype(float)
+    mask = None if np.all(sigma >= 0) else device.put(sigma >= 0)
     if mask is not None and axis == 0:
         mask = mask[:, None]
 
@@ -647,10 +694,11 @@ def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool) -> tupl
 class _Sum:
     """A sum of the terms of an expectation over a batch of ``shape``, accumulated in place
     in one array of that shape once a term spans it (the terms are fresh products or cached
-    factors, which are never written to)."""
+    factors, which are never written to); an array of the device's module and precision."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, device: Device = CPU64):
         self.shape = shape
+        self.device = device
         self.total = _ZERO
         self.owned = False
 
@@ -659,20 +707,29 @@ class _Sum:
                 not np.iscomplexobj(val):
             self.total += val
             return
-        if self.total is _ZERO and isinstance(val, np.ndarray):
+        if self.total is _ZERO and isinstance(val, self.device.xp.ndarray):
             self.total = val                     # not owned: a factor may be cached
             return
         total = self.total + val
-        self.owned = isinstance(total, np.ndarray) and total.shape == self.shape and \
-            total.dtype == float and total is not val
+        self.owned = isinstance(total, self.device.xp.ndarray) and \
+            total.shape == self.shape and total.dtype == self.device.dtype and total is not val
         self.total = total
 
     def result(self) -> np.ndarray:
         """The sum, an array of ``shape`` (not to be written to: it may be a cached factor)."""
-        if self.owned or (isinstance(self.total, np.ndarray) and self.total.shape == self.shape
-                          and self.total.dtype == float):
+        xp, dt = self.device.xp, self.device.dtype
+        if self.owned or (isinstance(self.total, xp.ndarray) and self.total.shape == self.shape
+                          and self.total.dtype == dt):
             return self.total
-        return np.broadcast_to(self.total, self.shape).astype(float)
+        total = self.total if isinstance(self.total, xp.ndarray) else xp.asarray(self.total)
+        return xp.broadcast_to(total, self.shape).astype(dt)
+
+
+def _root(a):
+    """The array that owns the memory of a view (``a`` itself if it owns it)."""
+    while hasattr(getattr(a, "base", None), "shape"):
+        a = a.base
+    return a
 
 
 def _peval(expr, params):
@@ -752,6 +809,6 @@ def _gaussian_form(term, cov, params, fused=True):
     if k == 3:
         sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
                    + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
-    if any(np.any(np.asarray(e) <= 0) for e in sym):
+    if any(np.any(e <= 0) for e in sym):
         raise ExpectationError(_INFINITE_FORM)
     return np.real(coef) / np.sqrt(sym[-1])

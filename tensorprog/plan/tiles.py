@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import resources
+from ..backends.arrays import available_bytes
 from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
@@ -24,13 +25,19 @@ MEMORY_FRACTION = 0.25
 TILE_BUDGET = 64 << 20
 
 
-def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None) -> int:
-    """The largest tile edge b such that ``arrays_per_pair`` float64 numbers per input pair fit
-    ``budget`` bytes (default: :data:`TILE_BUDGET`, at most :data:`MEMORY_FRACTION` of the
-    available memory) for a b × b tile; the whole kernel when it fits."""
-    if budget is None:
+def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None,
+                    device=None) -> int:
+    """The largest tile edge b such that ``arrays_per_pair`` numbers per input pair (of the
+    device's precision, default float64) fit ``budget`` bytes for a b × b tile; the whole
+    kernel when it fits.  Default budget: on the host :data:`TILE_BUDGET`, at most
+    :data:`MEMORY_FRACTION` of the available memory; on a GPU :data:`MEMORY_FRACTION` of its
+    free memory (a GPU is faster on few large tiles)."""
+    if budget is None and device is not None and not device.host:
+        budget = int(MEMORY_FRACTION * available_bytes(device.xp))
+    elif budget is None:
         budget = min(TILE_BUDGET, int(MEMORY_FRACTION * resources.host_available_bytes()))
-    per_pair = 8.0 * max(arrays_per_pair, 1.0)
+    itemsize = 8 if device is None else device.dtype.itemsize
+    per_pair = float(itemsize) * max(arrays_per_pair, 1.0)
     if n1 * n2 * per_pair <= budget:
         return max(n1, n2)
     b = int(np.sqrt(budget / per_pair))
@@ -67,7 +74,7 @@ def _part(data: dict, rows: slice) -> dict:
 
 
 def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=None,
-              client=None, threads: int = 1) -> dict:
+              client=None, threads: int = 1, xp=np, dtype=np.float64) -> dict:
     """Assemble the kernels ``gets`` from tiles of edge ``b``.
 
     Parameters
@@ -85,6 +92,14 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
     threads : int
         Without a client, tiles computed at once by a pool of threads (results taken in tile
         order, so the kernel does not depend on it).
+    xp, dtype :
+        Array module and precision of the assembled kernels (NumPy, float64 by default; the
+        tiles ``evaluate`` returns are arrays of that module).
+
+    Returns
+    -------
+    dict
+        ``{name: kernel}`` for every name of ``gets``.
     """
     n1 = next(iter(left.values())).shape[0]
     n2 = None if right is None else next(iter(right.values())).shape[0]
@@ -99,7 +114,7 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
 
     args = [(part(left, ri), None if sym else part(left if right is None else right, cj))
             for ri, cj, sym in plan]
-    out = {g: np.empty((n1, n1 if n2 is None else n2)) for g in gets}
+    out = {g: xp.empty((n1, n1 if n2 is None else n2), dtype=dtype) for g in gets}
     pool = None
     if client is not None:
         futures = client.map(evaluate, [a for a, _ in args], [c for _, c in args],

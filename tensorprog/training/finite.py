@@ -13,7 +13,8 @@ import numpy as np
 
 from ..functions import lambdify
 from ..ir.program import symbol
-from .structure import Network, derivative
+from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
+                        derivative)
 
 _CHUNK_BYTES = 256 * 2**20
 
@@ -21,7 +22,8 @@ _CHUNK_BYTES = 256 * 2**20
 def _shape(net: Network, tensor, n: int) -> tuple:
     role = tensor.role
     if role == "input":
-        step = next(st for st in net.steps if st.weight == tensor.name)
+        step = next(st for st in net.steps
+                    if isinstance(st, EmbedStep) and st.weight == tensor.name)
         return (n, step.data.shape[1])
     return {"hidden": (n, n), "bias": (n,), "output": (n,), "output_bias": ()}[role]
 
@@ -51,7 +53,7 @@ class FiniteTrainer:
             self.rate[name] = (self.lr * t.lr) * float(n) ** (-c) if t.trainable else 0.0
         self.psi, self.dpsi = {}, {}
         for st in net.steps:
-            if st.kind == "nonlin":
+            if isinstance(st, NonlinStep):
                 names = [f"_a{i}" for i in range(len(st.args))]
                 args = [st.args[i] for i in range(len(st.args))]
                 sub = {symbol(a): symbol(b) for a, b in zip(args, names)}
@@ -62,7 +64,7 @@ class FiniteTrainer:
 
     def bytes_per_seed(self) -> int:
         n, N = self.n, self.net.num_inputs
-        vectors = sum(1 for st in self.net.steps if st.kind != "matrix")
+        vectors = sum(1 for st in self.net.steps if not isinstance(st, MatrixStep))
         mats = len(self.net.matrices)
         return 8 * (3 * mats * n * n + 4 * vectors * N * n)
 
@@ -71,16 +73,16 @@ class FiniteTrainer:
         net, m = self.net, self.mult
         vals = {}
         for st in net.steps:
-            if st.kind == "embed":
+            if isinstance(st, EmbedStep):
                 U, b = m[st.weight] * w[st.weight], m[st.bias] * w[st.bias]
                 vals[st.name] = np.einsum("snd,Nd->sNn", U, st.data) + b[:, None, :]
-            elif st.kind == "bias":
+            elif isinstance(st, BiasStep):
                 vals[st.name] = (m[st.name] * w[st.name])[:, None, :]
-            elif st.kind == "matmul":
+            elif isinstance(st, MatMulStep):
                 W = m[st.matrix] * w[st.matrix]
                 spec = "sji,sNj->sNi" if st.transpose else "sij,sNj->sNi"
                 vals[st.name] = np.einsum(spec, W, vals[st.args[0]])
-            elif st.kind == "nonlin":
+            elif isinstance(st, NonlinStep):
                 out = self.psi[st.name](*[vals[a] for a in st.args])
                 vals[st.name] = np.broadcast_to(out, np.broadcast_shapes(
                     *[vals[a].shape for a in st.args]))
@@ -98,13 +100,13 @@ class FiniteTrainer:
         grads = {"v": np.einsum("sB,sBn->sn", chi, sub[net.readout]), "v_b": chi.sum(1)}
         for st in reversed(net.steps):
             g = G.pop(st.name, None)
-            if g is None or st.kind == "matrix":
+            if g is None or isinstance(st, MatrixStep):
                 continue
-            if st.kind == "nonlin":
+            if isinstance(st, NonlinStep):
                 for a, d in zip(st.args, self.dpsi[st.name]):
                     part = d(*[sub[x] for x in st.args]) * g
                     G[a] = G.get(a, 0) + part
-            elif st.kind == "matmul":
+            elif isinstance(st, MatMulStep):
                 W = m[st.matrix] * w[st.matrix]
                 x = sub[st.args[0]]
                 x = np.broadcast_to(x, g.shape)
@@ -115,10 +117,10 @@ class FiniteTrainer:
                     G[st.args[0]] = G.get(st.args[0], 0) + np.einsum("sij,sBi->sBj", W, g)
                     dW = np.einsum("sBi,sBj->sij", g, x)
                 grads[st.matrix] = grads.get(st.matrix, 0) + dW
-            elif st.kind == "embed":
+            elif isinstance(st, EmbedStep):
                 grads[st.weight] = np.einsum("sBi,Bd->sid", g, st.data[B])
                 grads[st.bias] = g.sum(1)
-            elif st.kind == "bias":
+            elif isinstance(st, BiasStep):
                 grads[st.name] = g.sum(1)
         return grads
 

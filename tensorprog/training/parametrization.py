@@ -80,14 +80,30 @@ def abc_parametrization(name: str = "abc", **roles) -> AbcParametrization:
     """A parametrization from ``(a, b, c)`` triples per role (``input``, ``hidden``, ``bias``,
     ``output``, ``output_bias``); roles left out keep the NTK values.
 
+    Parameters
+    ----------
+    name : str
+        Its name in messages and printouts.
+    **roles : tuple of three numbers
+        ``role=(a, b, c)``: multiplier ``n^{-a}``, initial scale ``n^{-b}``, learning rate
+        ``n^{-c}`` of that role's tensors (module docstring; TP IIb Setup D.1).
+
+    Returns
+    -------
+    AbcParametrization
+
     Raises
     ------
-    TrainingError : an unknown role or a triple that is not three numbers.
+    TrainingError
+        On an unknown role or a triple that is not three numbers.
 
     Example
     -------
-    >>> mup_like = abc_parametrization("muP", input=(-0.5, 0.5, 0), hidden=(0, 0.5, 0),
+    >>> from tensorprog.training.parametrization import resolve
+    >>> mup_like = tp.abc_parametrization("muP", input=(-0.5, 0.5, 0), hidden=(0, 0.5, 0),
     ...     bias=(-0.5, 0.5, 0), output=(0.5, 0.5, 0), output_bias=(0, 0.5, 0))
+    >>> resolve(mup_like).feature_learning          # s = 1: features move by Θ(1)
+    True
     """
     base = dict(ntk_parametrization().exponents)
     for role, triple in roles.items():
@@ -109,7 +125,19 @@ def _make(name, table) -> AbcParametrization:
 
 def ntk_parametrization() -> AbcParametrization:
     """The NTK parametrization (TP IIb Setup D.1, the compiler's default): ``a = 1/2`` for the
-    hidden matrices and readout, 0 elsewhere, ``b = c = 0`` (Yaida's ``s = 0``)."""
+    hidden matrices and readout, 0 elsewhere, ``b = c = 0`` (Yaida's ``s = 0``).
+
+    Returns
+    -------
+    AbcParametrization
+        The one the kernels :func:`tensorprog.nngp` and :func:`tensorprog.ntk` assume.
+
+    Example
+    -------
+    >>> print(tp.ntk_parametrization())
+    NTK: input=(0, 0, 0), hidden=(1/2, 0, 0), bias=(0, 0, 0), output=(1/2, 0, 0),
+    output_bias=(0, 0, 0)
+    """
     h = (Fraction(1, 2), 0, 0)
     return _make("NTK", dict(input=(0, 0, 0), hidden=h, bias=(0, 0, 0), output=h,
                              output_bias=(0, 0, 0)))
@@ -119,7 +147,24 @@ def standard_parametrization(c=1) -> AbcParametrization:
     """The standard parametrization (PyTorch's default): ``a = 0``, ``b = 1/2`` for the hidden
     matrices and readout, ``b = 0`` elsewhere, every learning rate ``η n^{-c}``.  With ``c = 1``
     the limit is kernel gradient descent in which the input layer and the biases are frozen;
-    with ``c < 1`` it blows up (Tensor Programs IV, Thm 3.3)."""
+    with ``c < 1`` it blows up (Tensor Programs IV, Thm 3.3).
+
+    Parameters
+    ----------
+    c : float
+        The learning-rate exponent of every tensor.
+
+    Returns
+    -------
+    AbcParametrization
+        Named ``SP(c=…)``.
+
+    Example
+    -------
+    >>> from tensorprog.training.parametrization import resolve
+    >>> resolve(tp.standard_parametrization()).active["input"]    # frozen in the limit
+    False
+    """
     h, f = (0, Fraction(1, 2), c), (0, 0, c)
     return _make(f"SP(c={c})", dict(input=f, hidden=h, bias=f, output=h, output_bias=f))
 
@@ -127,7 +172,20 @@ def standard_parametrization(c=1) -> AbcParametrization:
 def mup() -> AbcParametrization:
     """The maximal-update parametrization (Tensor Programs IV, Table 3): input weights and
     biases ``(−1/2, 1/2, 0)``, hidden matrices ``(0, 1/2, 0)``, readout ``(1/2, 1/2, 0)``,
-    output bias ``(0, 1/2, 0)`` — gauge-equivalent to ``yaida(1)``."""
+    output bias ``(0, 1/2, 0)`` — gauge-equivalent to ``yaida(1)``.
+
+    Returns
+    -------
+    AbcParametrization
+        Named ``muP``.
+
+    Example
+    -------
+    >>> from tensorprog.training.parametrization import ROLES
+    >>> all((tp.mup().e(r), tp.mup().g(r)) == (tp.yaida(1).e(r), tp.yaida(1).g(r))
+    ...     for r in ROLES)                         # the same (e, g) on every role
+    True
+    """
     half = Fraction(1, 2)
     return _make("muP", dict(input=(-half, half, 0), hidden=(0, half, 0), bias=(-half, half, 0),
                              output=(half, half, 0), output_bias=(0, half, 0)))
@@ -136,7 +194,18 @@ def mup() -> AbcParametrization:
 def mean_field() -> AbcParametrization:
     """The mean-field parametrization: readout multiplier ``1/n`` (``a = 1``), every learning
     rate ``η n`` (``c = −1``); hidden matrices ``(1/2, 0, −1)``.  Gauge-equivalent to muP
-    (θ = 1/2)."""
+    (θ = 1/2).
+
+    Returns
+    -------
+    AbcParametrization
+        Named ``mean-field``.
+
+    Example
+    -------
+    >>> tp.mean_field().abc("output")               # a = 1: the readout multiplier is 1/n
+    (Fraction(1, 1), Fraction(0, 1), Fraction(-1, 1))
+    """
     half = Fraction(1, 2)
     return _make("mean-field", dict(input=(0, 0, -1), hidden=(half, 0, -1), bias=(0, 0, -1),
                                     output=(1, 0, -1), output_bias=(half, 0, -1)))
@@ -149,10 +218,27 @@ def yaida(s) -> AbcParametrization:
     and learning-rate tensor divided by ``n^s``, and the global learning rate ``η = n^s η₀``.
     Yaida's ``λ_W`` is ``λ σ²`` here.  ``s = 0`` is the NTK scaling, ``s = 1`` maximal update.
 
+    Parameters
+    ----------
+    s : float
+        The family's index, ``e_out − 1`` of the readout (module table).
+
+    Returns
+    -------
+    AbcParametrization
+        Named ``Yaida(s=…)``.
+
     Raises
     ------
-    TrainingError : ``s`` not a finite number.  (Values outside [0, 1] are accepted here and
+    TrainingError
+        When ``s`` is not a finite number.  (Values outside [0, 1] are accepted here and
         rejected with the failing condition by :func:`resolve`.)
+
+    Example
+    -------
+    >>> par = tp.yaida(0.5)
+    >>> par.e("output"), par.g("input")           # e = 1 + s, g = −s
+    (Fraction(3, 2), Fraction(-1, 2))
     """
     try:
         s = _frac(float(s))

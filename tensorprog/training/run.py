@@ -14,7 +14,7 @@ from .evaluation import TrainingLimit as Limit
 from .finite import FiniteTrainer
 from .losses import make_loss
 from .parametrization import AbcParametrization, ntk_parametrization, resolve
-from .structure import read_network
+from .structure import MatrixStep, read_network
 from .unroll import unroll
 
 
@@ -226,7 +226,7 @@ class TrainingRun:
         ------
         TrainingError : ``name`` is not a vector of the network.
         """
-        if name not in {st.name for st in self.net.steps if st.kind != "matrix"}:
+        if name not in {st.name for st in self.net.steps if not isinstance(st, MatrixStep)}:
             raise TrainingError(f"feature_change: {name!r} is not a vector of the network "
                                 f"{self.net.name!r}")
         N = self.net.num_inputs
@@ -293,42 +293,62 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     """Gradient descent on ``program``'s network, unrolled into a NETSOR⊤+ program and taken
     to the infinite-width limit (TP IIb App. D.1).
 
+    The training run is written as one program whose limit the Master Theorem gives
+    (``docs/training.md``): the outputs on every input after each step, as a Gaussian process
+    (NTK-type parametrizations) or deterministic (feature learning).
+
     Parameters
     ----------
-    program : a network program with an output (``p.output``).
-    y : targets, one per training input (in the order of ``train``).
-    train : indices of the training inputs (default: every input); the others are test points.
-    steps : number of full-batch steps (or the length of ``batches``).
-    lr : global learning rate η > 0.
-    loss : ``"mse"`` (mean over the batch of ½(f − y)²), ``"bce"``, or a sympy expression in
+    program : Program
+        A network program with an output (``p.output``).
+    y : array_like
+        Targets, one per training input (in the order of ``train``).
+    train : sequence of int, optional
+        Indices of the training inputs (default: every input); the others are test points.
+    steps : int, optional
+        Number of full-batch steps (or the length of ``batches``).
+    lr : float
+        Global learning rate η > 0.
+    loss : str or sympy.Expr
+        ``"mse"`` (mean over the batch of ½(f − y)²), ``"bce"``, or a sympy expression in
         ``f`` and ``y`` (:mod:`.losses`).
-    parametrization : an :class:`AbcParametrization` (default NTK).
-    batches : one array of training-input indices per step (SGD); default full batch.
-    tier : expectation tier of the Master-Theorem evaluator.
-    strict : in the NTK limit with full-batch MSE, raise instead of warning when
+    parametrization : AbcParametrization, optional
+        How every tensor scales with width (default :func:`ntk_parametrization`).
+    batches : sequence of arrays, optional
+        One array of training-input indices per step (SGD); default full batch.
+    tier : str
+        Expectation tier of the Master-Theorem evaluator.
+    strict : bool
+        In the NTK limit with full-batch MSE, raise instead of warning when
         ``lr > 4m/λ_max`` of the NTK on the training points.
 
     Returns
     -------
-    TrainingRun : ``.mean``, ``.cov``, ``.program``, ``.simulate``, ``.validate``.
+    TrainingRun
+        ``.mean`` (steps + 1, N), ``.cov``, ``.program``, ``.simulate``, ``.validate``.
 
     Raises
     ------
-    TrainingError : targets of the wrong length, an index out of range, a loss without a
-        derivative, a batch schedule of the wrong length, a non-finite learning rate, a
-        parametrization whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max``
-        (raised when the limit is evaluated).
-    ProgramError : an instruction training does not support.
+    TrainingError
+        Targets of the wrong length, an index out of range, a loss without a derivative, a
+        batch schedule of the wrong length, a non-finite learning rate, a parametrization
+        whose limit blows up; with ``strict``, a learning rate above ``4m/λ_max`` (raised when
+        the limit is evaluated).
+    ProgramError
+        An instruction training does not support.
 
     Warns
     -----
-    LearningRateWarning : NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
+    LearningRateWarning
+        NTK limit, full-batch MSE, ``lr > 2m/λ_max`` (the catapult band).
 
     Example
     -------
-    >>> run = tp.train(p, y, train=[0], steps=2, lr=1.0, parametrization=tp.yaida(s=1.0))
-    >>> run.mean.shape                       # (steps + 1, N)
-    (3, 2)
+    >>> run = tp.train(tp.demo_program(), y=[1.0], train=[0], steps=2, lr=0.5)
+    >>> run.mean.round(4)      # rows: steps 0, 1, 2; f₁ = ηΘ(ξ, ξ₀)·y, kernel gradient descent
+    array([[0.    , 0.    ],
+           [1.65  , 0.4279],
+           [0.5775, 0.1498]])
     """
     return TrainingRun(program, y, train, steps, lr, loss, parametrization, batches, tier,
                        strict)

@@ -10,6 +10,7 @@ layer is trained and a matrix may be used with its transpose).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
@@ -41,18 +42,57 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Step:
-    """One instruction of the network in program order: ``kind`` is ``"matrix"``, ``"bias"``
-    (declarations), ``"embed"``, ``"matmul"`` or ``"nonlin"``."""
+    """One instruction of the network in program order, as a record of its own class: the
+    declarations :class:`MatrixStep` and :class:`BiasStep`, then :class:`EmbedStep`,
+    :class:`MatMulStep` and :class:`NonlinStep` (the trainers dispatch on the class; ``kind``
+    is its short name)."""
 
     name: str
-    kind: str
-    args: tuple = ()
-    expr: sp.Expr | None = None
-    matrix: str | None = None
-    transpose: bool = False
-    data: np.ndarray | None = None
-    weight: str | None = None
-    bias: str | None = None
+    kind: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class MatrixStep(Step):
+    """An n×n matrix ``W`` (declaration)."""
+
+    kind: ClassVar[str] = "matrix"
+
+
+@dataclass(frozen=True)
+class BiasStep(Step):
+    """A bias vector ``b`` (declaration)."""
+
+    kind: ClassVar[str] = "bias"
+
+
+@dataclass(frozen=True)
+class EmbedStep(Step):
+    """The input layer ``h = Uξ + b`` on the inputs ``data``, its tensors named ``weight``
+    (U) and ``bias`` (b)."""
+
+    data: np.ndarray
+    weight: str
+    bias: str
+    kind: ClassVar[str] = "embed"
+
+
+@dataclass(frozen=True)
+class MatMulStep(Step):
+    """``h = W x`` (or ``Wᵀ x``): ``args == (x,)``."""
+
+    args: tuple
+    matrix: str
+    transpose: bool
+    kind: ClassVar[str] = "matmul"
+
+
+@dataclass(frozen=True)
+class NonlinStep(Step):
+    """``x = ψ(args)`` with ψ the sympy expression ``expr``."""
+
+    args: tuple
+    expr: sp.Expr
+    kind: ClassVar[str] = "nonlin"
 
 
 @dataclass
@@ -100,7 +140,7 @@ def _(node: InitialMatrix, r: _Reading) -> None:
     r.tensors[node.name] = Tensor(node.name, "hidden", node.var, 1.0, par_lr(par),
                                   node.trainable, par)
     r.matrices.append(node.name)
-    r.steps.append(Step(node.name, "matrix"))
+    r.steps.append(MatrixStep(node.name))
 
 
 @READ.rule(Embedding)
@@ -115,7 +155,7 @@ def _(node: Embedding, r: _Reading) -> None:
     r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par), node.trainable,
                           par)
     r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
-    r.steps.append(Step(node.name, "embed", data=X, weight=w, bias=b))
+    r.steps.append(EmbedStep(node.name, data=X, weight=w, bias=b))
 
 
 @READ.rule(InitialVector)
@@ -127,13 +167,13 @@ def _(node: InitialVector, r: _Reading) -> None:
     r.tensors[node.name] = Tensor(node.name, "bias", node.var, 1.0, par_lr(par), node.trainable,
                                   par)
     r.biases.append(node.name)
-    r.steps.append(Step(node.name, "bias"))
+    r.steps.append(BiasStep(node.name))
 
 
 @READ.rule(MatMul)
 def _(node: MatMul, r: _Reading) -> None:
-    r.steps.append(Step(node.name, "matmul", args=node.args, matrix=node.matrix,
-                        transpose=node.transpose))
+    r.steps.append(MatMulStep(node.name, args=node.args, matrix=node.matrix,
+                              transpose=node.transpose))
 
 
 @READ.rule(Nonlin)
@@ -141,7 +181,7 @@ def _(node: Nonlin, r: _Reading) -> None:
     if node.scalars:
         raise ProgramError("training: NONLINs with scalar arguments (MOMENTs in the forward "
                            "pass) are not supported", _where(node))
-    r.steps.append(Step(node.name, "nonlin", args=node.args, expr=node.expr))
+    r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr))
 
 
 @READ.rule(InitialScalar, Moment, Select)

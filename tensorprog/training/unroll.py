@@ -37,7 +37,8 @@ import sympy as sp
 from ..errors import TrainingError
 from ..ir.builder import BuilderProgram
 from ..ir.program import symbol
-from .structure import Network, derivative
+from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
+                        derivative)
 
 
 @dataclass
@@ -96,16 +97,16 @@ class _Builder:
         q, net = self.q, self.net
         for st in net.steps:
             T = net.tensors
-            if st.kind == "matrix":
+            if isinstance(st, MatrixStep):
                 q.matrix(st.name, var=T[st.name].var)
-            elif st.kind == "bias":
+            elif isinstance(st, BiasStep):
                 q.bias(st.name, var=T[st.name].var)
-            elif st.kind == "embed":
+            elif isinstance(st, EmbedStep):
                 q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name)
                 kappa = self.rates[st.weight] * st.data @ st.data.T + self.rates[st.bias]
                 if np.any(kappa):
                     q.vector(f"k_{st.name}", cov=kappa)
-            elif st.kind == "matmul":
+            elif isinstance(st, MatMulStep):
                 q.add_matmul(st.name, st.matrix, st.args[0], st.transpose)
             else:
                 q.add_nonlin(st.name, st.expr, st.args)
@@ -121,17 +122,17 @@ class _Builder:
         acc = {self.net.readout: [symbol(v)]}
         grads = {}
         for st in reversed(self.net.steps):
-            if st.kind == "matrix" or st.name not in acc:
+            if isinstance(st, MatrixStep) or st.name not in acc:
                 continue
             g = self.node(f"g{st.name}_{t}", sp.Add(*acc.pop(st.name)))
             grads[st.name] = g
-            if st.kind == "nonlin":
+            if isinstance(st, NonlinStep):
                 sub = {symbol(a): symbol(cur[a]) for a in st.args}
                 for a in st.args:
                     d = derivative(st.expr, a).xreplace(sub)
                     if d != 0:
                         acc.setdefault(a, []).append(d * symbol(g))
-            elif st.kind == "matmul":
+            elif isinstance(st, MatMulStep):
                 x = st.args[0]
                 h = self.q.fresh_name("h")
                 self.q.add_matmul(h, st.matrix, g, not st.transpose)
@@ -156,14 +157,14 @@ class _Builder:
         for j in self.batches[t]:
             c = -self.chi(t, j, fvals[j])
             for st in net.steps:
-                if st.kind == "matmul" and r[st.matrix] and st.name in grads:
+                if isinstance(st, MatMulStep) and r[st.matrix] and st.name in grads:
                     dg, h = self.at(grads[st.name], j), self.at(cur[st.args[0]], j)
                     left, right = (h, dg) if st.transpose else (dg, h)
                     self.terms[st.matrix].append((c * r[st.matrix], left.name, right.name))
-                elif st.kind == "embed" and st.name in grads and f"k_{st.name}" in self.q:
+                elif isinstance(st, EmbedStep) and st.name in grads and f"k_{st.name}" in self.q:
                     kap = self.avg(self.at(f"k_{st.name}", j) * symbol(f"k_{st.name}"))
                     self.terms[st.weight].append((c * kap, self.at(grads[st.name], j).name))
-                elif st.kind == "bias" and r[st.name] and st.name in grads:
+                elif isinstance(st, BiasStep) and r[st.name] and st.name in grads:
                     self.terms[st.name].append((c * r[st.name],
                                                 self.at(grads[st.name], j).name))
             if r["v"]:
@@ -181,15 +182,15 @@ class _Builder:
         new = {}
         for st in self.net.steps:
             n = st.name
-            if st.kind == "matrix":
+            if isinstance(st, MatrixStep):
                 continue
-            if st.kind == "embed":
+            if isinstance(st, EmbedStep):
                 d = self.vector_sum(st.weight)
                 base = symbol(n)
-            elif st.kind == "bias":
+            elif isinstance(st, BiasStep):
                 d = self.vector_sum(n)
                 base = symbol(n)
-            elif st.kind == "matmul":
+            elif isinstance(st, MatMulStep):
                 x = st.args[0]
                 parts = []
                 if self.linear:
@@ -244,7 +245,7 @@ class _Builder:
         self.initial()
         net, T = self.net, len(self.batches)
         L = net.readout
-        cur0 = {st.name: st.name for st in net.steps if st.kind != "matrix"}
+        cur0 = {st.name: st.name for st in net.steps if not isinstance(st, MatrixStep)}
         cur, v, outputs = dict(cur0), "v_0", []
         vectors = [dict(cur0)]
         grads = self.backward(0, cur0, "v_0")

@@ -31,3 +31,10 @@ def test_bad_sizes_are_refused(name, size, value):
 def test_zero_depth_is_a_network_without_hidden_matrices():
     p = build("mlp", depth=0)
     assert not p.nodes("matrix")
+
+
+@pytest.mark.parametrize("coefficient", [np.nan, float("inf"), -np.inf, np.float64("nan")])
+def test_non_finite_coefficients_are_refused(coefficient):
+    h = tp.demo_program().var("h1")
+    with pytest.raises(tp.ProgramError, match="a coefficient must be finite"):
+        tp.polynomial(h, [1.0, coefficient])

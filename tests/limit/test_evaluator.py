@@ -156,3 +156,10 @@ def test_queries_that_make_no_sense_raise():
         lim.scalar(u.name)
     with pytest.raises(tp.LimitError, match="no variable"):
         lim.cov("nope")
+
+
+@pytest.mark.parametrize("query", ["Z", "mean", "cov"])
+def test_vector_queries_on_a_scalar_name_the_scalar(query):
+    lim = tp.limit(tp.demo_program(moment=True))
+    with pytest.raises(tp.LimitError, match="'th' is a scalar.*scalar\\('th'\\)"):
+        getattr(lim, query)("th")
