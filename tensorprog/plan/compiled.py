@@ -124,8 +124,8 @@ class KernelFn:
         dtype : "float64" or "float32", optional
             Precision of the inputs, the pair arrays, the fused kernels and the kernels
             returned (default: the compiled default, float64).  float32 halves the memory per
-            pair (tiles of √2 the edge) and took 0.36–0.67 of the float64 time; its error
-            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 7e-7 on the NNGP and NTK of ReLU
+            pair (tiles of √2 the edge) and took 0.44–0.84 of the float64 time; its error
+            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 9e-7 on the NNGP and NTK of ReLU
             and erf MLPs of depth 3 and 10, a CNN and an RNN at N = 500 (stated bound 5e-6,
             tested; entrywise relative errors are larger on entries near 0:
             docs/performance.md).  Factors without a fused closed form (quadrature, Monte
