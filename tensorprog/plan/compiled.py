@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import contextlib
 import re
+import threading
 from collections import OrderedDict
 from functools import partial
 
@@ -27,7 +29,8 @@ from ..limit.evaluator import Limit
 from .devices import CPU64, DEVICES, Device, device as make_device
 from .layout import Layout, layout, retarget, split_inputs
 from .pairs import PairExecutor, Unsupported
-from .tiles import auto_batch_size, run_tiles
+from . import fused
+from .tiles import auto_batch_size, default_threads, run_tiles
 
 GETS = ("nngp", "ntk")
 #: Cross arrays alive at once inside one closed-form expectation (an upper bound).
@@ -92,7 +95,8 @@ class KernelFn:
         self.tiers, self.max_error = set(), 0.0
 
     def __call__(self, X1=None, X2=None, get=GETS, batch_size=None, progress=None,
-                 client=None, max_memory=None, dtype=None, device=None, on_device=False):
+                 client=None, max_memory=None, threads=None, dtype=None, device=None,
+                 on_device=False):
         """Kernels on new inputs.
 
         Parameters
@@ -113,11 +117,15 @@ class KernelFn:
             ``progress(done, total, note)`` after every tile (True: a bar on stderr).
         client : dask.distributed.Client, optional
             Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
+        threads : int, optional
+            Tiles computed at once on this machine (default: one per CPU, within the memory
+            budget; 1 with the numba engine, whose kernel is itself parallel, and on the GPU).
+            The result does not depend on it.
         dtype : "float64" or "float32", optional
             Precision of the inputs, the pair arrays, the fused kernels and the kernels
             returned (default: the compiled default, float64).  float32 halves the memory per
-            pair (tiles of √2 the edge) and took 0.36–0.67 of the float64 time; its error
-            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 7e-7 on the NNGP and NTK of ReLU
+            pair (tiles of √2 the edge) and took 0.44–0.84 of the float64 time; its error
+            ``max |K₃₂ − K₆₄| / max |K₆₄|`` measured 2e-7 to 9e-7 on the NNGP and NTK of ReLU
             and erf MLPs of depth 3 and 10, a CNN and an RNN at N = 500 (stated bound 5e-6,
             tested; entrywise relative errors are larger on entries near 0:
             docs/performance.md).  Factors without a fused closed form (quadrature, Monte
@@ -164,10 +172,11 @@ class KernelFn:
             left = self._data(X1)
             right = None if X2 is None else split_inputs(self.layout, X2)
             out = self._tiled(left, right, gets, batch_size, progress, client, max_memory,
-                              dev, spec)
+                              threads, dev, spec)
         return out[gets[0]] if single else out
 
-    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, dev, spec):
+    def _tiled(self, left, right, gets, batch_size, progress, client, max_memory, threads,
+               dev, spec):
         n1 = next(iter(left.values())).shape[0]
         n2 = n1 if right is None else next(iter(right.values())).shape[0]
         b = positive_int(batch_size, "batch_size") if batch_size is not None else \
@@ -185,16 +194,34 @@ class KernelFn:
             progress = ProgressBar(label="kernel tiles")
         self.tiers, self.max_error = set(), 0.0
         xp = dev.xp if spec[2] else np
-        return run_tiles(partial(self._evaluate_tile, spec), left, right, gets, int(b),
-                         progress, client, xp=xp, dtype=dev.dtype)
+        evaluate = partial(self._evaluate_tile, spec)
+        if client is not None:
+            return run_tiles(evaluate, left, right, gets, int(b), progress, client, xp=xp,
+                             dtype=dev.dtype)
+        if threads is None:
+            threads = 1 if fused.ENGINE == "numba" or not dev.host else \
+                default_threads(dev.dtype.itemsize * self._template.arrays_per_pair * b * b)
+        selves: dict = {}        # the self blocks of each block of inputs, by the block
+        lock = threading.Lock()
 
-    def _evaluate_tile(self, spec, left, right, gets):
+        def shared(a, c, gets):
+            with lock:
+                own = [None if d is None else selves.setdefault(id(d), (d, {}))[1]
+                       for d in (a, c)]
+            return evaluate(a, c, gets, tuple(own), lock)
+
+        return run_tiles(shared, left, right, gets, int(b), progress,
+                         threads=positive_int(threads, "threads"), xp=xp, dtype=dev.dtype)
+
+    def _evaluate_tile(self, spec, left, right, gets, selves=(None, None), lock=None):
         """One tile on the device ``spec`` = (device, dtype, on_device) names (a Dask worker
-        resolves them itself)."""
+        resolves them itself); ``selves``: the self blocks of ``left`` and ``right`` shared
+        with the other tiles of those blocks of inputs, ``lock`` guarding them."""
         dev = make_device(*spec[:2])
-        out, ex = self._template.evaluate(left, right, gets, dev)
-        self.tiers |= ex.tiers
-        self.max_error = max(self.max_error, ex.max_error)
+        out, ex = self._template.evaluate(left, right, gets, dev, selves)
+        with lock or contextlib.nullcontext():
+            self.tiers |= ex.tiers
+            self.max_error = max(self.max_error, ex.max_error)
         return {g: _returned(dev, spec[2], k) for g, k in out.items()}
 
     def _data(self, X):
@@ -237,7 +264,9 @@ class _Template:
         self.ntk_terms = ntk_terms(self.backward)
         self.nngp_term = readout_term(self.backward.network)
         # check once, on the template, that every quantity is within the executor's reach
-        ex = PairExecutor(self.limit, lay.members, _rows(data))
+        #: input-independent preparations shared by the executors of all calls and tiles
+        self.memo: dict = {}
+        ex = PairExecutor(self.limit, lay.members, _rows(data), memo=self.memo)
         ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
@@ -247,11 +276,13 @@ class _Template:
         self.arrays_per_pair = sum(2 * c.x[0, 0].size for c in ex._covs.values()) + \
             ex.temporaries + TEMPORARIES * max(lay.members.values(), default=1) ** 2
 
-    def evaluate(self, left, right, gets, device: Device = CPU64):
+    def evaluate(self, left, right, gets, device: Device = CPU64, selves=(None, None)):
         """The kernels ``gets`` between ``left`` and ``right`` (None: symmetric) as arrays of
-        ``device``, and the executor that computed them."""
+        ``device``, and the executor that computed them (``selves``: see
+        :class:`.pairs.PairExecutor`)."""
         ex = PairExecutor(self.limit, self.layout.members, _rows(left),
-                          None if right is None else _rows(right), device)
+                          None if right is None else _rows(right), device, memo=self.memo,
+                          selves=selves)
         return self.evaluate_with(ex, gets), ex
 
     def evaluate_with(self, ex, gets):
@@ -259,10 +290,10 @@ class _Template:
         if "nngp" in gets:
             out["nngp"] = _term(self.nngp_term, ex)
         if "ntk" in gets:
-            total = 0.0
+            total = None
             for term in self.ntk_terms:
-                total = total + _term(term, ex)
-            out["ntk"] = total
+                total = _term(term, ex, total)
+            out["ntk"] = 0.0 if total is None else total
         ex.progress.close()
         xp, dt = ex.device.xp, ex.device.dtype
         return {g: xp.full((ex.n["l"], ex.n["r"]), k, dtype=dt) if np.ndim(k) == 0   # no terms
@@ -278,20 +309,44 @@ def _returned(dev: Device, on_device: bool, kernel):
     return dev.put(kernel) if on_device else dev.get(kernel).astype(dev.dtype, copy=False)
 
 
-def _term(term, ex: PairExecutor) -> np.ndarray:
+def _term(term, ex: PairExecutor, into=None) -> np.ndarray:
     """A term of :mod:`tensorprog.kernels.terms` on the cross batch, summed over the members
-    each input owns: an (N₁, N₂) array."""
+    each input owns: an (N₁, N₂) array, added in place to ``into`` when given (an array this
+    module owns)."""
     Pa, Pb = (ex.P(f) for f in term.families)
-    value = _local_scale(term.scale, Pa, Pb)
-    if np.ndim(value):
-        value = ex.device.put(value)
+    shape = (ex.n["l"], ex.n["r"], Pa, Pb)
+    coef = _local_scale(term.scale, Pa, Pb)
+    if np.ndim(coef):
+        coef = ex.device.put(coef)
+    blocks = []
     if term.tangent_pair is not None:
         A, B = (ex.leaves.info[ex.lim.z[v]][0] for v in term.tangent_pair)
-        value = value * _cross(ex.base_block(A, B))
-    for a, b in term.factors:
-        value = value * _cross(ex.cov(a, b))
-    value = np.broadcast_to(value, (ex.n["l"], ex.n["r"], Pa, Pb))
-    return value.sum(axis=(2, 3)) + term.const
+        blocks.append(ex.base_block(A, B))
+    blocks += [ex.cov(a, b) for a, b in term.factors]
+    value = None
+    for block in blocks:
+        coef = coef * block.scale
+        value = block.x if value is None else value * block.x
+    if value is None:                            # no covariance: the scale alone
+        value = ex.device.xp.empty(shape, dtype=ex.device.dtype)
+        value[...] = coef
+    elif len(blocks) < 2:                        # not yet an array of this call's own
+        value = np.multiply(value, coef)
+    elif np.broadcast_shapes(value.shape, np.shape(coef)) != value.shape:
+        value = value * coef
+    elif not (np.ndim(coef) == 0 and coef == 1.0):
+        value *= coef
+    if value.shape == shape and Pa == Pb == 1:
+        value = value.reshape(shape[:2])
+    else:
+        value = np.broadcast_to(value, shape).sum(axis=(2, 3))
+    if into is None:
+        into = value
+    else:
+        into += value
+    if term.const:
+        into += term.const
+    return into
 
 
 def _local_scale(scale, Pa, Pb):
@@ -299,10 +354,6 @@ def _local_scale(scale, Pa, Pb):
     if np.ndim(scale) == 0:
         return scale
     return np.asarray(scale)[:Pa, :Pb]
-
-
-def _cross(block) -> np.ndarray:
-    return block.x if block.scale == 1.0 else block.scale * block.x
 
 
 _CACHE: OrderedDict = OrderedDict()

@@ -92,33 +92,65 @@ def fused_form(plan, k: int):
     return None
 
 
-def evaluate_fused(form, cov, params):
+def evaluate_fused(form, cov, params, angles=None):
     """``E[expr]`` of a :func:`fused_form` on the covariance ``cov`` (entry by entry); None when
     a coefficient depends on the inputs or the two atoms are independent (the caller then runs
-    the generic closed form)."""
+    the generic closed form).
+
+    ``angles`` (a dict, optional) caches ``θ = arccos ρ`` by the structural keys of the
+    covariance entries (``cov.keys``, :class:`.pairs.BlockCov`), so that the expectations of
+    one linear form (a layer's forward ``E[relu relu]`` and backward ``E[step step]``) share
+    one ``arccos``.
+    """
     kind, (i, j), coef, table = form
     S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
     if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
+    numbers = _numeric_table(form)
+    coef, tab = numbers if numbers is not None else _table(form, params)
+    if tab is None:
+        return None
+    shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
+    key = None
+    keys = getattr(cov, "keys", None)
+    if angles is not None and kind == ORTHANT and keys is not None:
+        k11, k12, k22 = keys[i][i], keys[i][j], keys[j][j]
+        if None not in (k11, k12, k22):
+            key = (frozenset((k11, k22)), k12)
+    return pair_kernel(kind, S11, S12, S22, tab, shape, coef, angles, key)
+
+
+@lru_cache(maxsize=4096)
+def _numeric_table(form):
+    """:func:`_table` of a form whose coefficients are numbers (None otherwise)."""
+    _, _, coef, table = form
+    if any(sp.sympify(c).free_symbols for c in [coef] + [row[0] for row in table]):
+        return None
+    return _table(form, {})
+
+
+def _table(form, params):
+    """``(coef, rows)`` of a form with its coefficients evaluated: the rows ``(weight, a, b,
+    t, p, q)`` of :func:`_orthant`; rows None when a coefficient depends on the inputs."""
+    _, _, coef, table = form
     coef = peval(coef, params, NUMERIC)
     weights = [peval(row[0], params, NUMERIC) for row in table]
     if any(np.ndim(w) or isinstance(w, complex) for w in [coef] + weights):
-        return None
+        return coef, None
     tab = np.array([[w * row[3]] + list(row[1:3]) + list(row[4:])
                     for w, row in zip(weights, table)], dtype=float).reshape(-1, 6)
-    shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
-    return float(coef) * pair_kernel(kind, S11, S12, S22, tab, shape)
+    return float(coef), tab
 
 
-def gaussian_form2(S11, S12, S22, A):
-    """``det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and a
-    symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is not
-    an array (independent atoms: the caller's generic form)."""
+def gaussian_form2(S11, S12, S22, A, scale=1.0):
+    """``scale · det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and
+    a symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is
+    not an array (independent atoms: the caller's generic form)."""
     if not all(_is_array(s) for s in (S11, S12, S22)):
         return None
     table = np.array([[A[0][0], A[0][1], A[1][1], 0.0, 0.0, 0.0]])
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
-    return pair_kernel(GAUSS, S11, S12, S22, table, shape)
+    return pair_kernel(GAUSS, S11, S12, S22, table, shape, scale)
 
 
 def _is_array(s) -> bool:
@@ -127,10 +159,12 @@ def _is_array(s) -> bool:
     return not isinstance(s, (int, float))
 
 
-def pair_kernel(kind, S11, S12, S22, table, shape):
-    """The fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy without numba, and for
-    arrays of another module: CuPy takes the NumPy expressions).  The NumPy expressions keep
-    the precision of the covariances (float32 in, float32 out); numba computes in float64."""
+def pair_kernel(kind, S11, S12, S22, table, shape, scale=1.0, angles=None, key=None):
+    """``scale`` times the fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy
+    without numba, and for arrays of another module: CuPy takes the NumPy expressions);
+    ``angles[key]`` caches θ of the orthant kind (:func:`evaluate_fused`).  The NumPy
+    expressions keep the precision of the covariances (float32 in, float32 out); numba
+    computes in float64."""
     host = all(isinstance(s, np.ndarray) for s in (S11, S12, S22))
     if ENGINE == "numba" and host and numba_kernel() is not None:
         four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
@@ -140,45 +174,131 @@ def pair_kernel(kind, S11, S12, S22, table, shape):
         ex = np.ascontiguousarray(table[:, 1:], dtype=np.int64)
         numba_kernel()(kind, four(S11), four(S12), four(S22), w, ex,
                       out.reshape((1,) * (4 - out.ndim) + out.shape))
+        if scale != 1.0:
+            out *= scale
         return out
-    return np.broadcast_to(_numpy_kernel(kind, S11, S12, S22, table), shape)
-
-
-def _numpy_kernel(kind, S11, S12, S22, table):
     if kind == GAUSS:
-        (A00, A01, A11), = table[:, :3].tolist()      # Python numbers keep the precision
-        m00, m01 = 1.0 - 2.0 * (S11 * A00 + S12 * A01), -2.0 * (S11 * A01 + S12 * A11)
-        m10, m11 = -2.0 * (S12 * A00 + S22 * A01), 1.0 - 2.0 * (S12 * A01 + S22 * A11)
-        det = m00 * m11 - m01 * m10
-        ok = (m00 + m11 > 0) & (det > 0)
-        return np.where(ok, 1.0 / np.sqrt(np.where(ok, det, 1.0)), np.nan)
+        out = _gauss(S11, S12, S22, table[0, :3], scale)
+    elif kind == ORTHANT:
+        out = _orthant(S11, S12, S22, table, scale, angles, key)
+    else:
+        out = _erf(kind, S11, S12, S22, scale)
+    return out if np.shape(out) == shape else np.broadcast_to(out, shape)
+
+
+def _gauss(S11, S12, S22, A, scale):
+    """``scale · det(I − 2ΣA)^{−1/2}``, the determinant as ``αβ − 4A₀₁²S₁₁S₂₂ − 4A₀₁S₁₂ −
+    4 det(A) S₁₂²`` with ``α = 1 − 2A₀₀S₁₁``, ``β = 1 − 2A₁₁S₂₂`` (the variances broadcast
+    from the inputs' self blocks, so the pair batch sees four passes); NaN where the trace
+    ``α + β`` or the determinant is not positive (an eigenvalue of ΣA ≥ 1/2)."""
+    A00, A01, A11 = A.tolist()                         # Python numbers keep the precision
+    alpha, beta = 1.0 - 2.0 * A00 * S11, 1.0 - 2.0 * A11 * S22
+    base = alpha * beta
+    if A01 != 0.0:
+        base -= 4.0 * A01 * A01 * (S11 * S22)
+    det = np.multiply(S12, -4.0 * (A00 * A11 - A01 * A01))
+    if A01 != 0.0:
+        det -= 4.0 * A01
+    det *= S12
+    det += base
+    if bool(np.all(alpha > 0) and np.all(beta > 0) and np.all(det > 0)):
+        np.sqrt(det, out=det)
+        return np.divide(scale, det, out=det)
+    ok = (alpha + beta > 0) & (det > 0)
+    return np.where(ok, scale / np.sqrt(np.where(ok, det, 1.0)), np.nan)
+
+
+def _erf(kind, S11, S12, S22, scale):
+    """``E[erf erf] = (2/π) arcsin(2Σ₁₂ / √((1+2Σ₁₁)(1+2Σ₂₂)))`` and ``E[step erf] =
+    (1/π) arcsin(√2 Σ₁₂ / √(Σ₁₁(1+2Σ₂₂)))`` (0 where Σ₁₁ = 0), the normalisers taken per
+    side and multiplied together before they meet Σ₁₂ (for erf-erf ``2/√(1+2Σ₁₁)·1/√(1+2Σ₂₂)``
+    rounds as its mirror image, so a pair's entry does not depend on which side of a tile
+    its inputs are on)."""
     S11, S22 = np.maximum(S11, 0.0), np.maximum(S22, 0.0)
     if kind == ERF_ERF:
-        r = 2 * S12 / np.sqrt(np.maximum((1 + 2 * S11) * (1 + 2 * S22), 0.0))
-        return (2 / math.pi) * np.arcsin(np.clip(r, -1.0, 1.0))
-    if kind == STEP_ERF:
-        safe = np.where(S11 > 0, S11, 1.0)
-        r = math.sqrt(2) * S12 / np.sqrt(np.maximum(safe * (1 + 2 * S22), 0.0))
-        return np.where(S11 > 0, (1 / math.pi) * np.arcsin(np.clip(r, -1.0, 1.0)), 0.0)
+        left, c = 2.0 / np.sqrt(1.0 + 2.0 * S11), 2.0 / math.pi
+    else:
+        pos = S11 > 0
+        left = np.where(pos, math.sqrt(2.0) / np.sqrt(np.where(pos, S11, 1.0)), 0.0)
+        c = 1.0 / math.pi
+    r = np.multiply(left, 1.0 / np.sqrt(1.0 + 2.0 * S22))
+    if np.broadcast_shapes(r.shape, np.shape(S12)) == r.shape:
+        r *= S12
+    else:
+        r = np.multiply(S12, r)
+    np.clip(r, -1.0, 1.0, out=r)
+    np.arcsin(r, out=r)
+    r *= c * scale
+    return r
+
+
+def _orthant(S11, S12, S22, table, scale, angles, key):
+    """``scale · Σ w s₁^a s₂^b θ^t cos^p θ sin^q θ`` over the rows ``(w, a, b, t, p, q)`` of
+    ``table``, ``θ = arccos(Σ₁₂/√(Σ₁₁Σ₂₂))`` (0 where a variance is 0); ``θ`` is read from
+    and stored in ``angles[key]`` when given."""
+    S11, S22 = np.maximum(S11, 0.0), np.maximum(S22, 0.0)
     positive = bool(np.all(S11 > 0) and np.all(S22 > 0))
-    root = np.sqrt(S11 * S22)                          # s₁s₂, one rounding as the generic form
-    rho = np.divide(S12, root if positive else np.where(root > 0, root, 1.0))
-    np.clip(rho, -1.0, 1.0, out=rho)
-    theta = np.arccos(rho)
-    sin = 1.0 - rho
-    sin *= 1.0 + rho
-    np.sqrt(sin, out=sin)
-    total = 0.0
-    for w, a, b, t, p, q in table.tolist():
-        term = np.full_like(rho, w)
-        for arr, e in ((theta, t), (rho, p), (sin, q)):
-            for _ in range(int(e)):
-                term *= arr
+    arrays = {}
+
+    def root():
+        if "root" not in arrays:              # s₁s₂, one rounding as the generic form
+            arrays["root"] = np.sqrt(S11 * S22)
+        return arrays["root"]
+
+    def rho():
+        if "rho" not in arrays:
+            r = root()
+            r = np.divide(S12, r if positive else np.where(r > 0, r, 1.0))
+            arrays["rho"] = np.clip(r, -1.0, 1.0, out=r)
+        return arrays["rho"]
+
+    def theta():
+        if "theta" not in arrays:
+            cached = None if angles is None or key is None else angles.get(key)
+            arrays["theta"] = np.arccos(rho()) if cached is None else cached
+            if angles is not None and key is not None:
+                angles[key] = arrays["theta"]
+        return arrays["theta"]
+
+    def sin():
+        if "sin" not in arrays:
+            r = rho()
+            s = 1.0 - r
+            s *= 1.0 + r
+            arrays["sin"] = np.sqrt(s, out=s)
+        return arrays["sin"]
+
+    factor = {0: theta, 1: rho, 2: sin}
+    full = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
+    groups: dict = {}
+    for w, a, b, t, p, q in table.tolist():            # Python numbers keep the precision
+        groups.setdefault((int(a), int(b)), []).append((w * scale, int(t), int(p), int(q)))
+    total = None
+    for (a, b), rows in groups.items():
+        part, const = None, 0.0
+        for w, *powers in rows:
+            if not any(powers):
+                const += w
+                continue
+            term = None
+            for f, e in enumerate(powers):
+                for _ in range(e):
+                    term = np.multiply(factor[f](), w, out=np.empty_like(S12, shape=full)) \
+                        if term is None else \
+                        np.multiply(term, factor[f](), out=term)
+            part = term if part is None else np.add(part, term, out=part)
+        if part is None:
+            part = np.full_like(S12, const, shape=full)
+        elif const:
+            part += const
         if a == b:
-            term *= root ** int(a)
-        else:
-            term *= np.sqrt(S11) ** int(a) * np.sqrt(S22) ** int(b)
-        total = total + term
+            for _ in range(a):
+                part *= root()
+        elif a or b:
+            part *= np.sqrt(S11) ** a * np.sqrt(S22) ** b
+        total = part if total is None else np.add(total, part, out=total)
+    if total is None:
+        total = np.zeros_like(S12, shape=full)
     return total if positive else np.where((S11 > 0) & (S22 > 0), total, 0.0)
 
 

@@ -33,7 +33,7 @@ from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, p
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
 from ..expectations.canonical import canonical, derivative, expand_products, original_names
-from ..ir.instructions import Embedding, Moment
+from ..ir.instructions import Embedding, Moment, Nonlin, Select
 from ..ir.program import SHARED
 from .devices import CPU64, Device
 from ..resources import Progress
@@ -65,30 +65,41 @@ class Block:
         t = lambda a: np.swapaxes(a, -1, -2)
         return Block(t(self.l), t(self.r), t(self.y), t(self.x), self.scale)
 
-    def read(self, part: str, rows, cols) -> np.ndarray:
-        """``scale · part[..., rows, cols]`` (rows, cols: the members read; a view when they
-        are one contiguous run each, as for one member per input)."""
+    def read(self, part: str, index) -> np.ndarray:
+        """``scale · part[index]`` (``index`` from :func:`_members_index`: a view when the
+        members read are one contiguous run each, as for one member per input)."""
         arr = getattr(self, part)
-        out = arr[..., _run(rows), _run(cols)] if _is_run(rows) and _is_run(cols) else \
-            arr[..., rows, cols]
-        return out if self.scale == 1.0 else self.scale * out
+        out = arr[index]
+        if self.scale == 1.0:
+            return out
+        if out.ndim and not np.may_share_memory(out, arr):    # a copy (fancy index): scale it
+            out *= self.scale
+            return out
+        return self.scale * out
 
 
 class BlockCov:
     """``cov[..., i, j]`` of k atoms, entry by entry: arrays broadcasting against the batch
-    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms."""
+    (``0.0`` for independent atoms).  Duck-types the (…, k, k) covariance of the closed forms.
 
-    def __init__(self, entries, batch):
+    ``keys[i][j]`` names what entry (i, j) is, independently of the expectation reading it
+    (the atoms' leaves, slots and sides, and for a linear form the terms summed), or None;
+    equal keys within one executor mean equal arrays (:func:`.fused.evaluate_fused` shares
+    angles by them)."""
+
+    def __init__(self, entries, batch, keys=None):
         self.entries = entries
         self.k = len(entries)
         self.shape = tuple(batch) + (self.k, self.k)
+        self.keys = keys
 
     def __getitem__(self, key):
         _, i, j = key
         if isinstance(i, (int, np.integer)):
             return self.entries[i][j]
         i, j = np.asarray(i).ravel(), np.asarray(j).ravel()
-        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2])
+        keys = None if self.keys is None else [[self.keys[a][b] for b in j] for a in i]
+        return BlockCov([[self.entries[a][b] for b in j] for a in i], self.shape[:-2], keys)
 
     def dense(self) -> np.ndarray:
         out = np.zeros(self.shape)
@@ -113,6 +124,11 @@ class PairExecutor:
     device : Device, optional
         Array module and precision of the pair arrays (:mod:`.devices`; default NumPy,
         float64); the data are put there once.
+    memo : dict, optional
+        Input-independent preparations shared by the executors of one template (its tiles).
+    selves : (dict, dict), optional
+        Caches of the self blocks of ``left`` and ``right``, shared by executors on the same
+        inputs (the tiles of one row or column block).
     """
 
     #: Evaluate one pair's arc-cosine and erf closed forms with the fused kernels of
@@ -121,7 +137,8 @@ class PairExecutor:
     #: Record :attr:`temporaries` (the derivation's template does, to size the tiles).
     measure = False
 
-    def __init__(self, lim, members, left, right=None, device: Device = CPU64):
+    def __init__(self, lim, members, left, right=None, device: Device = CPU64, memo=None,
+                 selves=(None, None)):
         self.lim = lim
         self.p = lim.program
         self.members = members
@@ -135,8 +152,18 @@ class PairExecutor:
         self._blocks: dict = {}
         self._covs: dict = {}
         self._params: dict = {}
+        #: θ = arccos ρ of the orthant kernels, by covariance keys (:func:`.fused.evaluate_fused`)
+        self._angles: dict = {}
         self.max_error = 0.0
         self.tiers: set = set()
+        #: what does not depend on the inputs (symbolic preparations, member maps), shared by
+        #: the executors of one template
+        self._memo: dict = {} if memo is None else memo
+        #: self blocks and limit scalars of each side's inputs (:meth:`_side`), possibly
+        #: shared with other executors on the same inputs
+        left_own = {} if selves[0] is None else selves[0]
+        self._selves = {"l": left_own, "r": left_own if self.sym else
+                        ({} if selves[1] is None else selves[1])}
         #: the most numbers per input pair one cross expectation held at once (:meth:`_held`)
         self.temporaries = 0.0
         self.progress = Progress(f"evaluating the limit of {self.p.name!r}", None,
@@ -157,8 +184,11 @@ class PairExecutor:
         """(base, base member read by each member of one input of ``family``, base family).
         On the template every input's members read members of the same input, so the first
         input's view is every input's view."""
-        base, index = self.leaves.info[leaf]
-        return base, np.asarray(index[:self.P(family)]), self._family(base)
+        key = ("local", leaf, family)
+        if key not in self._memo:
+            base, index = self.leaves.info[leaf]
+            self._memo[key] = (base, np.asarray(index[:self.P(family)]), self._family(base))
+        return self._memo[key]
 
     # ------------------------------------------------------------------ data
     def _rows(self, side, node):
@@ -215,23 +245,33 @@ class PairExecutor:
     def _entry(self, s, slot_s, t, slot_t, sides, fams):
         """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
         shaped to broadcast against the batch; None when their groups are independent."""
-        bs, ls, fs = self._local(s, fams[slot_s == "b"])
-        bt, lt, ft = self._local(t, fams[slot_t == "b"])
+        key = ("entry", s, slot_s, t, slot_t, sides, fams)
+        if key not in self._memo:
+            self._memo[key] = self._entry_recipe(s, slot_s, t, slot_t, sides, fams)
+        bs, bt, part, index, reshape = self._memo[key]
         blk = self.base_block(bs, bt)
         if blk is None:
             return None
+        v = blk.read(part, index)
+        return v if reshape is None else v[reshape]
+
+    def _entry_recipe(self, s, slot_s, t, slot_t, sides, fams):
+        """How :meth:`_entry` reads its block, the same on every input set: ``(base of s,
+        base of t, part, index, reshape)``."""
+        bs, ls, fs = self._local(s, fams[slot_s == "b"])
+        bt, lt, ft = self._local(t, fams[slot_t == "b"])
         side_s, side_t = sides[slot_s == "b"], sides[slot_t == "b"]
         if side_s == side_t or not (self.owned(fs) and self.owned(ft)):
             side = side_t if not self.owned(fs) else side_s
-            if slot_s == slot_t:
-                v = blk.scale * (blk.l if side == "l" else blk.r)[:, ls, lt]
-                v = v[:, :, None] if slot_s == "a" else v[:, None, :]
+            if slot_s == slot_t:                 # a variance per member
+                index, reshape = (slice(None), ls, lt), [slice(None)] * 2
+                reshape.insert(2 if slot_s == "a" else 1, None)
             else:
-                v = blk.read(side, ls[:, None], lt[None, :])
-            if sides[0] != sides[1]:
-                v = v[:, None] if side == "l" else v[None, :]
-            return v
-        return blk.read("x", ls[:, None], lt[None, :])
+                index, reshape = _members_index(ls[:, None], lt[None, :]), [slice(None)]
+            if sides[0] != sides[1]:             # broadcast against the other side's inputs
+                reshape.insert(1 if side == "l" else 0, None)
+            return bs, bt, side, index, tuple(reshape) if None in reshape else None
+        return bs, bt, "x", _members_index(ls[:, None], lt[None, :]), None
 
     def _param_values(self, q, slot, sides, fams):
         base, loc, _ = self._local(q, fams[slot == "b"])
@@ -245,51 +285,48 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
-        # atoms and parameters renamed by position (:mod:`..expectations.canonical`): every
-        # layer of a deep program then shares one plan of each expectation
-        A, Pa = self.leaves.split(ea)
-        B, Pb = ([], []) if eb is None else self.leaves.split(eb)
-        na = canonical(ea, A, Pa)
-        nb = canonical(sp.S.One if eb is None else eb, B, Pb, start=(len(A), len(Pa)))
-        expr, atoms = na.expr * nb.expr, na.atoms + nb.atoms
-        sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+        expr, atoms, sides_of, Pa, Pb, (na, nb) = self._prepared(ea, eb)
+        atoms = list(atoms)
         k = len(atoms)
         if sides[0] != sides[1]:
             batch = (self.n["l"], self.n["r"], 1, 1)
         else:
             batch = (self.n[sides[0]], 1, 1)
         entries = [[_ZERO] * k for _ in range(k)]
+        keys = [[None] * k for _ in range(k)]
+        context = (sides, fams)
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
+                keys[r][c] = keys[c][r] = (frozenset(((s, sl), (t, tl))), context)
                 v = self._entry(s, sl, t, tl, sides, fams)
                 if v is None:
                     continue
                 entries[r][c] = entries[c][r] = v
         params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr, atoms, entries, nonzero = _collapse(expand_products(expr, tuple(atoms)),
-                                                  tuple(atoms), entries, params)
+        expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
         shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
-        cov = BlockCov(entries, shape)
+        cov = BlockCov(entries, shape, keys)
         cache = {}
         total = _Sum(shape, self.device)
         with original_names(na, nb):
             for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-                val = peval(term.coef, params, NUMERIC)
+                val = _peval(term.coef, params)
                 for f in term.factors:
                     key = (f.expr, f.index)
                     if key not in cache:
                         cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
                                                   params)
-                    val = val * cache[key]
+                    val = cache[key] if _is_one(val) else val * cache[key]
                 total.add(val)
         out = total.result()
         if self.measure and sides[0] != sides[1]:
             self._held(entries, cache, out)
-        if not np.all(np.isfinite(out)):
+        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
+        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
             what = ea if eb is None else ea * eb
             raise ExpectationError(f"E[{what}] is not finite: check the inputs")
         return out if eb is not None else out[..., 0]
@@ -308,11 +345,31 @@ class PairExecutor:
                 held += v.size
         self.temporaries = max(self.temporaries, held / (self.n["l"] * self.n["r"]))
 
+    def _prepared(self, ea, eb):
+        """The symbolic part of :meth:`expect`, the same for every call on a template:
+        ``(expr, atoms, (leaf, slot) of each atom, parameter leaves of ea and eb, renamings)``.
+        Atoms and parameters are renamed by position (:mod:`..expectations.canonical`), so
+        every layer of a deep program shares one plan of each expectation."""
+        key = (ea, eb)
+        if key not in self._memo:
+            A, Pa = self.leaves.split(ea)
+            B, Pb = ([], []) if eb is None else self.leaves.split(eb)
+            na = canonical(ea, A, Pa)
+            nb = canonical(sp.S.One if eb is None else eb, B, Pb, start=(len(A), len(Pa)))
+            atoms = na.atoms + nb.atoms
+            expr = expand_products(na.expr * nb.expr, atoms)
+            sides_of = [(s, "a") for s in A] + [(s, "b") for s in B]
+            self._memo[key] = (expr, atoms, sides_of, Pa, Pb, (na, nb))
+        return self._memo[key]
+
     def _factor(self, f, sub, params):
+        if _bilinear(f.expr, f.atoms):
+            self.tiers.add("exact")
+            return sub[..., 0, 1]                # E[x y] = Σ_xy, the entry itself
         plan = exact_plan(f.expr, f.atoms)
         form = fused_form(plan, len(f.atoms)) if plan is not None and self.fused else None
         if form is not None:
-            value = evaluate_fused(form, sub, params)
+            value = evaluate_fused(form, sub, params, self._angles)
             if value is not None:
                 self.tiers.add("exact")
                 return value
@@ -362,10 +419,15 @@ class PairExecutor:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
-        self._resolve(a, b)
-        l = self.expect(za, zb, ("l", "l"), fams)
-        r = l if self.sym else self.expect(za, zb, ("r", "r"), fams)
-        x = self.expect(za, zb, ("l", "r"), fams)
+        parts = self._structured(a, b)
+        if parts is not None:
+            l, r, x, y = parts
+        else:
+            self._resolve(a, b)
+            own = lambda side: self.expect(za, zb, (side, side), fams)
+            l = self._side("l", key, own)
+            r = l if self.sym else self._side("r", key, own)
+            x, y = self.expect(za, zb, ("l", "r"), fams), None
         same = za == zb and fams[0] == fams[1]
         if same and self.sym:
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
@@ -373,13 +435,54 @@ class PairExecutor:
             y = np.transpose(x, (1, 0, 2, 3))
         elif same:
             y = np.swapaxes(x, 2, 3)
-        else:
+        elif y is None:
             y = np.swapaxes(self.expect(zb, za, ("l", "r"), fams[::-1]), 2, 3)
         dt = self.device.dtype
         out = Block(*(a.astype(dt, copy=False) for a in (l, r, x, y)))
         self._covs[key] = out
         self.progress(len(self._covs))
         return out
+
+    def _structured(self, a: str, b: str):
+        """``(l, r, x, y)`` of vectors a, b from blocks of the vectors they are built of, when
+        one is a SELECT (member p of ``a = v[σ]`` is member σ(p) of v: the block of (v, b)
+        with its rows gathered) or a linear combination ``Σ c_k v_k`` of SELECTs (the sum of
+        the blocks of (v_k, b)); None otherwise.  Both are exact (the Z of a SELECT is its
+        argument's Z at the selected members, TP IIb Def. B.3), and a global-average-pooling
+        readout then reads one expectation over all pairs of positions instead of P²
+        separate ones.  ``y`` is None for the symmetric kernel (the caller transposes x)."""
+        for axis, (u, w) in enumerate(((a, b), (b, a))):
+            node = self.p.node(u)
+            if isinstance(node, Select):
+                sigma = np.asarray(node.index[:self.P(node.family)])
+                pair = (node.arg, w) if axis == 0 else (w, node.arg)
+                return _gather(self.cov(*pair), sigma, axis, self.sym, self.device)
+        for axis, (u, w) in enumerate(((a, b), (b, a))):
+            terms = self._select_combination(u)
+            if terms is not None:
+                parts = [(c, self.cov(*((v, w) if axis == 0 else (w, v)))) for c, v in terms]
+                return tuple(_linear_sum([(c * blk.scale, getattr(blk, f)) for c, blk in parts])
+                             if f != "y" or not self.sym else None for f in "lrxy")
+        return None
+
+    def _select_combination(self, name: str):
+        """``[(c_k, v_k)]`` when vector ``name`` is ``Σ c_k v_k`` (numbers c_k) of SELECTs of
+        its own family, else None."""
+        key = ("select combination", name)
+        if key not in self._memo:
+            node, terms = self.p.node(name), None
+            if isinstance(node, Nonlin) and not node.parameters and node.vectors and all(
+                    isinstance(self.p.node(v), Select) and self.p.node(v).family == node.family
+                    for v in node.vectors):
+                syms = {s.name: s for s in node.expr.free_symbols}
+                if set(syms) == set(node.vectors):
+                    coefs = [sp.diff(node.expr, syms[v]) for v in node.vectors]
+                    rest = sp.expand(node.expr - sum(c * syms[v] for c, v in
+                                                     zip(coefs, node.vectors)))
+                    if rest == 0 and all(c.is_number for c in coefs):
+                        terms = [(float(c), v) for c, v in zip(coefs, node.vectors)]
+            self._memo[key] = terms
+        return self._memo[key]
 
     def _resolve(self, a: str, b: str) -> None:
         """Compute, bottom-up with an explicit stack, every covariance the ZHAT atoms of
@@ -399,13 +502,29 @@ class PairExecutor:
     def _zhat_inputs(self, x: str, y: str) -> list[tuple[str, str]]:
         """The pairs of MATMUL inputs whose blocks the ZHAT atoms of ``Z^x``, ``Z^y`` need and
         that are not computed yet."""
-        pairs = self.leaves.zhat_input_pairs(self.p, (self.lim.z[x], self.lim.z[y]), self._blocks)
-        return [pair for pair in pairs if not self._has_cov(*pair)]
+        key = ("zhat inputs", x, y)
+        if key not in self._memo:
+            self._memo[key] = self.leaves.zhat_input_pairs(
+                self.p, (self.lim.z[x], self.lim.z[y]), {})
+        return [pair for pair in self._memo[key] if not self._has_cov(*pair)]
 
     def _has_cov(self, a: str, b: str) -> bool:
         za, zb = self.lim.z[a], self.lim.z[b]
         fams = (self.p.node(a).family, self.p.node(b).family)
         return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
+
+    def _side(self, side, key, compute):
+        """``compute(side)``, a quantity of one input set alone (a self block, a limit
+        scalar), cached with that set's inputs: the tiles of one row block share it."""
+        cache = self._selves[side]
+        if key not in cache:
+            cache[key] = compute(side)
+        return cache[key]
+
+    def _sides(self, key, compute) -> dict:
+        """``{"l": …, "r": …}`` of :meth:`_side` (one computation for the symmetric kernel)."""
+        l = self._side("l", key, compute)
+        return {"l": l, "r": l if self.sym else self._side("r", key, compute)}
 
     def param(self, base) -> dict:
         """Values ``{"l": (N₁, P), "r": (N₂, P)}`` of a parameter base (a limit scalar, a mask,
@@ -413,10 +532,10 @@ class PairExecutor:
         if base.key in self._params:
             return self._params[base.key]
         kind = base.key.split(":")[0]
-        if kind == "param" and isinstance(self.p.node(base.node), Moment):
+        if kind == "param" and isinstance(self.p.node(base.node), Moment):   # ZMOMENT
             fam = self._family(base)
             expr = self.lim.z_of(self.p.node(base.node).expr, self.p.family_size(fam))
-            vals = {s: self.expect(expr, None, (s, s), (fam, fam)) for s in ("l", "r")}
+            vals = self._sides(base.key, lambda s: self.expect(expr, None, (s, s), (fam, fam)))
         elif kind in ("param", "mask"):
             fam = self._family(base)
             v = self.device.put(np.asarray(base.values, dtype=float)[:self.P(fam)][None, :])
@@ -441,7 +560,7 @@ class PairExecutor:
         d = derivative(zx, s)
         if not d.has(sp.DiracDelta):
             fam = self.p.node(name).family
-            return {side: self.expect(d, None, (side, side), (fam, fam)) for side in ("l", "r")}
+            return self._sides(base.key, lambda s: self.expect(d, None, (s, s), (fam, fam)))
         raise Unsupported("Stein-form ZDOT coefficient")
 
 
@@ -486,48 +605,95 @@ def linear_forms(expr: sp.Expr, atoms: tuple):
     return new, kept + tuple(u for u, _ in spec), spec
 
 
-def _collapse(expr, atoms, entries, params):
-    """:func:`linear_forms` applied, with the covariance entries of the new atoms."""
+def _collapse(expr, atoms, entries, keys, params):
+    """:func:`linear_forms` applied, with the covariance entries of the new atoms and their
+    keys (:class:`BlockCov`: the set of ``(coefficients, entry key)`` terms summed, None when
+    a coefficient depends on the inputs)."""
     new, new_atoms, spec = linear_forms(expr, atoms)
     if not spec:
         nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
                    if entries[r][c] is not _ZERO}
-        return expr, atoms, entries, nonzero
+        return expr, atoms, entries, keys, nonzero
     position = {a: i for i, a in enumerate(atoms)}
-    coefs = {u: [(t, peval(c, params, NUMERIC)) for t, c in key] for u, key in spec}
+    coefs = {u: [(t, _peval(c, params)) for t, c in key] for u, key in spec}
+    numbers = all(np.ndim(c) == 0 for terms in coefs.values() for _, c in terms)
 
-    def column(u, j):
-        """cov(u, atoms[j])."""
-        out = _ZERO
-        for t, c in coefs[u]:
-            if entries[t][j] is not _ZERO:
-                out = out + c * entries[t][j]
-        return out
-
-    def cov(a, b):
-        if a in coefs and b in coefs:
-            out = _ZERO
-            for t, c in coefs[a]:
-                col = column(b, t)
-                if col is not _ZERO:
-                    out = out + c * col
-            return out
-        if a in coefs:
-            return column(a, position[b])
-        if b in coefs:
-            return column(b, position[a])
-        return entries[position[a]][position[b]]
+    def terms(a, b):
+        """``cov(a, b)`` as ``[(c, (row, col))]``: a sum of coefficients times entries."""
+        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
+        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
+        return [(ca * cb, (t, j)) for t, ca in rows for j, cb in cols
+                if entries[t][j] is not _ZERO]
 
     k = len(new_atoms)
     out = [[_ZERO] * k for _ in range(k)]
+    out_keys = [[None] * k for _ in range(k)]
     nonzero = set()
     for r in range(k):
         for c in range(r, k):
-            v = cov(new_atoms[r], new_atoms[c])
+            a, b = new_atoms[r], new_atoms[c]
+            if a not in coefs and b not in coefs:
+                v, key = entries[position[a]][position[b]], keys[position[a]][position[b]]
+            else:
+                summed = terms(a, b)
+                v = _linear_sum([(w, entries[t][j]) for w, (t, j) in summed])
+                key = frozenset((float(w), keys[t][j]) for w, (t, j) in summed) \
+                    if numbers and summed else None
             out[r][c] = out[c][r] = v
+            out_keys[r][c] = out_keys[c][r] = key
             if r != c and v is not _ZERO:
                 nonzero.add((r, c))
-    return new, list(new_atoms), out, nonzero
+    return new, list(new_atoms), out, out_keys, nonzero
+
+
+def _linear_sum(terms):
+    """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
+    (the entries, cached blocks of the executor, are never written to)."""
+    out, owned = _ZERO, False
+    for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
+        if out is _ZERO:
+            out = e if _is_one(c) else c * e
+            owned = out is not e and _is_array(out)
+        elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
+                out.shape:
+            if _is_one(c):
+                out += e
+            else:
+                out += c * e
+        else:
+            out = out + (e if _is_one(c) else c * e)
+            owned = _is_array(out)
+    return out
+
+
+def _is_array(v) -> bool:
+    """Whether ``v`` is an array of the batch (NumPy or a device's), not a number."""
+    return getattr(v, "ndim", 0) > 0
+
+
+def _is_one(c) -> bool:
+    """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
+    return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
+
+
+def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool,
+            device: Device = CPU64) -> tuple:
+    """``(l, r, x, y)`` of ``block`` with the members of its first (``axis`` 0) or second
+    vector gathered by ``σ`` (``−1``: the zero vector; ``σ`` on the host, the mask put on
+    ``device``); ``y`` None when ``symmetric``."""
+    index = np.maximum(sigma, 0)
+    mask = None if np.all(sigma >= 0) else device.put(sigma >= 0)
+    if mask is not None and axis == 0:
+        mask = mask[:, None]
+
+    def take(arr):
+        out = arr[..., index, :] if axis == 0 else arr[..., index]
+        if mask is not None:
+            out = out * mask
+        return out if block.scale == 1.0 else block.scale * out
+
+    return (take(block.l), take(block.r), take(block.x),
+            None if symmetric else take(block.y))
 
 
 class _Sum:
@@ -538,7 +704,7 @@ class _Sum:
     def __init__(self, shape, device: Device = CPU64):
         self.shape = shape
         self.device = device
-        self.total = 0.0
+        self.total = _ZERO
         self.owned = False
 
     def add(self, val):
@@ -546,15 +712,20 @@ class _Sum:
                 not np.iscomplexobj(val):
             self.total += val
             return
+        if self.total is _ZERO and isinstance(val, self.device.xp.ndarray):
+            self.total = val                     # not owned: a factor may be cached
+            return
         total = self.total + val
         self.owned = isinstance(total, self.device.xp.ndarray) and \
             total.shape == self.shape and total.dtype == self.device.dtype and total is not val
         self.total = total
 
     def result(self) -> np.ndarray:
-        if self.owned:
-            return self.total
+        """The sum, an array of ``shape`` (not to be written to: it may be a cached factor)."""
         xp, dt = self.device.xp, self.device.dtype
+        if self.owned or (isinstance(self.total, xp.ndarray) and self.total.shape == self.shape
+                          and self.total.dtype == dt):
+            return self.total
         total = self.total if isinstance(self.total, xp.ndarray) else xp.asarray(self.total)
         return xp.broadcast_to(total, self.shape).astype(dt)
 
@@ -564,6 +735,32 @@ def _root(a):
     while hasattr(getattr(a, "base", None), "shape"):
         a = a.base
     return a
+
+
+def _peval(expr, params):
+    """:func:`peval` with numbers cached (most coefficients are numbers)."""
+    if isinstance(expr, sp.Basic) and expr.free_symbols:
+        return peval(expr, params, NUMERIC)
+    return _number(expr)
+
+
+@lru_cache(maxsize=8192)
+def _number(expr):
+    return NUMERIC.c(expr)
+
+
+@lru_cache(maxsize=4096)
+def _bilinear(expr, atoms) -> bool:
+    """Whether a factor is the product ``x·y`` of its two atoms."""
+    return len(atoms) == 2 and expr == atoms[0] * atoms[1]
+
+
+def _members_index(rows, cols) -> tuple:
+    """The index ``[..., rows, cols]`` of a block, as slices when the members read are one
+    contiguous run each (then reading is a view)."""
+    if _is_run(rows) and _is_run(cols):
+        return Ellipsis, _run(rows), _run(cols)
+    return Ellipsis, rows, cols
 
 
 def _is_run(index) -> bool:
@@ -598,11 +795,13 @@ def _gaussian_form(term, cov, params, fused=True):
     A = [[peval(term.A[i][j], params, NUMERIC).real for j in range(k)] for i in range(k)]
     coef = peval(term.coef, params, NUMERIC) * np.real(np.exp(peval(term.c, params, NUMERIC)))
     if fused and k == 2 and not any(np.ndim(a) for row in A for a in row):
-        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A)
+        number = np.ndim(coef) == 0
+        det = gaussian_form2(cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1], A,
+                             float(np.real(coef)) if number else 1.0)
         if det is not None:
             if np.isnan(det).any():
                 raise ExpectationError(_INFINITE_FORM)
-            return np.real(coef) * det
+            return det if number else np.real(coef) * det
     M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
           for j in range(k)] for i in range(k)]
     # ΣA is similar to the symmetric Σ^{1/2}AΣ^{1/2}, so I − 2ΣA has real eigenvalues; they

@@ -9,6 +9,9 @@ diagonal tiles are symmetric kernels.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .. import resources
@@ -17,10 +20,9 @@ from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
 MEMORY_FRACTION = 0.25
-#: Default budget of one tile: smaller tiles keep the cross arrays of a tile in fewer pages
-#: and were faster in docs/performance.md (22 s at 100 MB, 33 s at 400 MB, 71 s untiled for
-#: the depth-10 ReLU NTK at N = 2000).
-TILE_BUDGET = 128 << 20
+#: Default budget of one tile: tiles of a few hundred inputs keep a tile's arrays near the
+#: processor's caches and were fastest in docs/performance.md.
+TILE_BUDGET = 64 << 20
 
 
 def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None,
@@ -45,6 +47,18 @@ def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None
     return b
 
 
+def default_threads(tile_bytes: float) -> int:
+    """Tiles computed at once by default: one per CPU this process may use, as many as fit
+    :data:`MEMORY_FRACTION` of the available memory at ``tile_bytes`` each.  NumPy releases
+    the interpreter lock inside its array loops, so the tiles' array work runs in parallel."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    fit = int(MEMORY_FRACTION * resources.host_available_bytes() // max(tile_bytes, 1.0))
+    return max(1, min(cpus, fit))
+
+
 def tiles(n1: int, n2: int | None, b: int) -> list:
     """``(rows, cols, symmetric)`` slices of the tiles; with ``n2`` None the upper triangle of
     the symmetric n1 × n1 kernel (``symmetric``: a diagonal tile)."""
@@ -60,19 +74,24 @@ def _part(data: dict, rows: slice) -> dict:
 
 
 def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=None,
-              client=None, xp=np, dtype=np.float64) -> dict:
+              client=None, threads: int = 1, xp=np, dtype=np.float64) -> dict:
     """Assemble the kernels ``gets`` from tiles of edge ``b``.
 
     Parameters
     ----------
     evaluate : callable
-        ``evaluate(left, right_or_None, gets) -> {name: array}`` for one tile.
+        ``evaluate(left, right_or_None, gets) -> {name: array}`` for one tile; the tiles of
+        one block of inputs receive one dict object for it (so that ``evaluate`` may cache
+        what depends on that block alone).
     left, right : dict
         Data arrays ``{name: (N, ·)}`` of X₁ and X₂ (``right`` None: symmetric kernel).
     progress : callable, optional
         ``progress(done, total, note)`` after every tile.
     client : dask.distributed.Client, optional
         Run the tiles as tasks of that client (results gathered in tile order).
+    threads : int
+        Without a client, tiles computed at once by a pool of threads (results taken in tile
+        order, so the kernel does not depend on it).
     xp, dtype :
         Array module and precision of the assembled kernels (NumPy, float64 by default; the
         tiles ``evaluate`` returns are arrays of that module).
@@ -85,20 +104,41 @@ def run_tiles(evaluate, left: dict, right: dict | None, gets, b: int, progress=N
     n1 = next(iter(left.values())).shape[0]
     n2 = None if right is None else next(iter(right.values())).shape[0]
     plan = tiles(n1, n2, b)
-    args = [(_part(left, ri), None if sym else _part(left if right is None else right, cj))
+    parts: dict = {}          # one dict per block of inputs, passed to every tile it is in
+
+    def part(data, rows):
+        key = (data is left, rows.start, rows.stop)
+        if key not in parts:
+            parts[key] = _part(data, rows)
+        return parts[key]
+
+    args = [(part(left, ri), None if sym else part(left if right is None else right, cj))
             for ri, cj, sym in plan]
     out = {g: xp.empty((n1, n1 if n2 is None else n2), dtype=dtype) for g in gets}
+    pool = None
     if client is not None:
         futures = client.map(evaluate, [a for a, _ in args], [c for _, c in args],
                              [tuple(gets)] * len(args), pure=False)
         results = iter(client.gather(futures))
+    elif threads > 1 and len(args) > 1:
+        pool = ThreadPoolExecutor(min(threads, len(args)), thread_name_prefix="kernel-tile")
+        results = pool.map(lambda ac: evaluate(ac[0], ac[1], gets), args)
     else:
         results = (evaluate(a, c, gets) for a, c in args)
+    try:
+        _assemble(out, plan, results, gets, right is None, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
+def _assemble(out, plan, results, gets, symmetric, progress):
+    """Write the tiles' kernels into ``out`` (and the transposed tiles of a symmetric one)."""
     for k, ((ri, cj, _), res) in enumerate(zip(plan, results)):
         for g in gets:
             out[g][ri, cj] = res[g]
-            if right is None and ri != cj:
+            if symmetric and ri != cj:
                 out[g][cj, ri] = res[g].T
         if progress is not None:
             progress(k + 1, len(plan), f"tile {k + 1}/{len(plan)}")
-    return out

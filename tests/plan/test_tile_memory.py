@@ -33,21 +33,25 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_estimate_bounds_the_peak_of_one_tile(name):
+    """Both kinds of tile: a diagonal (symmetric) one, and an off-diagonal (cross) one, which
+    also holds the cross arrays ``y`` of the other order."""
     build, shape, n = CASES[name]
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((n,) + shape)
+    X, Y = rng.standard_normal((n,) + shape), rng.standard_normal((n,) + shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tp.PseudoLipschitzWarning)
         p = build(X[:2])
         kfn = tp.compile(p)
         if name == "cnn":
-            X = build(X).data["X1"].reshape(n, -1)
-        data = kfn._data(X)
-        peak, _ = _peak(lambda: kfn._template.evaluate(data, None, ("nngp", "ntk")))
+            X, Y = (build(A).data["X1"].reshape(n, -1) for A in (X, Y))
+        left, right = kfn._data(X), kfn._data(Y)
+        peaks = [_peak(lambda: kfn._template.evaluate(left, other, ("nngp", "ntk")))[0]
+                 for other in (None, right)]
     estimate = 8 * kfn._template.arrays_per_pair * n * n
-    assert peak <= estimate, (peak / (8 * n * n), kfn._template.arrays_per_pair)
+    for peak in peaks:
+        assert peak <= estimate, (peak / (8 * n * n), kfn._template.arrays_per_pair)
     if name == "attention":       # nor a gross overestimate (tiles needlessly small)
-        assert peak >= estimate / 2
+        assert peaks[1] >= estimate / 2
 
 
 def test_default_budget_holds_for_attention():

@@ -43,6 +43,19 @@ def test_tiled_cnn_kernel():
                                rtol=0, atol=1e-12)
 
 
+def test_threads_do_not_change_the_kernel(kfn):
+    """Tiles on a pool of threads: the same numbers, bit for bit, as one tile after another
+    (results are assembled in tile order; each tile's arithmetic is its own)."""
+    X, Y = unit_rows((17, 5), 5), unit_rows((6, 5), 6)
+    for args in ((X,), (Y, X)):
+        one = kfn(*args, batch_size=4, threads=1)
+        three = kfn(*args, batch_size=4, threads=3)
+        for key in one:
+            np.testing.assert_array_equal(three[key], one[key])
+    with pytest.raises(tp.ProgramError, match="threads"):
+        kfn(X, batch_size=4, threads=0)
+
+
 def test_automatic_batch_size():
     assert auto_batch_size(100, 50, 50, budget=10**9) == 50
     b = auto_batch_size(100, 10**5, 10**5, budget=8 * 100 * 400)
