@@ -104,7 +104,7 @@ def evaluate_fused(form, cov, params, angles=None):
     """
     kind, (i, j), coef, table = form
     S11, S12, S22 = cov[..., i, i], cov[..., i, j], cov[..., j, j]
-    if not all(_is_array(s) for s in (S11, S12, S22)):
+    if not all(is_array(s) for s in (S11, S12, S22)):
         return None
     numbers = _numeric_table(form)
     coef, tab = numbers if numbers is not None else _table(form, params)
@@ -146,17 +146,17 @@ def gaussian_form2(S11, S12, S22, A, scale=1.0):
     """``scale · det(I − 2ΣA)^{−1/2}`` of two atoms with ``Σ = [[S11, S12], [S12, S22]]`` and
     a symmetric 2 × 2 ``A`` of numbers; NaN where it is infinite.  None when an entry of Σ is
     not an array (independent atoms: the caller's generic form)."""
-    if not all(_is_array(s) for s in (S11, S12, S22)):
+    if not all(is_array(s) for s in (S11, S12, S22)):
         return None
     table = np.array([[A[0][0], A[0][1], A[1][1], 0.0, 0.0, 0.0]])
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     return pair_kernel(GAUSS, S11, S12, S22, table, shape, scale)
 
 
-def _is_array(s) -> bool:
-    """Whether a covariance entry is an array (NumPy or CuPy), not the number of independent
-    atoms."""
-    return not isinstance(s, (int, float))
+def is_array(v) -> bool:
+    """Whether ``v`` is an array of the batch (NumPy or a device's), not a number (a covariance
+    entry of independent atoms is the number 0)."""
+    return getattr(v, "ndim", 0) > 0
 
 
 def pair_kernel(kind, S11, S12, S22, table, shape, scale=1.0, angles=None, key=None):

@@ -35,9 +35,9 @@ from ..expectations.arraymath import NUMERIC
 from ..expectations.canonical import canonical, derivative, expand_products, original_names
 from ..ir.instructions import Embedding, Moment, Nonlin, Select
 from ..ir.program import SHARED
-from .devices import CPU64, Device
 from ..resources import Progress
-from .fused import evaluate_fused, fused_form, gaussian_form2
+from .devices import CPU64, Device
+from .fused import evaluate_fused, fused_form, gaussian_form2, is_array
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -653,7 +653,7 @@ def _linear_sum(terms):
     for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
         if out is _ZERO:
             out = e if _is_one(c) else c * e
-            owned = out is not e and _is_array(out)
+            owned = out is not e and is_array(out)
         elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
                 out.shape:
             if _is_one(c):
@@ -662,13 +662,8 @@ def _linear_sum(terms):
                 out += c * e
         else:
             out = out + (e if _is_one(c) else c * e)
-            owned = _is_array(out)
+            owned = is_array(out)
     return out
-
-
-def _is_array(v) -> bool:
-    """Whether ``v`` is an array of the batch (NumPy or a device's), not a number."""
-    return getattr(v, "ndim", 0) > 0
 
 
 def _is_one(c) -> bool:
