@@ -198,15 +198,17 @@ class PairExecutor:
         return X.reshape(X.shape[0], P, -1)
 
     def _embed_block(self, a, b):
+        """The block of two embeddings of one weight: ``var·⟨ξ_p, ξ'_q⟩/d + bias`` per pair of
+        rows; ``y`` the transpose of ``x`` for an embedding with itself."""
         na = self.p.node(a)
         var, bias = float(na.var), float(na.bias_var)     # Python numbers keep the precision
         rl, rr = (self._rows("l", a), self._rows("r", a))
-        sl, sr = (self._rows("l", b), self._rows("r", b))
+        sl, sr = (rl, rr) if b == a else (self._rows("l", b), self._rows("r", b))
         d = rl.shape[-1]
         gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
-        cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
-        x = cross(rl, sr)
-        y = var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
+        x = var * np.einsum("ipd,jqd->ijpq", rl, sr) / d + bias
+        y = np.swapaxes(x, 2, 3) if b == a else \
+            var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
         return Block(gram(rl, sl), gram(rr, sr), x, y)
 
     # ------------------------------------------------------------------ base covariances
@@ -313,9 +315,9 @@ class PairExecutor:
         cache = {}
         total = _Sum(shape, self.device)
         with original_names(na, nb):
-            for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-                val = _peval(term.coef, params)
-                for f in term.factors:
+            plan = plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero))
+            for val, factors in _grouped(plan, params, shape[-2] * shape[-1]):
+                for f in factors:
                     key = (f.expr, f.index)
                     if key not in cache:
                         cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
@@ -644,6 +646,32 @@ def _collapse(expr, atoms, entries, keys, params):
             if r != c and v is not _ZERO:
                 nonzero.add((r, c))
     return new, list(new_atoms), out, out_keys, nonzero
+
+
+def _grouped(plan, params, members: int):
+    """The terms of an expectation's plan with equal factors merged: ``(Σ coefficients,
+    factors)`` in the order of their first term, each coefficient evaluated when its group is
+    reached.  Only coefficients that do not vary with the inputs (numbers, per-member masks:
+    parameters of at most ``members`` numbers together) are summed, so a sum is small next to
+    the products of factors over the pair batch: a backward vector written as a sum of masked
+    copies, ``Σ_p 1[member p]·Z/P`` (a global average pooling's gradient), then costs one
+    product of its factors instead of P² of them."""
+    groups: dict = {}
+    for n, term in enumerate(plan):
+        key = tuple((f.expr, f.index) for f in term.factors)
+        free = getattr(term.coef, "free_symbols", ())
+        if free and np.prod(np.broadcast_shapes(*(np.shape(params[s]) for s in free))) > members:
+            key = (n, key)                            # an input-dependent coefficient: alone
+        groups.setdefault(key, [[], term.factors])[0].append(term.coef)
+    for coefs, factors in groups.values():      # no reference kept to a coefficient here
+        yield _coefficient_sum(coefs, params), factors
+
+
+def _coefficient_sum(coefs, params):
+    total = _peval(coefs[0], params)
+    for c in coefs[1:]:
+        total = total + _peval(c, params)
+    return total
 
 
 def _linear_sum(terms):
