@@ -738,7 +738,7 @@ def _gather2(block: Block, rows: np.ndarray, cols: np.ndarray, need_y: bool,
     index = (Ellipsis, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :])
     mask = None
     if np.any(rows < 0) or np.any(cols < 0):
-        mask = device.put(((rows >= 0)[:, None] & (cols >= 0)[None, :]).astype(float))
+        mask = device.put((rows >= 0)[:, None] & (cols >= 0)[None, :])
 
     def take(arr):
         out = arr[index]
