@@ -319,8 +319,6 @@ class PairExecutor:
                 entries[r][c] = entries[c][r] = v
         params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        fixed = frozenset([na.params[q] for q in Pa if self._fixed(q, fams[0])] +
-                          [nb.params[q] for q in Pb if self._fixed(q, fams[1])])
         expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
@@ -330,9 +328,16 @@ class PairExecutor:
         total = _Sum(shape, self.device)
         with original_names(na, nb):
             plan = plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero))
-            sums = self._memo.setdefault(("coefficient sums", ea, eb, sides, fams,
-                                          self.device.xp.__name__, str(self.device.dtype)), {})
-            for val, factors in _grouped(plan, params, shape[-2] * shape[-1], fixed, sums):
+            if len(plan) > 1:
+                fixed = frozenset([na.params[q] for q in Pa if self._fixed(q, fams[0])] +
+                                  [nb.params[q] for q in Pb if self._fixed(q, fams[1])])
+                sums = self._memo.setdefault(("coefficient sums", ea, eb, sides, fams,
+                                              self.device.xp.__name__, str(self.device.dtype)),
+                                             {})
+                terms = _grouped(plan, params, shape[-2] * shape[-1], fixed, sums)
+            else:
+                terms = ((_peval(t.coef, params), t.factors) for t in plan)
+            for val, factors in terms:
                 for f in factors:
                     key = (f.expr, f.index)
                     if key not in cache:
