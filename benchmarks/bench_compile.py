@@ -62,15 +62,6 @@ def build(case: str, X):
     return attention.build(X)
 
 
-def program_inputs(case: str, X):
-    """What the compiled kernel takes: the images' patches for the CNN, the inputs otherwise."""
-    if case == "cnn":
-        from tensorprog.nn.convolution import patches
-
-        return patches(X, 3, "circular").reshape(len(X), -1)
-    return X
-
-
 # ---------------------------------------------------------------------------- the three codes
 def run_tensorprog(case: str, n: int) -> dict:
     import tensorprog as tp
@@ -78,8 +69,8 @@ def run_tensorprog(case: str, n: int) -> dict:
     t0 = time.perf_counter()
     kfn = tp.compile(build(case, inputs(case, 2, 0)))
     t1 = time.perf_counter()
-    kfn(program_inputs(case, inputs(case, min(n, 50), 1)))          # a first call
-    X = program_inputs(case, inputs(case, n, 2))
+    kfn(inputs(case, min(n, 50), 1))                               # a first call
+    X = inputs(case, n, 2)
     t2 = time.perf_counter()
     out = kfn(X)
     t3 = time.perf_counter()

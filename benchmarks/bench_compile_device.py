@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_compile import BVAR, DIM, WVAR, build, inputs, program_inputs  # noqa: E402
+from bench_compile import BVAR, DIM, WVAR, build, inputs  # noqa: E402
 
 CASES = ("mlp-relu-3", "mlp-relu-10", "mlp-erf-3", "mlp-erf-10", "cnn", "rnn")
 
@@ -41,7 +41,7 @@ def compiled(case: str):
         data = lambda n, seed: np.random.default_rng(seed).standard_normal((n, DIM))
         p = mlp.build(data(2, 0), depth=int(depth), wvar=WVAR, bvar=BVAR, activation=act)
         return tp.compile(p), data
-    data = lambda n, seed: program_inputs(case, inputs(case, n, seed))
+    data = lambda n, seed: inputs(case, n, seed)
     return tp.compile(build(case, inputs(case, 2, 0))), data
 
 

@@ -76,10 +76,17 @@ def _sort_key(s):
     return sp.default_sort_key(s)
 
 
+@lru_cache(maxsize=8192)
+def parameter_symbols(expr) -> tuple:
+    """The free symbols of a sympy expression, sorted (cached: the coefficients of a plan's
+    terms are evaluated again on every batch)."""
+    return tuple(sorted(expr.free_symbols, key=_sort_key))
+
+
 def peval(expr, params, m):
     """Value of a sympy expression in the parameters: an array over the batch (or a scalar)."""
     expr = sp.sympify(expr)
-    syms = tuple(sorted(expr.free_symbols, key=_sort_key))
+    syms = parameter_symbols(expr)
     if not syms:
         return m.c(expr)
     missing = [s for s in syms if s not in params]

@@ -67,6 +67,10 @@ class ProgramGraph:
         self.readout: Readout | None = None
         self.families: dict[str, Family] = {SHARED: Family(SHARED, 1, None)}
         self._counters: dict[str, int] = {}
+        #: data name → how that data array is computed from the program's inputs as a
+        #: researcher holds them (e.g. a CNN's patches from its images:
+        #: :class:`tensorprog.nn.convolution.ImagePatches`); compiled kernels take those inputs
+        self.input_views: dict[str, object] = {}
 
     def empty_like(self, families: dict | None = None, counters: bool = False):
         """A program like this one with no instructions yet: the start of a rewrite.
@@ -95,6 +99,7 @@ class ProgramGraph:
         q = type(self)(self.name)
         q.num_inputs, q.data, q.init_cov = self.num_inputs, dict(self.data), dict(self.init_cov)
         q.families = dict(self.families if families is None else families)
+        q.input_views = dict(self.input_views)
         if counters:
             q._counters = dict(self._counters)
         return q

@@ -45,7 +45,7 @@ from ..ir.program import INPUTS
 
 PADDINGS = ("circular", "zero")
 
-__all__ = ["Grid", "image_family", "patches", "filter_offsets", "shift_index", "shift",
+__all__ = ["Grid", "ImagePatches", "image_family", "patches", "filter_offsets", "shift_index", "shift",
            "conv_embed", "conv", "global_avg_pool", "flatten_readout",
            "PADDINGS"]
 
@@ -140,6 +140,52 @@ def patches(X, filter_size, padding: str) -> np.ndarray:
     return np.stack(cols, axis=2).reshape(N * int(np.prod(shape)), -1)
 
 
+@dataclass(frozen=True)
+class ImagePatches:
+    """The images of a CNN as its inputs: the data array of the first convolution's patch
+    embedding is :func:`patches` of images of ``shape`` per image ((P, C) in 1-D, (H, W, C) in
+    2-D) under a filter ``filter_size`` (taps per axis) with ``padding``.  :func:`conv_embed`
+    records it in the program (``p.input_views``), so that a compiled kernel
+    (:func:`tensorprog.compile`) takes the images and builds their patches itself.
+
+    Example
+    -------
+    >>> view = ImagePatches((5, 2), (3,), "circular")
+    >>> view(np.ones((4, 5, 2))).shape            # 4 images → 5 patches of 3 × 2 numbers each
+    (4, 30)
+    """
+
+    shape: tuple
+    filter_size: tuple
+    padding: str
+
+    def __call__(self, X) -> np.ndarray:
+        """The data of images ``X`` of shape (N, *shape): one row of N·(P·k·C) numbers per image.
+
+        Raises
+        ------
+        ProgramError
+            For an array that is not N ≥ 1 images of ``shape``, naming the shape expected.
+        """
+        X = np.asarray(X, dtype=float)
+        if X.ndim != len(self.shape) + 1 or X.shape[1:] != tuple(self.shape) or len(X) == 0:
+            raise ProgramError(f"the inputs are images: expected an array of shape "
+                               f"{self.describe()}, got shape {X.shape}")
+        return patches(X, self.filter_size, self.padding).reshape(len(X), -1)
+
+    def __str__(self) -> str:
+        taps = " × ".join(str(k) for k in self.filter_size)
+        return (f"images {self.describe()}, read as their patches under a filter of {taps} taps "
+                f"({self.padding} padding)")
+
+    def describe(self) -> str:
+        """The input shape in words, e.g. ``(N, 8, 4) (N images of 8 positions × 4 channels)``."""
+        *space, channels = self.shape
+        where = " × ".join(str(s) for s in space)
+        return (f"(N, {', '.join(str(s) for s in self.shape)}) (N images of {where} positions × "
+                f"{channels} channels)")
+
+
 def image_family(p, num_images: int, shape, name: str = "pos") -> Grid:
     """Declare the (image, position) family of ``num_images`` images of spatial ``shape``
     (``owner`` = the image).  Declares the program's N inputs (the images) if no input did."""
@@ -161,7 +207,9 @@ def conv_embed(p, X, filter_size, padding: str = "circular", wvar: float = 2.0,
                bvar: float = 0.0, name: str | None = None, family: str = "pos"):
     """The first convolution, on images ``X`` ((N, P, C) or (N, H, W, C)), as an embedding of
     its patches: returns ``(h, grid)`` with ``h_{i,p} = U·patch_{i,p} + b``,
-    ``U ~ N(0, wvar/(k·C))``, ``b ~ N(0, bvar)``, h in the new (image, position) family."""
+    ``U ~ N(0, wvar/(k·C))``, ``b ~ N(0, bvar)``, h in the new (image, position) family.  The
+    program records how its data come from the images (:class:`ImagePatches`): its compiled
+    kernels take images."""
     X = np.asarray(X, dtype=float)
     if X.ndim not in (3, 4):
         raise ProgramError(f"images must have shape (N, P, C) (1-D) or (N, H, W, C) (2-D), got "
@@ -169,6 +217,8 @@ def conv_embed(p, X, filter_size, padding: str = "circular", wvar: float = 2.0,
     grid = image_family(p, X.shape[0], X.shape[1:-1], family)
     h = p.embed(patches(X, filter_size, padding), var=wvar, bias_var=bvar, name=name,
                 family=grid.family)
+    p.input_views[p.node(h.name).data] = ImagePatches(
+        X.shape[1:], _filter_shape(filter_size, len(grid.shape)), padding)
     return h, grid
 
 

@@ -103,7 +103,8 @@ class KernelFn:
         ----------
         X1, X2 : array or dict, optional
             Inputs of the program's input shape (see :func:`.layout.split_inputs`): an (N, d)
-            array for an MLP, (N, T, d) for a sequence model, or ``{data name: array}``.  With
+            array for an MLP, (N, T, d) for a sequence model, images (N, P, C) or
+            (N, H, W, C) for a CNN, or ``{data name: array}``.  With
             ``X2`` the N₁ × N₂ cross kernels; without, the N₁ × N₁ kernels.  ``X1=None``: the
             program's own inputs.
         get : str or tuple
@@ -369,7 +370,7 @@ def structure_key(program: Program, lay: Layout, tier: str) -> tuple:
                   flags=re.M)                           # data shapes are comments
     return (text, tuple(lay.members.items()),
             tuple((k, v.tobytes()) for k, v in lay.select.items()), lay.slots,
-            tuple(lay.data.items()), tuple(lay.aliases.items()), tier)
+            tuple(lay.data.items()), tuple(lay.aliases.items()), tuple(lay.views.items()), tier)
 
 
 def cached_kernels(program: Program, get: str, tier: str = "auto"):

@@ -16,7 +16,7 @@ batch statistics) and programs holding input-indexed arrays that were computed o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,9 +31,11 @@ class Layout:
 
     ``members[F]`` is P_F (members of family F per input), ``select[name]`` the per-input map σ
     of each SELECT (−1: the zero vector), ``slots`` the per-input readout slots (or None), and
-    ``data[name] = (rows, dim)`` the shape of one input's share of each data array, and
+    ``data[name] = (rows, dim)`` the shape of one input's share of each data array,
     ``aliases[name]`` the data array of ``data`` that each of the program's data names holds
-    (embeddings of one array under several weights, e.g. a GRU's gates, read one input).
+    (embeddings of one array under several weights, e.g. a GRU's gates, read one input), and
+    ``views[name]`` how a data array is computed from the inputs as the caller gives them (a
+    CNN's patches from its images: :class:`~tensorprog.nn.convolution.ImagePatches`).
     """
 
     members: dict
@@ -41,10 +43,18 @@ class Layout:
     slots: tuple | None
     data: dict
     aliases: dict
+    views: dict = field(default_factory=dict)
+
+    def share(self, name: str) -> int:
+        """Numbers per input of data array ``name`` as the caller gives it."""
+        if name in self.views:
+            return int(np.prod(self.views[name].shape))
+        rows, dim = self.data[name]
+        return rows * dim
 
     def input_size(self) -> int:
         """Numbers per input, all data arrays together."""
-        return sum(r * d for r, d in self.data.values())
+        return sum(self.share(name) for name in self.data)
 
 
 def _local_rank(owner: np.ndarray) -> np.ndarray:
@@ -108,7 +118,8 @@ def layout(p: Program) -> Layout:
             aliases[name] = same[0] if same else name
             if not same:
                 data[name] = (members.get(node.family, 1), X.shape[1])
-    return Layout(members, select, None if slots is None else tuple(slots), data, aliases)
+    views = {name: p.input_views[name] for name in data if name in p.input_views}
+    return Layout(members, select, None if slots is None else tuple(slots), data, aliases, views)
 
 
 def _per_input(values: np.ndarray, owner: np.ndarray, rank: np.ndarray, what: str):
@@ -136,16 +147,18 @@ def _select_pattern(p: Program, node, ranks: dict, where: str) -> np.ndarray:
 def split_inputs(lay: Layout, X) -> dict:
     """The data arrays of the program for new inputs ``X``: a dict ``{data name: array}`` or
     one array of N inputs whose numbers per input are the data arrays' shares in program order
-    (e.g. (N, d) for an MLP, (N, T, d) for a sequence, (N, P, k·C) patches for a CNN).
+    (e.g. (N, d) for an MLP, (N, T, d) for a sequence), a data array with a view
+    (:attr:`Layout.views`) given as the view takes it: images (N, P, C) or (N, H, W, C) for a
+    CNN, whose patches the view computes.
     Returns ``{data name: (N, rows·dim) array}`` for every data name of the program."""
     if isinstance(X, dict):
         if set(X) != set(lay.data):
             raise ProgramError(f"inputs must give the data arrays {sorted(lay.data)}, got "
                                f"{sorted(X)}")
-        out = {}
-        for name, (rows, dim) in lay.data.items():
-            out[name] = _rows(np.asarray(X[name], dtype=float), rows, dim, name)
-        return _with_aliases(lay, out)
+        return _with_aliases(lay, {name: _data(lay, name, X[name]) for name in lay.data})
+    if len(lay.data) == 1 and lay.views:                  # one array in its own shape
+        name = next(iter(lay.data))
+        return _with_aliases(lay, {name: _data(lay, name, X)})
     X = np.asarray(X, dtype=float)
     if X.ndim == 0 or X.size == 0:
         raise ProgramError(f"inputs must be a non-empty array (N, ...), got shape {X.shape}")
@@ -155,10 +168,21 @@ def split_inputs(lay: Layout, X) -> dict:
                            f"{ {k: v for k, v in lay.data.items()} } as (rows, dim) per input), "
                            f"got shape {X.shape}")
     out, col = {}, 0
-    for name, (rows, dim) in lay.data.items():
-        out[name] = _rows(flat[:, col:col + rows * dim], rows, dim, name)
-        col += rows * dim
+    for name in lay.data:
+        part = flat[:, col:col + lay.share(name)]
+        if name in lay.views:
+            part = part.reshape((len(part),) + tuple(lay.views[name].shape))
+        out[name] = _data(lay, name, part)
+        col += lay.share(name)
     return _with_aliases(lay, out)
+
+
+def _data(lay: Layout, name: str, X) -> np.ndarray:
+    """Data array ``name`` of the inputs ``X`` (computed by its view, if it has one)."""
+    rows, dim = lay.data[name]
+    if name in lay.views:
+        X = lay.views[name](X)
+    return _rows(np.asarray(X, dtype=float), rows, dim, name)
 
 
 def _with_aliases(lay: Layout, data: dict) -> dict:

@@ -29,7 +29,8 @@ import sympy as sp
 
 from ..errors import ExpectationError
 from ..expectations import montecarlo, quadrature
-from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, peval
+from ..expectations.closed_forms import GaussTerm, evaluate_exact, exact_plan, \
+    parameter_symbols, peval
 from ..expectations.decompose import plan_expectation
 from ..expectations.arraymath import NUMERIC
 from ..expectations.canonical import canonical, derivative, expand_products, original_names
@@ -198,15 +199,17 @@ class PairExecutor:
         return X.reshape(X.shape[0], P, -1)
 
     def _embed_block(self, a, b):
+        """The block of two embeddings of one weight: ``var·⟨ξ_p, ξ'_q⟩/d + bias`` per pair of
+        rows; ``y`` the transpose of ``x`` for an embedding with itself."""
         na = self.p.node(a)
         var, bias = float(na.var), float(na.bias_var)     # Python numbers keep the precision
         rl, rr = (self._rows("l", a), self._rows("r", a))
-        sl, sr = (self._rows("l", b), self._rows("r", b))
+        sl, sr = (rl, rr) if b == a else (self._rows("l", b), self._rows("r", b))
         d = rl.shape[-1]
         gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
-        cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
-        x = cross(rl, sr)
-        y = var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
+        x = var * np.einsum("ipd,jqd->ijpq", rl, sr) / d + bias
+        y = np.swapaxes(x, 2, 3) if b == a else \
+            var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
         return Block(gram(rl, sl), gram(rr, sr), x, y)
 
     # ------------------------------------------------------------------ base covariances
@@ -282,6 +285,17 @@ class PairExecutor:
             v = v[:, None] if side == "l" else v[None, :]
         return v
 
+    def _fixed(self, q, family) -> bool:
+        """Whether parameter leaf ``q`` has the same values on every input set (a mask, a
+        number of the program), not a limit scalar or ZDOT coefficient of the inputs."""
+        key = ("fixed", q, family)
+        if key not in self._memo:
+            base = self._local(q, family)[0]
+            kind = base.key.split(":")[0]
+            self._memo[key] = kind == "mask" or (
+                kind == "param" and not isinstance(self.p.node(base.node), Moment))
+        return self._memo[key]
+
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
@@ -313,9 +327,18 @@ class PairExecutor:
         cache = {}
         total = _Sum(shape, self.device)
         with original_names(na, nb):
-            for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
-                val = _peval(term.coef, params)
-                for f in term.factors:
+            plan = plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero))
+            if len(plan) > 1:
+                fixed = frozenset([na.params[q] for q in Pa if self._fixed(q, fams[0])] +
+                                  [nb.params[q] for q in Pb if self._fixed(q, fams[1])])
+                sums = self._memo.setdefault(("coefficient sums", ea, eb, sides, fams,
+                                              self.device.xp.__name__, str(self.device.dtype)),
+                                             {})
+                terms = _grouped(plan, params, shape[-2] * shape[-1], fixed, sums)
+            else:
+                terms = ((_peval(t.coef, params), t.factors) for t in plan)
+            for val, factors in terms:
+                for f in factors:
                     key = (f.expr, f.index)
                     if key not in cache:
                         cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
@@ -419,7 +442,8 @@ class PairExecutor:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
-        parts = self._structured(a, b)
+        same = za == zb and fams[0] == fams[1]
+        parts = self._structured(a, b, need_y=not (same or self.sym))
         if parts is not None:
             l, r, x, y = parts
         else:
@@ -428,7 +452,6 @@ class PairExecutor:
             l = self._side("l", key, own)
             r = l if self.sym else self._side("r", key, own)
             x, y = self.expect(za, zb, ("l", "r"), fams), None
-        same = za == zb and fams[0] == fams[1]
         if same and self.sym:
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
         if self.sym:
@@ -443,20 +466,26 @@ class PairExecutor:
         self.progress(len(self._covs))
         return out
 
-    def _structured(self, a: str, b: str):
+    def _structured(self, a: str, b: str, need_y: bool = True):
         """``(l, r, x, y)`` of vectors a, b from blocks of the vectors they are built of, when
         one is a SELECT (member p of ``a = v[σ]`` is member σ(p) of v: the block of (v, b)
         with its rows gathered) or a linear combination ``Σ c_k v_k`` of SELECTs (the sum of
         the blocks of (v_k, b)); None otherwise.  Both are exact (the Z of a SELECT is its
         argument's Z at the selected members, TP IIb Def. B.3), and a global-average-pooling
         readout then reads one expectation over all pairs of positions instead of P²
-        separate ones.  ``y`` is None for the symmetric kernel (the caller transposes x)."""
+        separate ones.  Two SELECTs read their arguments' block with both members gathered at
+        once (a convolution's shifted copies of a layer: one gather per pair of taps).  ``y``
+        is None when not ``need_y`` (the caller transposes x)."""
+        sel = [self.p.node(u) if isinstance(self.p.node(u), Select) else None for u in (a, b)]
+        if sel[0] is not None and sel[1] is not None:
+            sigmas = [np.asarray(n.index[:self.P(n.family)]) for n in sel]
+            return _gather2(self.cov(sel[0].arg, sel[1].arg), *sigmas, need_y, self.device)
         for axis, (u, w) in enumerate(((a, b), (b, a))):
-            node = self.p.node(u)
-            if isinstance(node, Select):
+            node = sel[axis]
+            if node is not None:
                 sigma = np.asarray(node.index[:self.P(node.family)])
                 pair = (node.arg, w) if axis == 0 else (w, node.arg)
-                return _gather(self.cov(*pair), sigma, axis, self.sym, self.device)
+                return _gather(self.cov(*pair), sigma, axis, not need_y, self.device)
         for axis, (u, w) in enumerate(((a, b), (b, a))):
             terms = self._select_combination(u)
             if terms is not None:
@@ -646,6 +675,41 @@ def _collapse(expr, atoms, entries, keys, params):
     return new, list(new_atoms), out, out_keys, nonzero
 
 
+def _grouped(plan, params, members: int, fixed=frozenset(), sums=None):
+    """The terms of an expectation's plan with equal factors merged: ``(Σ coefficients,
+    factors)`` in the order of their first term, each coefficient evaluated when its group is
+    reached.  Only coefficients that do not vary with the inputs (numbers, per-member masks:
+    parameters of at most ``members`` numbers together) are summed, so a sum is small next to
+    the products of factors over the pair batch: a backward vector written as a sum of masked
+    copies, ``Σ_p 1[member p]·Z/P`` (a global average pooling's gradient), then costs one
+    product of its factors instead of P² of them.  Sums of coefficients whose parameters are
+    all ``fixed`` (the same on every input set) are kept in ``sums`` for the next call."""
+    groups: dict = {}
+    for n, term in enumerate(plan):
+        key = tuple((f.expr, f.index) for f in term.factors)
+        free = parameter_symbols(term.coef) if isinstance(term.coef, sp.Basic) else ()
+        if free and np.prod(np.broadcast_shapes(*(np.shape(params[s]) for s in free))) > members:
+            key = (n, key)                            # an input-dependent coefficient: alone
+        group = groups.setdefault(key, [[], term.factors, True])
+        group[0].append(term.coef)
+        group[2] = group[2] and set(free) <= fixed
+    for coefs, factors, constant in groups.values():   # no reference kept to a coefficient
+        if sums is None or not constant:
+            yield _coefficient_sum(coefs, params), factors
+            continue
+        key = tuple(coefs)
+        if key not in sums:
+            sums[key] = _coefficient_sum(coefs, params)
+        yield sums[key], factors
+
+
+def _coefficient_sum(coefs, params):
+    total = _peval(coefs[0], params)
+    for c in coefs[1:]:
+        total = total + _peval(c, params)
+    return total
+
+
 def _linear_sum(terms):
     """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
     (the entries, cached blocks of the executor, are never written to)."""
@@ -669,6 +733,25 @@ def _linear_sum(terms):
 def _is_one(c) -> bool:
     """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
     return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
+
+
+def _gather2(block: Block, rows: np.ndarray, cols: np.ndarray, need_y: bool,
+             device: Device = CPU64) -> tuple:
+    """``(l, r, x, y)`` of ``block`` with the members of its first vector gathered by ``rows``
+    and those of its second by ``cols`` in one pass (``−1``: the zero vector; masks put on
+    ``device``); ``y`` None unless ``need_y``."""
+    index = (Ellipsis, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :])
+    mask = None
+    if np.any(rows < 0) or np.any(cols < 0):
+        mask = device.put((rows >= 0)[:, None] & (cols >= 0)[None, :])
+
+    def take(arr):
+        out = arr[index]
+        if mask is not None:
+            out = out * mask
+        return out if block.scale == 1.0 else block.scale * out
+
+    return (take(block.l), take(block.r), take(block.x), take(block.y) if need_y else None)
 
 
 def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool,

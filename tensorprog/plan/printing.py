@@ -16,6 +16,8 @@ def plan_to_text(kfn) -> str:
     lines.append(f"  members per input: {fams}")
     lines.append("  data per input: " + ", ".join(f"{k} {r}×{d}" for k, (r, d) in
                                                    lay.data.items()))
+    for name, view in lay.views.items():
+        lines.append(f"  inputs: {view} (data {name})")
     t = kfn._template
     lines.append("")
     lines.append(str(t.limit))

@@ -39,8 +39,6 @@ def test_cross_kernel_is_block_of_concatenated_kernel(name):
     kfn = tp.compile(p)
     assert kfn.route == "pairs", kfn.reason
     Z = np.concatenate([Y, X])
-    if p.name.startswith("cnn"):  # the program's data are the images' patches
-        X, Y, Z = (build(A).data["X1"].reshape(len(A), -1) for A in (X, Y, Z))
     cross = kfn(Y, X)
     error = kfn.max_error
     full = kfn(Z)

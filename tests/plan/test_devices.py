@@ -36,10 +36,7 @@ def _case(name, n1=4, n2=3):
     """The compiled kernel of an architecture (derived once for this module) and inputs."""
     build, shape = PAIR_LOCAL[name]
     X, Y = _inputs(shape, n1, 0), _inputs(shape, n2, 1)
-    p = build(X)
-    if p.name.startswith("cnn"):          # the compiled kernel takes the images' patches
-        X, Y = (build(A).data["X1"].reshape(len(A), -1) for A in (X, Y))
-    return tp.compile(p), X, Y
+    return tp.compile(build(X)), X, Y
 
 
 @pytest.mark.parametrize("name", CLOSED)

@@ -28,8 +28,6 @@ def test_fused_numpy_and_generic_closed_forms_agree(name, monkeypatch):
     build, shape = PAIR_LOCAL[name]
     X, Y = _inputs(shape, 5, 3), _inputs(shape, 3, 4)
     p = build(X)
-    if p.name.startswith("cnn"):  # the program's data are the images' patches
-        X, Y = (build(A).data["X1"].reshape(len(A), -1) for A in (X, Y))
     kfn = tp.compile(p)
     ref = _kernels(kfn, X, Y, "generic", monkeypatch)
     K = evaluate_term(readout_term(p), tp.limit(p))       # the limit evaluated on the program

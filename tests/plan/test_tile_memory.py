@@ -42,8 +42,6 @@ def test_estimate_bounds_the_peak_of_one_tile(name):
         warnings.simplefilter("ignore", tp.PseudoLipschitzWarning)
         p = build(X[:2])
         kfn = tp.compile(p)
-        if name == "cnn":
-            X, Y = (build(A).data["X1"].reshape(n, -1) for A in (X, Y))
         left, right = kfn._data(X), kfn._data(Y)
         peaks = [_peak(lambda: kfn._template.evaluate(left, other, ("nngp", "ntk")))[0]
                  for other in (None, right)]
