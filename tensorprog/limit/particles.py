@@ -286,7 +286,7 @@ class ParticleLimit:
 
     # ------------------------------------------------------------------ queries
     def scalar(self, name: str) -> np.ndarray:
-        """The limit θ̊ of scalar ``name``: the mean over replicas, one value per member.
+        """θ̊ of the scalar ``name`` (ZMOMENT), averaged over the replicas.
 
         Parameters
         ----------
@@ -295,12 +295,13 @@ class ParticleLimit:
 
         Returns
         -------
-        numpy.ndarray, shape (m,)
+        numpy.ndarray
+            (m,): one value per member of the scalar's family.
 
         Raises
         ------
         LimitError
-            When the program has no scalar of that name.
+            No scalar of that name.
         """
         return self._replicas(name).mean(axis=1)
 

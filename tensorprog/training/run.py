@@ -336,19 +336,16 @@ class TrainingRun:
     def mean_error(self) -> np.ndarray:
         """(steps + 1, N): the error estimate of each entry of :attr:`mean` — its standard
         error over replicas on the particle tier, :attr:`limit_error` everywhere otherwise."""
-        self.mean
-        if self._mean_error is None:
-            return np.full(self._mean.shape, self._error)
-        return self._mean_error
+        return self._error_array(self.mean, self._mean_error)
 
     @property
     def cov_error(self) -> np.ndarray:
         """(steps + 1, N, N): the error estimate of each entry of :attr:`cov` (as
         :attr:`mean_error`; 0 where the limit is deterministic)."""
-        self.cov
-        if self._cov_error is None:
-            return np.full(self._cov.shape, self._error)
-        return self._cov_error
+        return self._error_array(self.cov, self._cov_error)
+
+    def _error_array(self, value: np.ndarray, error: np.ndarray | None) -> np.ndarray:
+        return np.full(value.shape, self._error) if error is None else error
 
     @property
     def cov(self) -> np.ndarray:
