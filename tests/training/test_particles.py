@@ -120,3 +120,18 @@ def test_particle_tier_refuses_what_it_cannot_evaluate():
     assert abs(lim.scalar("th")[0] - 0.55) < 5 * lim.scalar_error("th")[0] + 1e-3
     with pytest.raises(LimitError, match="no scalar"):
         lim.scalar("nope")
+
+
+def test_gru_trains_in_mup_on_particles():
+    """The GRU (programs/gru.py, weights shared over its steps), whose feature-learning limit
+    the evaluator's tiers do not finish: on particles in seconds, and width-512 networks
+    follow it."""
+    from .test_errors import program_of
+
+    run = tp.train(program_of("gru"), [1.0], train=[0], steps=2, lr=1.0,
+                   parametrization=tp.mup())
+    assert run.tier == "particles" and run.limit_error < 1e-3
+    assert run.mean[2, 0] > run.mean[1, 0] > 0.1     # it learns its training point
+    sim = run.simulate(512, seeds=32)
+    z = np.abs(sim.mean - run.mean) / np.sqrt(sim.stderr ** 2 + run.mean_error ** 2)
+    assert z.max() < 4
