@@ -7,14 +7,14 @@ The network is a 2-hidden-layer tanh MLP (inputs in R³, σ² = 1.5, no biases) 
 full-batch gradient descent on the MSE in muP (``tp.mup()``, lr = 2): ``tp.train`` unrolls the
 run into a NETSOR⊤+ program and ``run.mean`` takes its limit.  Every case runs in a fresh
 process (no cache shared between cases) and reports the wall-clock and CPU seconds of
-``tp.train`` + ``run.mean``, its peak resident memory, the number of instructions of the
+``tp.train`` + ``run.mean``, the process's peak resident memory, the number of instructions of the
 unrolled program and ``run.limit_error``: on the particle tier (``tier="particles"``, the
 default of feature-learning runs) the largest standard error of an output over independent
 replicas of the whole evaluation (end to end); on the evaluator's tiers (``"montecarlo"``,
-``"auto"``) the largest error estimate of one expectation, not propagated.  Cases are run in the order
-given, every tier for each size; once a case exceeds ``--timeout`` the larger ones of that tier
-are skipped.  The table is printed as Markdown; measured tables, with the profile of where the
-time goes, are in ``docs/performance.md`` ("The training limit").
+``"auto"``) the largest error estimate of one expectation, not propagated.  Cases are run in
+the order given, every tier for each size; once a case exceeds ``--timeout`` the larger ones
+of that tier are skipped.  The table is printed as Markdown; measured tables, with the
+profile of where the time goes, are in ``docs/performance.md`` ("The training limit").
 """
 from __future__ import annotations
 
