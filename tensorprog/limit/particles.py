@@ -23,8 +23,12 @@ order, on the particle arrays of its arguments:
   ``E[∂Z^x/∂Ū_i] = E[Ū_i Z^x]``, a particle mean.  Only the basis blocks ``Z^x`` depends on
   enter the sum (the others have zero coefficients).
 
+Draws: randomised quasi-Monte Carlo normals (:class:`NormalSource`, scrambled Sobol points,
+largest variance first), which cut the errors of a three-step muP run about fourfold against
+pseudo-random ones at equal cost.
+
 Error bars: the whole evaluation is run as R independent replicas (vectorised: every array is
-(members, R, M)); a scalar's value is the mean over replicas and its error the standard error
+(members, replicas, M), a few replicas at a time); a scalar's value is the mean over replicas and its error the standard error
 ``std/√R`` of that mean, which includes the propagation of every earlier estimate through the
 program.  The particle means themselves carry an O(1/M) bias (the limit scalars enter later
 instructions as estimates), small against the standard error ``O(1/√(RM))`` for the sizes used.
