@@ -1,22 +1,26 @@
 """How long the infinite-width limit of a muP training run takes, against steps and inputs.
 
 Run ``python benchmarks/bench_training.py [--steps 1,2,3] [--inputs 2+1,4+2,8+4]
-[--tiers auto,montecarlo] [--timeout 900]``.
+[--tiers particles,montecarlo] [--timeout 900]``.
 
 The network is a 2-hidden-layer tanh MLP (inputs in R³, σ² = 1.5, no biases) trained by
 full-batch gradient descent on the MSE in muP (``tp.mup()``, lr = 2): ``tp.train`` unrolls the
 run into a NETSOR⊤+ program and ``run.mean`` takes its limit.  Every case runs in a fresh
 process (no cache shared between cases) and reports the wall-clock and CPU seconds of
-``tp.train`` + ``run.mean``, the number of instructions of the unrolled program and the
-largest error estimate of an expectation (``run.limit_error``).  Cases are run in the order
-given, every tier for each size; once a case exceeds ``--timeout`` the larger ones of that tier
-are skipped.  The table is printed as Markdown; measured tables, with the profile of where the
-time goes, are in ``docs/performance.md`` ("The training limit").
+``tp.train`` + ``run.mean``, the process's peak resident memory, the number of instructions of the
+unrolled program and ``run.limit_error``: on the particle tier (``tier="particles"``, the
+default of feature-learning runs) the largest standard error of an output over independent
+replicas of the whole evaluation (end to end); on the evaluator's tiers (``"montecarlo"``,
+``"auto"``) the largest error estimate of one expectation, not propagated.  Cases are run in
+the order given, every tier for each size; once a case exceeds ``--timeout`` the larger ones
+of that tier are skipped.  The table is printed as Markdown; measured tables, with the
+profile of where the time goes, are in ``docs/performance.md`` ("The training limit").
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -41,14 +45,15 @@ def case(steps: int, train: int, test: int, tier: str) -> dict:
                    parametrization=tp.mup(), tier=tier)
     run.mean
     return dict(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
-                instructions=len(run.program.order), error=run.limit_error)
+                instructions=len(run.program.order), error=run.limit_error,
+                memory=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", default="1,2,3")
     ap.add_argument("--inputs", default="2+1,4+2,8+4", help="train+test sizes")
-    ap.add_argument("--tiers", default="auto,montecarlo")
+    ap.add_argument("--tiers", default="particles,montecarlo")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -57,8 +62,8 @@ def main():
         print(json.dumps(case(int(steps), int(train), int(test), tier)))
         return
     sizes = [tuple(int(v) for v in s.split("+")) for s in args.inputs.split(",")]
-    print("| steps | train+test | tier | instructions | wall s | CPU s | max error |")
-    print("|---:|---:|:--|---:|---:|---:|---:|")
+    print("| steps | train+test | tier | instructions | wall s | CPU s | peak MB | max error |")
+    print("|---:|---:|:--|---:|---:|---:|---:|---:|")
     over = set()
     for steps in (int(s) for s in args.steps.split(",")):
         for train, test in sizes:
@@ -70,13 +75,14 @@ def main():
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                                          timeout=args.timeout, cwd=ROOT)
                 except subprocess.TimeoutExpired:
-                    print(f"| {steps} | {train}+{test} | {tier} | | > {args.timeout:.0f} | | |",
+                    print(f"| {steps} | {train}+{test} | {tier} | | > {args.timeout:.0f} | | | |",
                           flush=True)
                     over.add(tier)
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"| {steps} | {train}+{test} | {tier} | {r['instructions']} | "
-                      f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['error']:.1e} |", flush=True)
+                      f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['memory']:.0f} | "
+                      f"{r['error']:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

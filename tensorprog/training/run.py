@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import TrainingError
 from ..ir.program import Program, symbol
 from ..limit import Limit as BaseLimit
+from ..limit.particles import ParticleLimit, standard_error
 from .evaluation import TrainingLimit as Limit
 from .finite import FiniteTrainer
 from .losses import make_loss
@@ -116,13 +117,16 @@ class TrainingRun:
         self.batches = batches
         self.steps = len(batches)
         self.loss = make_loss(loss)
-        self.tier, self.strict = tier, bool(strict)
+        # feature learning: the particle evaluator is the default (docs/performance.md)
+        self.tier = "particles" if tier == "auto" and self.regime.feature_learning else tier
+        self.strict = bool(strict)
         self.program_in = program
         self.rates = self._rates()
         self.unrolled = unroll(self.net, self.rates, self.loss, self.y, self.batches,
                                self.regime.feature_learning,
                                f0={} if self.regime.random_outputs else None)
         self._mean = self._cov = self._gain = None
+        self._mean_error = self._cov_error = None
         self._error = 0.0
 
     def _rates(self) -> dict:
@@ -138,31 +142,53 @@ class TrainingRun:
         return self.unrolled.program
 
     # ------------------------------------------------------------------ limit
+    def _limit(self, q: Program):
+        """The limit of the unrolled program ``q`` on the run's tier: the particle evaluator
+        (:mod:`tensorprog.limit.particles`, the same draws for every program of the run), or
+        the Master-Theorem evaluator, where the kernel regime's products of δ-sums are
+        distributed (.evaluation) and the feature-learning program's vectors, nonlinear, are
+        taken as they are."""
+        if self.tier == "particles":
+            return ParticleLimit(q)
+        lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
+        self._error = max(self._error, lim.max_error_so_far)  # the outputs are limit scalars
+        return lim
+
     def _deltas(self, f0: dict | None, unrolled=None) -> np.ndarray:
-        """Limit outputs (steps + 1, N) of the program (``unrolled``, default the run's own),
-        conditioned on ``f0`` when given."""
+        """Limit outputs (R, steps + 1, N) of the program (``unrolled``, default the run's
+        own), conditioned on ``f0`` when given: one row per replica of the particle tier, one
+        row on the other tiers."""
         un = unrolled or self.unrolled
         q = un.program
         if f0 is not None:
             q = q.copy()
             for j, name in un.f0.items():
                 q.replace(name, value=float(f0.get(j, 0.0)))
-        # the kernel regime's products of δ-sums are distributed (.evaluation); the
-        # feature-learning program's vectors are nonlinear and are taken as they are
-        lim = (BaseLimit if self.regime.feature_learning else Limit)(q, tier=self.tier)
-        self._error = max(self._error, lim.max_error_so_far)  # the outputs are limit scalars
-        return self._outputs(lim, un)
+        return self._outputs(self._limit(q), un)
 
     def _outputs(self, lim, unrolled=None) -> np.ndarray:
-        """The outputs f_t (one row per output of ``unrolled``, default the run's own, × N) as
-        scalars of an evaluated unrolled program."""
+        """The outputs f_t (R replicas × one row per output of ``unrolled``, default the
+        run's own, × N) as scalars of an evaluated unrolled program."""
         unrolled = unrolled or self.unrolled
         N = self.net.num_inputs
-        out = np.zeros((len(unrolled.outputs), N))
+        R = lim.R if isinstance(lim, ParticleLimit) else 1
+        out = np.zeros((R, len(unrolled.outputs), N))
         for t, o in enumerate(unrolled.outputs):
             if o is not None:
-                out[t] = _value(o, lim, N)
+                out[:, t] = _value(o, lim, N)
         return out
+
+    def _set_mean(self, replicas: np.ndarray) -> None:
+        """Deterministic outputs from their (R, steps + 1, N) replicas: the mean and, over
+        several replicas, its standard error (end to end: every estimate of the program
+        propagated)."""
+        N = self.net.num_inputs
+        self._mean = replicas.mean(axis=0)
+        self._cov = np.zeros((self.steps + 1, N, N))
+        self._cov_error = np.zeros_like(self._cov)
+        if len(replicas) > 1:
+            self._mean_error = standard_error(replicas, axis=0)
+            self._error = max(self._error, float(self._mean_error.max(initial=0.0)))
 
     def _jacobian(self, unrolled=None) -> tuple[np.ndarray, np.ndarray]:
         """``(Δ, J)``: the outputs (steps + 1, N) at ``f_0 = 0`` and their derivatives
@@ -173,22 +199,29 @@ class TrainingRun:
         N = self.net.num_inputs
         J = np.zeros(base.shape + (N,))
         for j in sorted(un.f0):
-            J[:, :, j] = self._deltas({j: 1.0}, un) - base
+            J[..., j] = self._deltas({j: 1.0}, un) - base
         return base, J
 
     def _evaluate(self):
         N = self.net.num_inputs
         if not self.regime.random_outputs:
-            self._mean = self._deltas(None)
-            self._cov = np.zeros((self.steps + 1, N, N))
+            self._set_mean(self._deltas(None))
             return
         K = self.nngp()
         if self.loss.affine:
-            base, J = self._jacobian()
+            base, J = self._jacobian()           # (R, …): replicas on the particle tier
             A = np.eye(N)[None] + J
-            self._mean, self._gain = base, A
-            self._cov = A @ K @ A.transpose(0, 2, 1)
-            self._check_rate(J)
+            self._mean, self._gain = base.mean(axis=0), A.mean(axis=0)
+            half = self._gain @ K
+            self._cov = half @ self._gain.transpose(0, 2, 1)
+            if len(base) > 1:  # first order in each replica's deviation from the mean gain
+                spread = A @ half.transpose(0, 2, 1)
+                self._mean_error = standard_error(base, axis=0)
+                self._cov_error = standard_error(spread + spread.transpose(0, 1, 3, 2),
+                                                  axis=0)
+                self._error = max(self._error, float(self._mean_error.max()),
+                                  float(self._cov_error.max()))
+            self._check_rate(J.mean(axis=0))
         else:
             raise TrainingError(
                 f"train: the loss {self.loss.name} has a derivative that is not affine in f; "
@@ -214,7 +247,7 @@ class TrainingRun:
             first = np.sort(self.train_idx)
             probe = unroll(self.net, self.rates, self.loss, self.y, [first], False, f0={},
                            name=f"{self.net.name}_ntk")
-            J = self._jacobian(probe)[1]
+            J = self._jacobian(probe)[1].mean(axis=0)
         theta = -len(first) / self.lr * J[1]
         checked = set()
         for k, b in enumerate(self.batches):
@@ -237,7 +270,7 @@ class TrainingRun:
 
         if not self.regime.random_outputs:
             return np.zeros((self.net.num_inputs,) * 2)
-        K = nngp(self.program_in, tier=self.tier)
+        K = nngp(self.program_in, tier="auto" if self.tier == "particles" else self.tier)
         if not self.regime.random_bias:
             K = K - self.net.tensors["v_b"].var
         return K
@@ -291,10 +324,28 @@ class TrainingRun:
 
     @property
     def limit_error(self) -> float:
-        """The evaluator's largest error estimate of an expectation in the limit (0 when every
-        expectation was exact; a Monte Carlo standard error otherwise)."""
+        """The largest error estimate of the limit: on the particle tier the largest standard
+        error of :attr:`mean` and :attr:`cov` over independent replicas of the whole evaluation
+        (end to end); on the other tiers the evaluator's largest error estimate of one
+        expectation (0 when every expectation was exact; a Monte Carlo standard error
+        otherwise), not propagated through later ones."""
         self.mean
         return self._error
+
+    @property
+    def mean_error(self) -> np.ndarray:
+        """(steps + 1, N): the error estimate of each entry of :attr:`mean` — its standard
+        error over replicas on the particle tier, :attr:`limit_error` everywhere otherwise."""
+        return self._error_array(self.mean, self._mean_error)
+
+    @property
+    def cov_error(self) -> np.ndarray:
+        """(steps + 1, N, N): the error estimate of each entry of :attr:`cov` (as
+        :attr:`mean_error`; 0 where the limit is deterministic)."""
+        return self._error_array(self.cov, self._cov_error)
+
+    def _error_array(self, value: np.ndarray, error: np.ndarray | None) -> np.ndarray:
+        return np.full(value.shape, self._error) if error is None else error
 
     @property
     def cov(self) -> np.ndarray:
@@ -366,13 +417,11 @@ class TrainingRun:
                     m = q.fresh_name("move")
                     q.add_inferred("moment", m, (symbol(vecs[nm]) - symbol(nm)) ** 2)
                     moves.append((nm, t, m))
-        lim = BaseLimit(q, tier=self.tier)
+        lim = self._limit(q)
         for nm, t, m in moves:
             out[nm][t] = np.broadcast_to(lim.scalar(m), (N,))
         if self._mean is None:  # s = 1: the outputs are scalars of the same program
-            self._error = max(self._error, lim.max_error_so_far)
-            self._mean = self._outputs(lim)
-            self._cov = np.zeros((self.steps + 1, N, N))
+            self._set_mean(self._outputs(lim))
         return out
 
     # ------------------------------------------------------------------ finite width
@@ -417,16 +466,23 @@ class TrainingRun:
                 f"{self.parametrization.name}, loss {self.loss.name}>")
 
 
-def _value(o, lim: Limit, N: int) -> np.ndarray:
-    """Evaluate an output expression (a sympy expression in scalars of the program)."""
+def _value(o, lim, N: int) -> np.ndarray:
+    """Evaluate an output expression (a sympy expression in scalars of the program): (R, N),
+    one row per replica of a particle limit, one row otherwise."""
     import sympy as sp
 
     expr = sp.sympify(o)
     syms = sorted(expr.free_symbols, key=str)
+    R = lim.R if isinstance(lim, ParticleLimit) else 1
     if not syms:
-        return np.full(N, float(expr))
-    vals = [np.broadcast_to(np.asarray(lim.scalar(s.name), dtype=float), (N,)) for s in syms]
-    return np.broadcast_to(sp.lambdify(syms, expr, "numpy")(*vals), (N,)).astype(float)
+        return np.full((R, N), float(expr))
+    if R > 1:
+        vals = [np.broadcast_to(lim.replicas[s.name].T, (R, N)) for s in syms]
+    else:
+        vals = [np.broadcast_to(np.asarray(lim.scalar(s.name), dtype=float), (R, N))
+                for s in syms]
+    return np.broadcast_to(sp.lambdify(syms, expr, "numpy")(*vals), (R, N)).astype(float)
+
 
 
 def train(program: Program, y, train=None, steps: int | None = None, lr: float = 1.0,
@@ -459,7 +515,11 @@ def train(program: Program, y, train=None, steps: int | None = None, lr: float =
     batches : sequence of arrays, optional
         One array of training-input indices per step (SGD); default full batch.
     tier : str
-        Expectation tier of the Master-Theorem evaluator.
+        How the limit is evaluated: ``"particles"`` (:mod:`tensorprog.limit.particles`: the
+        whole program on one set of joint samples, with end-to-end error bars over
+        replicas), or an expectation tier of the Master-Theorem evaluator (``"exact"``,
+        ``"quadrature"``, ``"montecarlo"``).  ``"auto"``: the particles for feature-learning
+        parametrizations (s = 1), the evaluator's own ``"auto"`` otherwise.
     strict : bool
         In the NTK limit with the MSE, raise instead of warning when ``lr > 4|B|/λ_max`` of
         the NTK block of a batch B (the training points, full batch).

@@ -15,7 +15,7 @@ class TrajectoryRow:
     """One width: the relative error of a single draw of the trajectory (mean over seeds ±
     standard error), of the seed mean, and the largest z-score ``|mean − limit|/σ`` over steps
     and inputs, σ² the squared standard error of the seed mean plus that of the limit
-    (:attr:`TrainingRun.limit_error`, 0 when every expectation is exact)."""
+    (:attr:`TrainingRun.mean_error`, 0 when every expectation is exact)."""
 
     width: int
     draw_error: float
@@ -88,7 +88,7 @@ def validate_run(run, widths, seeds: int, seed: int = 0, z_threshold: float = 4.
         per = error_stats(sim.samples - own, np.zeros(own.shape[1:]))
         scale = float(np.linalg.norm(run.mean)) or 1.0
         st = error_stats(sim.samples, run.mean)
-        sigma = np.sqrt(sim.stderr ** 2 + run.limit_error ** 2)
+        sigma = np.sqrt(sim.stderr ** 2 + run.mean_error ** 2)
         dev = np.abs(sim.mean - run.mean)
         z = np.where(dev <= 1e-12 * scale, 0.0, dev / np.where(sigma > 0, sigma, np.inf))
         rows.append(TrajectoryRow(int(n), per.draw_error / scale, per.draw_error_stderr / scale,
