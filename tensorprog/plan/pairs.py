@@ -38,6 +38,7 @@ from ..ir.program import SHARED
 from ..resources import Progress
 from .devices import CPU64, Device
 from .fused import evaluate_fused, fused_form, gaussian_form2, is_array
+from .steps import record_step
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -245,9 +246,18 @@ class PairExecutor:
     def _entry(self, s, slot_s, t, slot_t, sides, fams):
         """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
         shaped to broadcast against the batch; None when their groups are independent."""
+        return self.read_entry(self._entry_key(s, slot_s, t, slot_t, sides, fams))
+
+    def _entry_key(self, s, slot_s, t, slot_t, sides, fams):
+        """The key of :meth:`_entry`'s recipe in the template's preparations."""
         key = ("entry", s, slot_s, t, slot_t, sides, fams)
         if key not in self._memo:
             self._memo[key] = self._entry_recipe(s, slot_s, t, slot_t, sides, fams)
+        return key
+
+    def read_entry(self, key):
+        """The covariance entry of the recipe ``key`` (:meth:`_entry_key`) on these inputs;
+        None when the atoms are independent."""
         bs, bt, part, index, reshape = self._memo[key]
         blk = self.base_block(bs, bt)
         if blk is None:
@@ -285,35 +295,53 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        if sides[0] != sides[1]:
+            batch = (self.n["l"], self.n["r"])
+        else:
+            batch = (self.n[sides[0]],)
+        shape = batch + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
+        step = self._memo.get(("step", ea, eb, sides, fams))
+        out = step.run(self, shape) if step and self.fused and not self.measure else None
+        if out is None:
+            out = self._expect(ea, eb, sides, fams, shape)
+        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
+        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
+            what = ea if eb is None else ea * eb
+            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
+        return out if eb is not None else out[..., 0]
+
+    def _expect(self, ea, eb, sides, fams, shape):
+        """:meth:`expect` on the general path (symbolic preparations cached, the rest done on
+        every call), recording an :class:`.steps.ExpectationStep` for the later calls."""
         expr, atoms, sides_of, Pa, Pb, (na, nb) = self._prepared(ea, eb)
         atoms = list(atoms)
         k = len(atoms)
-        if sides[0] != sides[1]:
-            batch = (self.n["l"], self.n["r"], 1, 1)
-        else:
-            batch = (self.n[sides[0]], 1, 1)
         entries = [[_ZERO] * k for _ in range(k)]
         keys = [[None] * k for _ in range(k)]
+        reads = {}
         context = (sides, fams)
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
                 keys[r][c] = keys[c][r] = (frozenset(((s, sl), (t, tl))), context)
-                v = self._entry(s, sl, t, tl, sides, fams)
+                reads[(r, c)] = self._entry_key(s, sl, t, tl, sides, fams)
+                v = self.read_entry(reads[(r, c)])
                 if v is None:
+                    reads[(r, c)] = None
                     continue
                 entries[r][c] = entries[c][r] = v
         params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
+        raw = tuple(atoms)
+        expr, atoms, entries, keys, nonzero = _collapse(expr, raw, entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
-        shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape, keys)
         cache = {}
         total = _Sum(shape, self.device)
         with original_names(na, nb):
-            for term in plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero)):
+            terms = plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero))
+            for term in terms:
                 val = _peval(term.coef, params)
                 for f in term.factors:
                     key = (f.expr, f.index)
@@ -325,11 +353,13 @@ class PairExecutor:
         out = total.result()
         if self.measure and sides[0] != sides[1]:
             self._held(entries, cache, out)
-        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
-        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
-            what = ea if eb is None else ea * eb
-            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
-        return out if eb is not None else out[..., 0]
+        if self.fused and ("step", ea, eb, sides, fams) not in self._memo:
+            present = frozenset(rc for rc, v in reads.items() if v is not None)
+            cells = collapse_plan(self._prepared(ea, eb)[0], raw, present)[2]
+            self._memo[("step", ea, eb, sides, fams)] = record_step(
+                {rc: v for rc, v in reads.items() if v is not None}, cells, k, zero_var, terms,
+                keys, _bilinear)
+        return out
 
     def _held(self, entries, cache, out) -> None:
         """Record the numbers per input pair that one cross expectation holds at once: the
@@ -609,41 +639,69 @@ def _collapse(expr, atoms, entries, keys, params):
     """:func:`linear_forms` applied, with the covariance entries of the new atoms and their
     keys (:class:`BlockCov`: the set of ``(coefficients, entry key)`` terms summed, None when
     a coefficient depends on the inputs)."""
-    new, new_atoms, spec = linear_forms(expr, atoms)
-    if not spec:
-        nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
-                   if entries[r][c] is not _ZERO}
-        return expr, atoms, entries, keys, nonzero
-    position = {a: i for i, a in enumerate(atoms)}
-    coefs = {u: [(t, _peval(c, params)) for t, c in key] for u, key in spec}
-    numbers = all(np.ndim(c) == 0 for terms in coefs.values() for _, c in terms)
-
-    def terms(a, b):
-        """``cov(a, b)`` as ``[(c, (row, col))]``: a sum of coefficients times entries."""
-        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
-        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
-        return [(ca * cb, (t, j)) for t, ca in rows for j, cb in cols
-                if entries[t][j] is not _ZERO]
-
+    k = len(atoms)
+    present = frozenset((r, c) for r in range(k) for c in range(r, k)
+                        if entries[r][c] is not _ZERO)
+    new, new_atoms, cells = collapse_plan(expr, atoms, present)
+    if cells is None:
+        return expr, atoms, entries, keys, {(r, c) for r, c in present if r != c}
+    sums = {(r, c): [(_coef(ca, params) * _coef(cb, params), t, j) for ca, cb, t, j in terms]
+            for r, c, direct, terms in cells if direct is None}
+    numbers = all(np.ndim(w) == 0 for terms in sums.values() for w, _, _ in terms)
     k = len(new_atoms)
     out = [[_ZERO] * k for _ in range(k)]
     out_keys = [[None] * k for _ in range(k)]
     nonzero = set()
+    for r, c, direct, _ in cells:
+        if direct is not None:                       # an entry of the atoms themselves
+            v, key = entries[direct[0]][direct[1]], keys[direct[0]][direct[1]]
+        else:
+            terms = sums[(r, c)]
+            v = _linear_sum([(w, entries[t][j]) for w, t, j in terms])
+            key = frozenset((float(w), keys[t][j]) for w, t, j in terms) \
+                if numbers and terms else None
+        out[r][c] = out[c][r] = v
+        out_keys[r][c] = out_keys[c][r] = key
+        if r != c and v is not _ZERO:
+            nonzero.add((r, c))
+    return new, list(new_atoms), out, out_keys, nonzero
+
+
+@lru_cache(maxsize=4096)
+def collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
+    """The input-independent part of :func:`_collapse`: ``(expr', atoms', cells)`` with, for
+    every entry ``(r, c)``, ``r ≤ c``, of the new atoms' covariance, ``(r, c, direct,
+    terms)``: ``direct = (t, j)`` when it is entry (t, j) of the atoms' covariance, else
+    None and ``terms`` the ``(c_a, c_b, t, j)`` of ``Σ c_a c_b Σ_tj`` (coefficients sympy
+    expressions or 1.0).  ``present``: the entries (t, j), t ≤ j, of dependent atoms.
+    ``cells`` is None when no nonlinearity reads a linear form."""
+    new, new_atoms, spec = linear_forms(expr, atoms)
+    if not spec:
+        return expr, atoms, None
+    position = {a: i for i, a in enumerate(atoms)}
+    coefs = dict(spec)
+
+    def terms(a, b):
+        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
+        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
+        return tuple((ca, cb, t, j) for t, ca in rows for j, cb in cols
+                     if (min(t, j), max(t, j)) in present)
+
+    k = len(new_atoms)
+    cells = []
     for r in range(k):
         for c in range(r, k):
             a, b = new_atoms[r], new_atoms[c]
             if a not in coefs and b not in coefs:
-                v, key = entries[position[a]][position[b]], keys[position[a]][position[b]]
+                cells.append((r, c, (position[a], position[b]), ()))
             else:
-                summed = terms(a, b)
-                v = _linear_sum([(w, entries[t][j]) for w, (t, j) in summed])
-                key = frozenset((float(w), keys[t][j]) for w, (t, j) in summed) \
-                    if numbers and summed else None
-            out[r][c] = out[c][r] = v
-            out_keys[r][c] = out_keys[c][r] = key
-            if r != c and v is not _ZERO:
-                nonzero.add((r, c))
-    return new, list(new_atoms), out, out_keys, nonzero
+                cells.append((r, c, None, terms(a, b)))
+    return new, new_atoms, tuple(cells)
+
+
+def _coef(c, params):
+    """A coefficient of :func:`collapse_plan` evaluated (1.0 stays 1.0)."""
+    return c if isinstance(c, float) else _peval(c, params)
 
 
 def _linear_sum(terms):
