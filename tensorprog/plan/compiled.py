@@ -270,6 +270,9 @@ class _Template:
         ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
+        # the expectations of a cross kernel (the right inputs' self blocks, the other order
+        # of a cross array) recorded too, so that no call records them
+        self.evaluate(data, data, ("nngp", "ntk"))
         #: numbers held per input pair: the cached cross arrays, the most that one cross
         #: expectation holds at once (its factors, entries and result, measured on the
         #: template) and the temporaries of one closed form (docs/performance.md)

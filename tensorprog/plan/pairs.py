@@ -73,7 +73,7 @@ class Block:
         out = arr[index]
         if self.scale == 1.0:
             return out
-        if out.ndim and not np.may_share_memory(out, arr):    # a copy (fancy index): scale it
+        if out.ndim and any(isinstance(i, np.ndarray) for i in index):  # a copy: scale it
             out *= self.scale
             return out
         return self.scale * out
@@ -207,8 +207,13 @@ class PairExecutor:
         gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
         cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
         x = cross(rl, sr)
-        y = var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
-        return Block(gram(rl, sl), gram(rr, sr), x, y)
+        # one vector with itself: y[i, j, p, q] = Σ_d R_jpd L_iqd is x[i, j, q, p], the same
+        # products summed in the same order (and the right self block is the left one when
+        # the kernel is symmetric)
+        y = np.swapaxes(x, 2, 3) if a == b else \
+            var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
+        left = gram(rl, sl)
+        return Block(left, left if self.sym and a == b else gram(rr, sr), x, y)
 
     # ------------------------------------------------------------------ base covariances
     def base_block(self, A, B):
@@ -440,15 +445,12 @@ class PairExecutor:
     # ------------------------------------------------------------------ vectors and scalars
     def cov(self, a: str, b: str) -> Block:
         """The :class:`Block` of program vectors a and b."""
-        za, zb = self.lim.z[a], self.lim.z[b]
-        fams = (self.p.node(a).family, self.p.node(b).family)
-        # keyed by the Z expressions: vectors with one Z (a bias's gradient and its layer's)
-        # share their arrays
-        key, rev = (za, zb) + fams, (zb, za) + fams[::-1]
+        key, rev = self._cov_keys(a, b)
         if key in self._covs:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
+        za, zb, fams = key[0], key[1], key[2:]
         parts = self._structured(a, b)
         if parts is not None:
             l, r, x, y = parts
@@ -539,9 +541,19 @@ class PairExecutor:
         return [pair for pair in self._memo[key] if not self._has_cov(*pair)]
 
     def _has_cov(self, a: str, b: str) -> bool:
-        za, zb = self.lim.z[a], self.lim.z[b]
-        fams = (self.p.node(a).family, self.p.node(b).family)
-        return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
+        key, rev = self._cov_keys(a, b)
+        return key in self._covs or rev in self._covs
+
+    def _cov_keys(self, a: str, b: str) -> tuple:
+        """The keys of the block of vectors (a, b) and of (b, a) in the executor's cache: by
+        their Z expressions and families, so that vectors with one Z (a bias's gradient and
+        its layer's) share their arrays."""
+        memo = ("cov keys", a, b)
+        if memo not in self._memo:
+            za, zb = self.lim.z[a], self.lim.z[b]
+            fams = (self.p.node(a).family, self.p.node(b).family)
+            self._memo[memo] = ((za, zb) + fams, (zb, za) + fams[::-1])
+        return self._memo[memo]
 
     def _side(self, side, key, compute):
         """``compute(side)``, a quantity of one input set alone (a self block, a limit
@@ -708,24 +720,33 @@ def _linear_sum(terms):
     """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
     (the entries, cached blocks of the executor, are never written to)."""
     out, owned = _ZERO, False
-    for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
+    if len(terms) > 1:                           # the largest first (a stable order)
+        terms = sorted(terms, key=lambda t: -getattr(t[1], "size", 1))
+    for c, e in terms:
+        one = _is_one(c)
         if out is _ZERO:
-            out = e if _is_one(c) else c * e
+            out = e if one else c * e
             owned = out is not e and is_array(out)
-        elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
-                out.shape:
-            if _is_one(c):
+        elif owned and np.ndim(c) == 0 and _fits(out.shape, np.shape(e)):
+            if one:
                 out += e
             else:
                 out += c * e
         else:
-            out = out + (e if _is_one(c) else c * e)
+            out = out + (e if one else c * e)
             owned = is_array(out)
     return out
 
 
+def _fits(shape, other) -> bool:
+    """Whether an array of shape ``other`` broadcasts into one of ``shape``."""
+    return other == shape or np.broadcast_shapes(shape, other) == shape
+
+
 def _is_one(c) -> bool:
     """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
+    if type(c) is float:
+        return c == 1.0
     return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
 
 

@@ -67,15 +67,14 @@ class ExpectationStep:
         """The expectation on the executor ``ex``'s inputs, an array of ``shape`` (the batch
         and the two member axes); None when the inputs leave the recorded pattern (the
         caller then takes the general path)."""
-        from .pairs import _ZERO, _Sum, _is_one, _linear_sum
-
         read = [ex.read_entry(recipe) for recipe in self.reads]
+        _ZERO, _Sum, _is_one, _linear_sum = _pairs()
         entries = [[_ZERO] * self.k for _ in range(self.k)]
         for r, c, i, terms in self.cells:
             entries[r][c] = entries[c][r] = read[i] if i is not None else \
                 _linear_sum([(w, read[t]) for w, t in terms])
         for i, zero in enumerate(self.zero_var):
-            if bool(np.all(entries[i][i] == 0)) != zero:
+            if _zero(entries[i][i]) != zero:
                 return None
         values = [None] * len(self.factors)
         total = _Sum(shape, ex.device)
@@ -90,6 +89,25 @@ class ExpectationStep:
             total.add(val)
         ex.tiers.add("exact")
         return total.result()
+
+
+def _pairs():
+    """What a step borrows from :mod:`.pairs` (imported on first use: :mod:`.pairs` imports
+    this module)."""
+    global _PAIRS
+    if _PAIRS is None:
+        from . import pairs
+
+        _PAIRS = (pairs._ZERO, pairs._Sum, pairs._is_one, pairs._linear_sum)
+    return _PAIRS
+
+
+_PAIRS = None
+
+
+def _zero(v) -> bool:
+    """``np.all(v == 0)`` (a variance that is 0 on every input; NaN is not 0)."""
+    return not v.any() if isinstance(v, np.ndarray) else bool(np.all(v == 0))
 
 
 def _factor(op, entries, ex):
