@@ -137,6 +137,9 @@ class PairExecutor:
     fused = True
     #: Record :attr:`temporaries` (the derivation's template does, to size the tiles).
     measure = False
+    #: Replay the expectations recorded as :class:`.steps.ExpectationStep` (False: every
+    #: expectation on the general path, for comparison).
+    steps = True
 
     def __init__(self, lim, members, left, right=None, device: Device = CPU64, memo=None,
                  selves=(None, None)):
@@ -306,7 +309,8 @@ class PairExecutor:
             batch = (self.n[sides[0]],)
         shape = batch + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         step = self._memo.get(("step", ea, eb, sides, fams))
-        out = step.run(self, shape) if step and self.fused and not self.measure else None
+        out = step.run(self, shape) if step and self.steps and self.fused and \
+            not self.measure else None
         if out is None:
             out = self._expect(ea, eb, sides, fams, shape)
         # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
