@@ -303,6 +303,11 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        return self._expectation(ea, eb, sides, fams)[0]
+
+    def _expectation(self, ea, eb, sides, fams):
+        """:meth:`expect` and whether a step that is exact under mirroring computed it
+        (:func:`.steps.mirror_exact`)."""
         if sides[0] != sides[1]:
             batch = (self.n["l"], self.n["r"])
         else:
@@ -311,13 +316,14 @@ class PairExecutor:
         step = self._memo.get(("step", ea, eb, sides, fams))
         out = step.run(self, shape) if step and self.steps and self.fused and \
             not self.measure else None
+        mirrored = out is not None and step.mirror
         if out is None:
             out = self._expect(ea, eb, sides, fams, shape)
         # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
         if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
             what = ea if eb is None else ea * eb
             raise ExpectationError(f"E[{what}] is not finite: check the inputs")
-        return out if eb is not None else out[..., 0]
+        return (out if eb is not None else out[..., 0]), mirrored
 
     def _expect(self, ea, eb, sides, fams, shape):
         """:meth:`expect` on the general path (symbolic preparations cached, the rest done on
@@ -364,10 +370,13 @@ class PairExecutor:
             self._held(entries, cache, out)
         if self.fused and ("step", ea, eb, sides, fams) not in self._memo:
             present = frozenset(rc for rc, v in reads.items() if v is not None)
-            cells = collapse_plan(self._prepared(ea, eb)[0], raw, present)[2]
+            raw_expr = self._prepared(ea, eb)[0]
+            cells = collapse_plan(raw_expr, raw, present)[2]
+            mirror = mirror_map(raw_expr, raw, len(sides_of) // 2) \
+                if ea == eb and sides[0] != sides[1] and fams[0] == fams[1] else None
             self._memo[("step", ea, eb, sides, fams)] = record_step(
                 {rc: v for rc, v in reads.items() if v is not None}, cells, k, zero_var, terms,
-                keys, _bilinear)
+                keys, _bilinear, mirror)
         return out
 
     def _held(self, entries, cache, out) -> None:
@@ -455,7 +464,7 @@ class PairExecutor:
         if rev in self._covs:
             return self._covs[rev].swap()
         za, zb, fams = key[0], key[1], key[2:]
-        parts = self._structured(a, b)
+        parts, mirrored = self._structured(a, b), False
         if parts is not None:
             l, r, x, y = parts
         else:
@@ -463,9 +472,9 @@ class PairExecutor:
             own = lambda side: self.expect(za, zb, (side, side), fams)
             l = self._side("l", key, own)
             r = l if self.sym else self._side("r", key, own)
-            x, y = self.expect(za, zb, ("l", "r"), fams), None
+            (x, mirrored), y = self._expectation(za, zb, ("l", "r"), fams), None
         same = za == zb and fams[0] == fams[1]
-        if same and self.sym:
+        if same and self.sym and not mirrored:      # (a mirrored x is symmetric already)
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
         if self.sym:
             y = np.transpose(x, (1, 0, 2, 3))
@@ -713,6 +722,28 @@ def collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
             else:
                 cells.append((r, c, None, terms(a, b)))
     return new, new_atoms, tuple(cells)
+
+
+@lru_cache(maxsize=1024)
+def mirror_map(expr: sp.Expr, atoms: tuple, half: int):
+    """For ``E[e(side₀) e(side₁)]`` of one expression on both sides, whose atoms are those of
+    the first side then their images on the second (``half`` each): ``(raw, new)``, the
+    position of each atom's image among ``atoms`` and among the atoms after
+    :func:`linear_forms` (None for a form without an image: not the same coefficients)."""
+    raw = tuple(t + half if t < half else t - half for t in range(2 * half))
+    _, new_atoms, spec = linear_forms(expr, atoms)
+    index = {a: i for i, a in enumerate(new_atoms)}
+    forms = dict(spec)
+    by_terms = {terms: u for u, terms in spec}
+    new = []
+    for a in new_atoms:
+        if a in forms:
+            image = by_terms.get(tuple(sorted(((raw[t], c) for t, c in forms[a]),
+                                              key=lambda tc: tc[0])))
+        else:
+            image = atoms[raw[atoms.index(a)]]
+        new.append(index.get(image))
+    return raw, tuple(new)
 
 
 def _coef(c, params):

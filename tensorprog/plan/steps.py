@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import ExpectationError
 from ..expectations.closed_forms import GaussTerm, exact_plan, peval
 from ..expectations.arraymath import NUMERIC
-from .fused import GAUSS, _numeric_table, fused_form, is_array, pair_kernel
+from .fused import ERF_ERF, GAUSS, ORTHANT, _numeric_table, fused_form, is_array, \
+    pair_kernel
 
 #: Factor kinds of a step: the covariance entry itself, a fused kernel of two atoms.
 ENTRY, FUSED = "entry", "fused"
@@ -55,13 +56,18 @@ class ExpectationStep:
         ``S₂₂ = (j, j)``) and the fused kernel's arguments (:func:`.fused.pair_kernel`).
     terms : tuple
         ``(coef, (factor, …))`` of the expectation's decomposition.
+    mirror : bool
+        Whether ``E[e(L_i) e(R_j)]`` of one expression ``e`` on both sides comes out exactly
+        symmetric when the two input sets are one and the blocks it reads are symmetric
+        (:func:`mirror_exact`).
     """
 
-    __slots__ = ("reads", "cells", "k", "zero_var", "factors", "terms")
+    __slots__ = ("reads", "cells", "k", "zero_var", "factors", "terms", "mirror")
 
-    def __init__(self, reads, cells, k, zero_var, factors, terms):
+    def __init__(self, reads, cells, k, zero_var, factors, terms, mirror=False):
         self.reads, self.cells, self.k = reads, cells, k
         self.zero_var, self.factors, self.terms = zero_var, factors, terms
+        self.mirror = mirror
 
     def run(self, ex, shape):
         """The expectation on the executor ``ex``'s inputs, an array of ``shape`` (the batch
@@ -127,7 +133,7 @@ def _factor(op, entries, ex):
     return value
 
 
-def record_step(reads, cells, k, zero_var, terms, keys, bilinear):
+def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None):
     """An :class:`ExpectationStep` of an expectation evaluated on the general path, or None
     when some part of it is not a number or a prepared factor (module docstring).
 
@@ -147,6 +153,10 @@ def record_step(reads, cells, k, zero_var, terms, keys, bilinear):
         The covariance keys of the collapsed atoms (angle caching, :class:`.pairs.BlockCov`).
     bilinear : callable
         Whether a factor is the product of its two atoms (:func:`.pairs._bilinear`).
+    mirror : tuple, optional
+        For ``E[e(side₀) e(side₁)]`` of one expression on both sides: the raw atoms' mirror
+        positions (atom t of the first side is atom ``mirror[0][t]`` of the second) and the
+        collapsed atoms' (``mirror[1]``, None where a form has no mirror image).
 
     Returns
     -------
@@ -196,8 +206,74 @@ def record_step(reads, cells, k, zero_var, terms, keys, bilinear):
             ids.append(index[key])
         out.append((coef, tuple(ids)))
     order = sorted(slots, key=slots.get)
+    exact = mirror is not None and mirror_exact(cells, reads, factors, *mirror)
     return ExpectationStep(tuple(order), tuple(prepared), k, tuple(zero_var), tuple(factors),
-                           tuple(out))
+                           tuple(out), exact)
+
+
+def mirror_exact(cells, reads, factors, raw, new) -> bool:
+    """Whether a step of ``E[e(L_i) e(R_j)]`` (one expression on both sides) gives, on one
+    input set (L = R), an array that is symmetric bit for bit, given symmetric blocks.
+
+    That holds when every factor reads an atom and its mirror image (the same leaf or linear
+    form on the other side) through a kernel symmetric in its two variances — the entry
+    itself, an arc-cosine moment with equal powers, erf·erf (whose normalisers round as their
+    mirror images, :func:`.fused._erf`), a Gaussian form with ``A₀₀ = A₁₁`` — and every
+    covariance entry the factors read is built alike on both sides: the cross entry of an
+    atom and its image sums only products of an atom and its own image (then it is a sum of
+    symmetric arrays), and the variance of an image sums the images of the terms of the
+    variance, in the same order.  Each array operation then treats entry (i, j) as entry
+    (j, i), so the symmetrisation of the symmetric kernel's cross array (``(x + xᵀ)/2``) can
+    be left out without changing a bit.
+
+    Parameters
+    ----------
+    cells : tuple or None
+        :func:`.pairs.collapse_plan`'s cells (None: the atoms are not collapsed).
+    reads : dict
+        The raw entries read, by ``(t, j)``, t ≤ j (absent: independent atoms).
+    factors : list
+        The step's factor operations.
+    raw, new : list
+        Mirror positions of the raw and of the collapsed atoms (``record_step``).
+    """
+    if cells is None:
+        cells = tuple((t, j, (t, j), ()) for t, j in reads)
+    terms = {}
+    for r, c, direct, summed in cells:
+        if direct is not None:
+            terms[(r, c)] = ((None, None, min(direct), max(direct)),) \
+                if (min(direct), max(direct)) in reads else ()
+        else:
+            terms[(r, c)] = summed
+    image = lambda t: raw[t]
+    for op in factors:
+        i, j = op[1:3] if op[0] == ENTRY else op[2]
+        if new[i] != j or not _symmetric(op):
+            return False
+        for t, cb, ts, js in terms.get((min(i, j), max(i, j)), ()):
+            if image(ts) != js and image(js) != ts:          # a product of two atoms
+                return False
+        if op[0] == ENTRY:
+            continue
+        var_i, var_j = terms.get((i, i), ()), terms.get((j, j), ())
+        if len(var_i) != len(var_j) or any(
+                (a[0], a[1]) != (b[0], b[1]) or (image(a[2]), image(a[3])) != (b[2], b[3])
+                for a, b in zip(var_i, var_j)):
+            return False
+    return True
+
+
+def _symmetric(op) -> bool:
+    """Whether a factor's kernel is symmetric in its two atoms (:func:`mirror_exact`)."""
+    if op[0] == ENTRY:
+        return True
+    _, kind, _, _, table, _ = op
+    if kind == ORTHANT:
+        return bool(np.all(table[:, 1] == table[:, 2]))
+    if kind == GAUSS:
+        return table[0, 0] == table[0, 2]
+    return kind == ERF_ERF
 
 
 def _number(expr):

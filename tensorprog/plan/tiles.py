@@ -30,9 +30,10 @@ def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None
     """A tile edge: with b the largest edge such that ``arrays_per_pair`` numbers per input
     pair (of the device's precision, default float64) fit ``budget`` bytes for a b × b tile,
     the edge of ⌈N/b⌉ tiles of balanced sizes along the larger side N (at most b: 500 inputs
-    and b = 232 give tiles of 167, not 232, 232 and 36); the whole kernel when it fits.  Default budget: on the host :data:`TILE_BUDGET`, at most
-    :data:`MEMORY_FRACTION` of the available memory; on a GPU :data:`MEMORY_FRACTION` of its
-    free memory (a GPU is faster on few large tiles)."""
+    and b = 232 give tiles of 167, not 232, 232 and 36); the whole kernel when it fits.
+    Default budget: on the host :data:`TILE_BUDGET`, at most :data:`MEMORY_FRACTION` of the
+    available memory; on a GPU :data:`MEMORY_FRACTION` of its free memory (a GPU is faster
+    on few large tiles)."""
     if budget is None and device is not None and not device.host:
         budget = int(MEMORY_FRACTION * available_bytes(device.xp))
     elif budget is None:
