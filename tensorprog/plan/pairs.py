@@ -73,10 +73,15 @@ class Block:
         out = arr[index]
         if self.scale == 1.0:
             return out
-        if out.ndim and any(isinstance(i, np.ndarray) for i in index):  # a copy: scale it
+        if out.ndim and _fancy(index):          # a copy: scale it
             out *= self.scale
             return out
         return self.scale * out
+
+
+def _fancy(index) -> bool:
+    """Whether a block index of :func:`_members_index` gathers members (then reading copies)."""
+    return any(isinstance(i, np.ndarray) for i in index)
 
 
 class BlockCov:
@@ -156,6 +161,8 @@ class PairExecutor:
         self._blocks: dict = {}
         self._covs: dict = {}
         self._params: dict = {}
+        #: covariance entries read from self blocks, and views of cross arrays, by recipe
+        self._reads: dict = {}
         #: θ = arccos ρ of the orthant kernels, by covariance keys (:func:`.fused.evaluate_fused`)
         self._angles: dict = {}
         self.max_error = 0.0
@@ -266,12 +273,23 @@ class PairExecutor:
     def read_entry(self, key):
         """The covariance entry of the recipe ``key`` (:meth:`_entry_key`) on these inputs;
         None when the atoms are independent."""
-        bs, bt, part, index, reshape = self._memo[key]
+        return self.read_recipe(self._memo[key])
+
+    def read_recipe(self, recipe):
+        """The covariance entry of a recipe of :meth:`_entry_recipe` on these inputs (kept for
+        the later reads when it reads a self block or is a view of a cross array)."""
+        v = self._reads.get(id(recipe))
+        if v is not None:
+            return v
+        bs, bt, part, index, reshape = recipe
         blk = self.base_block(bs, bt)
         if blk is None:
             return None
         v = blk.read(part, index)
-        return v if reshape is None else v[reshape]
+        v = v if reshape is None else v[reshape]
+        if part != "x" or (blk.scale == 1.0 and not _fancy(index)):
+            self._reads[id(recipe)] = v
+        return v
 
     def _entry_recipe(self, s, slot_s, t, slot_t, sides, fams):
         """How :meth:`_entry` reads its block, the same on every input set: ``(base of s,
@@ -376,7 +394,7 @@ class PairExecutor:
                 if ea == eb and sides[0] != sides[1] and fams[0] == fams[1] else None
             self._memo[("step", ea, eb, sides, fams)] = record_step(
                 {rc: v for rc, v in reads.items() if v is not None}, cells, k, zero_var, terms,
-                keys, _bilinear, mirror)
+                keys, _bilinear, mirror, self._memo.__getitem__)
         return out
 
     def _held(self, entries, cache, out) -> None:

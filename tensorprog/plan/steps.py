@@ -41,7 +41,8 @@ class ExpectationStep:
     ----------
     reads : tuple
         ``(base A, base B, part, index, reshape)`` of every covariance entry read from a
-        block (:meth:`.pairs.PairExecutor._entry_recipe`).
+        block (:meth:`.pairs.PairExecutor._entry_recipe`), read by
+        :meth:`.pairs.PairExecutor.read_recipe`.
     cells : tuple
         ``(r, c, read, terms)`` of the covariance of the (collapsed) atoms: entry (r, c) is
         ``reads[read]`` when ``read`` is not None, else ``Σ w · reads[i]`` over ``terms``
@@ -73,7 +74,7 @@ class ExpectationStep:
         """The expectation on the executor ``ex``'s inputs, an array of ``shape`` (the batch
         and the two member axes); None when the inputs leave the recorded pattern (the
         caller then takes the general path)."""
-        read = [ex.read_entry(recipe) for recipe in self.reads]
+        read = [ex.read_recipe(recipe) for recipe in self.reads]
         _ZERO, _Sum, _is_one, _linear_sum = _pairs()
         entries = [[_ZERO] * self.k for _ in range(self.k)]
         for r, c, i, terms in self.cells:
@@ -133,14 +134,16 @@ def _factor(op, entries, ex):
     return value
 
 
-def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None):
+def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None,
+                resolve=None):
     """An :class:`ExpectationStep` of an expectation evaluated on the general path, or None
     when some part of it is not a number or a prepared factor (module docstring).
 
     Parameters
     ----------
-    reads : list
-        Block recipes of the covariance entries of the atoms, by ``(t, j)`` (None: 0).
+    reads : dict
+        Keys of the block recipes of the covariance entries of the atoms, by ``(t, j)``,
+        t ≤ j (absent: independent atoms).
     cells : tuple or None
         :func:`.pairs.collapse_plan`'s cells (None: the atoms are not collapsed).
     k : int
@@ -157,6 +160,9 @@ def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None):
         For ``E[e(side₀) e(side₁)]`` of one expression on both sides: the raw atoms' mirror
         positions (atom t of the first side is atom ``mirror[0][t]`` of the second) and the
         collapsed atoms' (``mirror[1]``, None where a form has no mirror image).
+    resolve : callable, optional
+        The block recipe of an entry key (:meth:`.pairs.PairExecutor._entry_recipe`; by
+        default the keys are the recipes).
 
     Returns
     -------
@@ -205,7 +211,7 @@ def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None):
                 factors.append(op)
             ids.append(index[key])
         out.append((coef, tuple(ids)))
-    order = sorted(slots, key=slots.get)
+    order = [k if resolve is None else resolve(k) for k in sorted(slots, key=slots.get)]
     exact = mirror is not None and mirror_exact(cells, reads, factors, *mirror)
     return ExpectationStep(tuple(order), tuple(prepared), k, tuple(zero_var), tuple(factors),
                            tuple(out), exact)
