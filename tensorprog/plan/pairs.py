@@ -389,8 +389,8 @@ class PairExecutor:
         if self.fused and ("step", ea, eb, sides, fams) not in self._memo:
             present = frozenset(rc for rc, v in reads.items() if v is not None)
             raw_expr = self._prepared(ea, eb)[0]
-            cells = collapse_plan(raw_expr, raw, present)[2]
-            mirror = mirror_map(raw_expr, raw, len(sides_of) // 2) \
+            cells = _collapse_plan(raw_expr, raw, present)[2]
+            mirror = _mirror_map(raw_expr, raw, len(sides_of) // 2) \
                 if ea == eb and sides[0] != sides[1] and fams[0] == fams[1] else None
             self._memo[("step", ea, eb, sides, fams)] = record_step(
                 {rc: v for rc, v in reads.items() if v is not None}, cells, k, zero_var, terms,
@@ -685,7 +685,7 @@ def _collapse(expr, atoms, entries, keys, params):
     k = len(atoms)
     present = frozenset((r, c) for r in range(k) for c in range(r, k)
                         if entries[r][c] is not _ZERO)
-    new, new_atoms, cells = collapse_plan(expr, atoms, present)
+    new, new_atoms, cells = _collapse_plan(expr, atoms, present)
     if cells is None:
         return expr, atoms, entries, keys, {(r, c) for r, c in present if r != c}
     sums = {(r, c): [(_coef(ca, params) * _coef(cb, params), t, j) for ca, cb, t, j in terms]
@@ -711,7 +711,7 @@ def _collapse(expr, atoms, entries, keys, params):
 
 
 @lru_cache(maxsize=4096)
-def collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
+def _collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
     """The input-independent part of :func:`_collapse`: ``(expr', atoms', cells)`` with, for
     every entry ``(r, c)``, ``r ≤ c``, of the new atoms' covariance, ``(r, c, direct,
     terms)``: ``direct = (t, j)`` when it is entry (t, j) of the atoms' covariance, else
@@ -743,7 +743,7 @@ def collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
 
 
 @lru_cache(maxsize=1024)
-def mirror_map(expr: sp.Expr, atoms: tuple, half: int):
+def _mirror_map(expr: sp.Expr, atoms: tuple, half: int):
     """For ``E[e(side₀) e(side₁)]`` of one expression on both sides, whose atoms are those of
     the first side then their images on the second (``half`` each): ``(raw, new)``, the
     position of each atom's image among ``atoms`` and among the atoms after
@@ -765,7 +765,7 @@ def mirror_map(expr: sp.Expr, atoms: tuple, half: int):
 
 
 def _coef(c, params):
-    """A coefficient of :func:`collapse_plan` evaluated (1.0 stays 1.0)."""
+    """A coefficient of :func:`_collapse_plan` evaluated (1.0 stays 1.0)."""
     return c if isinstance(c, float) else _peval(c, params)
 
 

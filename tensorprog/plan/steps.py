@@ -3,7 +3,7 @@
 An expectation ``E[ea(side₀) eb(side₁)]`` of the pair executor (:meth:`.pairs.PairExecutor.
 expect`) goes through symbolic work on every call: the atoms' covariance entries read from
 their blocks, the linear forms a nonlinearity reads collapsed into atoms
-(:func:`.pairs.collapse_plan`), the decomposition into factors
+(:func:`.pairs._collapse_plan`), the decomposition into factors
 (:func:`..expectations.decompose.plan_expectation`) and the choice of a closed form for each
 factor.  None of it depends on the inputs, so the first evaluation on a template records it as
 an :class:`ExpectationStep`: which block part each covariance entry reads (block, part,
@@ -145,7 +145,7 @@ def record_step(reads, cells, k, zero_var, terms, keys, bilinear, mirror=None,
         Keys of the block recipes of the covariance entries of the atoms, by ``(t, j)``,
         t ≤ j (absent: independent atoms).
     cells : tuple or None
-        :func:`.pairs.collapse_plan`'s cells (None: the atoms are not collapsed).
+        :func:`.pairs._collapse_plan`'s cells (None: the atoms are not collapsed).
     k : int
         Number of atoms after collapsing.
     zero_var : tuple
@@ -235,13 +235,17 @@ def mirror_exact(cells, reads, factors, raw, new) -> bool:
     Parameters
     ----------
     cells : tuple or None
-        :func:`.pairs.collapse_plan`'s cells (None: the atoms are not collapsed).
+        :func:`.pairs._collapse_plan`'s cells (None: the atoms are not collapsed).
     reads : dict
         The raw entries read, by ``(t, j)``, t ≤ j (absent: independent atoms).
     factors : list
         The step's factor operations.
     raw, new : list
         Mirror positions of the raw and of the collapsed atoms (``record_step``).
+
+    Returns
+    -------
+    bool
     """
     if cells is None:
         cells = tuple((t, j, (t, j), ()) for t, j in reads)

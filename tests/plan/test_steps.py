@@ -17,14 +17,19 @@ def _calls(kfn, X, Y):
     return kfn(X), kfn(Y, X), kfn(X, batch_size=2), kfn(X, dtype="float32")
 
 
+def _case(name):
+    """The compiled kernels of an architecture and two input sets in its input shape."""
+    build, shape = PAIR_LOCAL[name]
+    sets = [_inputs(shape, n, seed) for n, seed in ((5, 3), (3, 4))]
+    kfn = tp.compile(build(sets[0]))
+    if kfn.program.name.startswith("cnn"):       # the program's data are the images' patches
+        sets = [build(A).data["X1"].reshape(len(A), -1) for A in sets]
+    return kfn, sets
+
+
 @pytest.mark.parametrize("name", sorted(set(PAIR_LOCAL) - {"gru"}))
 def test_replayed_steps_give_the_general_path_bit_for_bit(name, monkeypatch):
-    build, shape = PAIR_LOCAL[name]
-    X, Y = _inputs(shape, 5, 3), _inputs(shape, 3, 4)
-    p = build(X)
-    if p.name.startswith("cnn"):  # the program's data are the images' patches
-        X, Y = (build(A).data["X1"].reshape(len(A), -1) for A in (X, Y))
-    kfn = tp.compile(p)
+    kfn, (X, Y) = _case(name)
     steps = [v for k, v in kfn._template.memo.items() if k[0] == "step"]
     # expectations whose coefficients are limit scalars of the inputs (LayerNorm, ZDOT
     # coefficients) stay on the general path; every architecture but those has steps
