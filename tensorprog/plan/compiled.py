@@ -119,8 +119,9 @@ class KernelFn:
         client : dask.distributed.Client, optional
             Compute the tiles on that Dask cluster (``pip install ".[distributed]"``).
         threads : int, optional
-            Tiles computed at once on this machine (default: one per CPU, within the memory
-            budget; 1 with the numba engine, whose kernel is itself parallel, and on the GPU).
+            Tiles computed at once on this machine (default: one per CPU, as many as fit
+            ``max_memory`` together when it is given, else a quarter of the available memory;
+            1 with the numba engine, whose kernel is itself parallel, and on the GPU).
             The result does not depend on it.
         dtype : "float64" or "float32", optional
             Precision of the inputs, the pair arrays, the fused kernels and the kernels
@@ -201,7 +202,8 @@ class KernelFn:
                              dtype=dev.dtype)
         if threads is None:
             threads = 1 if fused.ENGINE == "numba" or not dev.host else \
-                default_threads(dev.dtype.itemsize * self._template.arrays_per_pair * b * b)
+                default_threads(dev.dtype.itemsize * self._template.arrays_per_pair * b * b,
+                                max_memory)
         selves: dict = {}        # the self blocks of each block of inputs, by the block
         lock = threading.Lock()
 
@@ -271,6 +273,9 @@ class _Template:
         ex.measure = True
         self.evaluate_with(ex, ("nngp", "ntk"))
         self.tiers = ex.tiers
+        # the expectations of a cross kernel (the right inputs' self blocks, the other order
+        # of a cross array) recorded too, so that no call records them
+        self.evaluate(data, data, ("nngp", "ntk"))
         #: numbers held per input pair: the cached cross arrays, the most that one cross
         #: expectation holds at once (its factors, entries and result, measured on the
         #: template) and the temporaries of one closed form (docs/performance.md)

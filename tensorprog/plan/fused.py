@@ -163,13 +163,16 @@ def pair_kernel(kind, S11, S12, S22, table, shape, scale=1.0, angles=None, key=N
     """``scale`` times the fused kernel on broadcasting arrays, by :data:`ENGINE` (NumPy
     without numba, and for arrays of another module: CuPy takes the NumPy expressions);
     ``angles[key]`` caches θ of the orthant kind (:func:`evaluate_fused`).  The NumPy
-    expressions keep the precision of the covariances (float32 in, float32 out); numba
-    computes in float64."""
+    expressions keep the precision of the covariances (float32 in, float32 out); the numba
+    kernel reads and writes arrays of that precision (a float32 pair batch is not copied to
+    float64) and computes each entry in float64 registers, rounded once when stored."""
     host = all(isinstance(s, np.ndarray) for s in (S11, S12, S22))
     if ENGINE == "numba" and host and numba_kernel() is not None:
-        four = lambda a: np.ascontiguousarray(a, dtype=float).reshape((1,) * (4 - a.ndim) +
-                                                                        a.shape)
-        out = np.empty(shape)
+        dt = np.result_type(S11, S12, S22)
+        dt = dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+        four = lambda a: np.ascontiguousarray(a, dtype=dt).reshape((1,) * (4 - a.ndim) +
+                                                                     a.shape)
+        out = np.empty(shape, dtype=dt)
         w = np.ascontiguousarray(table[:, 0] if kind != GAUSS else table[0, :3])
         ex = np.ascontiguousarray(table[:, 1:], dtype=np.int64)
         numba_kernel()(kind, four(S11), four(S12), four(S22), w, ex,

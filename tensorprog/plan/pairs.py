@@ -39,6 +39,7 @@ from ..ir.program import SHARED
 from ..resources import Progress
 from .devices import CPU64, Device
 from .fused import evaluate_fused, fused_form, gaussian_form2, is_array
+from .steps import record_step
 
 
 #: The covariance entry of two independent atoms (compared by identity: structural, not a
@@ -73,10 +74,15 @@ class Block:
         out = arr[index]
         if self.scale == 1.0:
             return out
-        if out.ndim and not np.may_share_memory(out, arr):    # a copy (fancy index): scale it
+        if out.ndim and _fancy(index):          # a copy: scale it
             out *= self.scale
             return out
         return self.scale * out
+
+
+def _fancy(index) -> bool:
+    """Whether a block index of :func:`_members_index` gathers members (then reading copies)."""
+    return any(isinstance(i, np.ndarray) for i in index)
 
 
 class BlockCov:
@@ -137,6 +143,9 @@ class PairExecutor:
     fused = True
     #: Record :attr:`temporaries` (the derivation's template does, to size the tiles).
     measure = False
+    #: Replay the expectations recorded as :class:`.steps.ExpectationStep` (False: every
+    #: expectation on the general path, for comparison).
+    steps = True
 
     def __init__(self, lim, members, left, right=None, device: Device = CPU64, memo=None,
                  selves=(None, None)):
@@ -153,6 +162,8 @@ class PairExecutor:
         self._blocks: dict = {}
         self._covs: dict = {}
         self._params: dict = {}
+        #: covariance entries read from self blocks, and views of cross arrays, by recipe
+        self._reads: dict = {}
         #: θ = arccos ρ of the orthant kernels, by covariance keys (:func:`.fused.evaluate_fused`)
         self._angles: dict = {}
         self.max_error = 0.0
@@ -207,10 +218,15 @@ class PairExecutor:
         sl, sr = (rl, rr) if b == a else (self._rows("l", b), self._rows("r", b))
         d = rl.shape[-1]
         gram = lambda A, B: var * np.einsum("ipd,iqd->ipq", A, B) / d + bias
-        x = var * np.einsum("ipd,jqd->ijpq", rl, sr) / d + bias
-        y = np.swapaxes(x, 2, 3) if b == a else \
+        cross = lambda A, B: var * np.einsum("ipd,jqd->ijpq", A, B) / d + bias
+        x = cross(rl, sr)
+        # one vector with itself: y[i, j, p, q] = Σ_d R_jpd L_iqd is x[i, j, q, p], the same
+        # products summed in the same order (and the right self block is the left one when
+        # the kernel is symmetric)
+        y = np.swapaxes(x, 2, 3) if a == b else \
             var * np.einsum("jpd,iqd->ijpq", rr, sl) / d + bias
-        return Block(gram(rl, sl), gram(rr, sr), x, y)
+        left = gram(rl, sl)
+        return Block(left, left if self.sym and a == b else gram(rr, sr), x, y)
 
     # ------------------------------------------------------------------ base covariances
     def base_block(self, A, B):
@@ -248,15 +264,35 @@ class PairExecutor:
     def _entry(self, s, slot_s, t, slot_t, sides, fams):
         """Covariance of leaf s (of ``ea`` if ``slot_s == "a"``, else of ``eb``) and leaf t,
         shaped to broadcast against the batch; None when their groups are independent."""
+        return self.read_entry(self._entry_key(s, slot_s, t, slot_t, sides, fams))
+
+    def _entry_key(self, s, slot_s, t, slot_t, sides, fams):
+        """The key of :meth:`_entry`'s recipe in the template's preparations."""
         key = ("entry", s, slot_s, t, slot_t, sides, fams)
         if key not in self._memo:
             self._memo[key] = self._entry_recipe(s, slot_s, t, slot_t, sides, fams)
-        bs, bt, part, index, reshape = self._memo[key]
+        return key
+
+    def read_entry(self, key):
+        """The covariance entry of the recipe ``key`` (:meth:`_entry_key`) on these inputs;
+        None when the atoms are independent."""
+        return self.read_recipe(self._memo[key])
+
+    def read_recipe(self, recipe):
+        """The covariance entry of a recipe of :meth:`_entry_recipe` on these inputs (kept for
+        the later reads when it reads a self block or is a view of a cross array)."""
+        v = self._reads.get(id(recipe))
+        if v is not None:
+            return v
+        bs, bt, part, index, reshape = recipe
         blk = self.base_block(bs, bt)
         if blk is None:
             return None
         v = blk.read(part, index)
-        return v if reshape is None else v[reshape]
+        v = v if reshape is None else v[reshape]
+        if part != "x" or (blk.scale == 1.0 and not _fancy(index)):
+            self._reads[id(recipe)] = v
+        return v
 
     def _entry_recipe(self, s, slot_s, t, slot_t, sides, fams):
         """How :meth:`_entry` reads its block, the same on every input set: ``(base of s,
@@ -299,30 +335,54 @@ class PairExecutor:
     def expect(self, ea, eb=None, sides=("l", "l"), fams=(SHARED, SHARED)):
         """``E[ea(side₀) eb(side₁)]``: (n, Pa, Pb) on one side, (N₁, N₂, Pa, Pb) across; with
         ``eb`` None, ``E[ea]`` as (n, Pa)."""
+        return self._expectation(ea, eb, sides, fams)[0]
+
+    def _expectation(self, ea, eb, sides, fams):
+        """:meth:`expect` and whether a step that is exact under mirroring computed it
+        (:func:`.steps.mirror_exact`)."""
+        if sides[0] != sides[1]:
+            batch = (self.n["l"], self.n["r"])
+        else:
+            batch = (self.n[sides[0]],)
+        shape = batch + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
+        step = self._memo.get(("step", ea, eb, sides, fams))
+        out = step.run(self, shape) if step and self.steps and self.fused and \
+            not self.measure else None
+        mirrored = out is not None and step.mirror
+        if out is None:
+            out = self._expect(ea, eb, sides, fams, shape)
+        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
+        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
+            what = ea if eb is None else ea * eb
+            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
+        return (out if eb is not None else out[..., 0]), mirrored
+
+    def _expect(self, ea, eb, sides, fams, shape):
+        """:meth:`expect` on the general path (symbolic preparations cached, the rest done on
+        every call), recording an :class:`.steps.ExpectationStep` for the later calls."""
         expr, atoms, sides_of, Pa, Pb, (na, nb) = self._prepared(ea, eb)
         atoms = list(atoms)
         k = len(atoms)
-        if sides[0] != sides[1]:
-            batch = (self.n["l"], self.n["r"], 1, 1)
-        else:
-            batch = (self.n[sides[0]], 1, 1)
         entries = [[_ZERO] * k for _ in range(k)]
         keys = [[None] * k for _ in range(k)]
+        reads = {}
         context = (sides, fams)
         for r, (s, sl) in enumerate(sides_of):
             for c in range(r, k):
                 t, tl = sides_of[c]
                 keys[r][c] = keys[c][r] = (frozenset(((s, sl), (t, tl))), context)
-                v = self._entry(s, sl, t, tl, sides, fams)
+                reads[(r, c)] = self._entry_key(s, sl, t, tl, sides, fams)
+                v = self.read_entry(reads[(r, c)])
                 if v is None:
+                    reads[(r, c)] = None
                     continue
                 entries[r][c] = entries[c][r] = v
         params = {na.params[q]: self._param_values(q, "a", sides, fams) for q in Pa}
         params.update({nb.params[q]: self._param_values(q, "b", sides, fams) for q in Pb})
-        expr, atoms, entries, keys, nonzero = _collapse(expr, tuple(atoms), entries, keys, params)
+        raw = tuple(atoms)
+        expr, atoms, entries, keys, nonzero = _collapse(expr, raw, entries, keys, params)
         k = len(atoms)
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
-        shape = batch[:-2] + (self.P(fams[0]), 1 if eb is None else self.P(fams[1]))
         cov = BlockCov(entries, shape, keys)
         cache = {}
         total = _Sum(shape, self.device)
@@ -348,11 +408,16 @@ class PairExecutor:
         out = total.result()
         if self.measure and sides[0] != sides[1]:
             self._held(entries, cache, out)
-        # one summing pass finds a NaN or an infinity (an overflowing sum is checked exactly)
-        if not np.isfinite(np.sum(out)) and not np.all(np.isfinite(out)):
-            what = ea if eb is None else ea * eb
-            raise ExpectationError(f"E[{what}] is not finite: check the inputs")
-        return out if eb is not None else out[..., 0]
+        if self.fused and ("step", ea, eb, sides, fams) not in self._memo:
+            present = frozenset(rc for rc, v in reads.items() if v is not None)
+            raw_expr = self._prepared(ea, eb)[0]
+            cells = _collapse_plan(raw_expr, raw, present)[2]
+            mirror = _mirror_map(raw_expr, raw, len(sides_of) // 2) \
+                if ea == eb and sides[0] != sides[1] and fams[0] == fams[1] else None
+            self._memo[("step", ea, eb, sides, fams)] = record_step(
+                {rc: v for rc, v in reads.items() if v is not None}, cells, k, zero_var, plan,
+                keys, _bilinear, mirror, self._memo.__getitem__)
+        return out
 
     def _held(self, entries, cache, out) -> None:
         """Record the numbers per input pair that one cross expectation holds at once: the
@@ -433,17 +498,14 @@ class PairExecutor:
     # ------------------------------------------------------------------ vectors and scalars
     def cov(self, a: str, b: str) -> Block:
         """The :class:`Block` of program vectors a and b."""
-        za, zb = self.lim.z[a], self.lim.z[b]
-        fams = (self.p.node(a).family, self.p.node(b).family)
-        # keyed by the Z expressions: vectors with one Z (a bias's gradient and its layer's)
-        # share their arrays
-        key, rev = (za, zb) + fams, (zb, za) + fams[::-1]
+        key, rev = self._cov_keys(a, b)
         if key in self._covs:
             return self._covs[key]
         if rev in self._covs:
             return self._covs[rev].swap()
+        za, zb, fams = key[0], key[1], key[2:]
         same = za == zb and fams[0] == fams[1]
-        parts = self._structured(a, b, need_y=not (same or self.sym))
+        parts, mirrored = self._structured(a, b, need_y=not (same or self.sym)), False
         if parts is not None:
             l, r, x, y = parts
         else:
@@ -451,8 +513,8 @@ class PairExecutor:
             own = lambda side: self.expect(za, zb, (side, side), fams)
             l = self._side("l", key, own)
             r = l if self.sym else self._side("r", key, own)
-            x, y = self.expect(za, zb, ("l", "r"), fams), None
-        if same and self.sym:
+            (x, mirrored), y = self._expectation(za, zb, ("l", "r"), fams), None
+        if same and self.sym and not mirrored:      # (a mirrored x is symmetric already)
             x = (x + np.transpose(x, (1, 0, 3, 2))) / 2
         if self.sym:
             y = np.transpose(x, (1, 0, 2, 3))
@@ -538,9 +600,19 @@ class PairExecutor:
         return [pair for pair in self._memo[key] if not self._has_cov(*pair)]
 
     def _has_cov(self, a: str, b: str) -> bool:
-        za, zb = self.lim.z[a], self.lim.z[b]
-        fams = (self.p.node(a).family, self.p.node(b).family)
-        return (za, zb) + fams in self._covs or (zb, za) + fams[::-1] in self._covs
+        key, rev = self._cov_keys(a, b)
+        return key in self._covs or rev in self._covs
+
+    def _cov_keys(self, a: str, b: str) -> tuple:
+        """The keys of the block of vectors (a, b) and of (b, a) in the executor's cache: by
+        their Z expressions and families, so that vectors with one Z (a bias's gradient and
+        its layer's) share their arrays."""
+        memo = ("cov keys", a, b)
+        if memo not in self._memo:
+            za, zb = self.lim.z[a], self.lim.z[b]
+            fams = (self.p.node(a).family, self.p.node(b).family)
+            self._memo[memo] = ((za, zb) + fams, (zb, za) + fams[::-1])
+        return self._memo[memo]
 
     def _side(self, side, key, compute):
         """``compute(side)``, a quantity of one input set alone (a self block, a limit
@@ -638,41 +710,91 @@ def _collapse(expr, atoms, entries, keys, params):
     """:func:`linear_forms` applied, with the covariance entries of the new atoms and their
     keys (:class:`BlockCov`: the set of ``(coefficients, entry key)`` terms summed, None when
     a coefficient depends on the inputs)."""
-    new, new_atoms, spec = linear_forms(expr, atoms)
-    if not spec:
-        nonzero = {(r, c) for r in range(len(atoms)) for c in range(r + 1, len(atoms))
-                   if entries[r][c] is not _ZERO}
-        return expr, atoms, entries, keys, nonzero
-    position = {a: i for i, a in enumerate(atoms)}
-    coefs = {u: [(t, _peval(c, params)) for t, c in key] for u, key in spec}
-    numbers = all(np.ndim(c) == 0 for terms in coefs.values() for _, c in terms)
-
-    def terms(a, b):
-        """``cov(a, b)`` as ``[(c, (row, col))]``: a sum of coefficients times entries."""
-        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
-        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
-        return [(ca * cb, (t, j)) for t, ca in rows for j, cb in cols
-                if entries[t][j] is not _ZERO]
-
+    k = len(atoms)
+    present = frozenset((r, c) for r in range(k) for c in range(r, k)
+                        if entries[r][c] is not _ZERO)
+    new, new_atoms, cells = _collapse_plan(expr, atoms, present)
+    if cells is None:
+        return expr, atoms, entries, keys, {(r, c) for r, c in present if r != c}
+    sums = {(r, c): [(_coef(ca, params) * _coef(cb, params), t, j) for ca, cb, t, j in terms]
+            for r, c, direct, terms in cells if direct is None}
+    numbers = all(np.ndim(w) == 0 for terms in sums.values() for w, _, _ in terms)
     k = len(new_atoms)
     out = [[_ZERO] * k for _ in range(k)]
     out_keys = [[None] * k for _ in range(k)]
     nonzero = set()
+    for r, c, direct, _ in cells:
+        if direct is not None:                       # an entry of the atoms themselves
+            v, key = entries[direct[0]][direct[1]], keys[direct[0]][direct[1]]
+        else:
+            terms = sums[(r, c)]
+            v = _linear_sum([(w, entries[t][j]) for w, t, j in terms])
+            key = frozenset((float(w), keys[t][j]) for w, t, j in terms) \
+                if numbers and terms else None
+        out[r][c] = out[c][r] = v
+        out_keys[r][c] = out_keys[c][r] = key
+        if r != c and v is not _ZERO:
+            nonzero.add((r, c))
+    return new, list(new_atoms), out, out_keys, nonzero
+
+
+@lru_cache(maxsize=4096)
+def _collapse_plan(expr: sp.Expr, atoms: tuple, present: frozenset):
+    """The input-independent part of :func:`_collapse`: ``(expr', atoms', cells)`` with, for
+    every entry ``(r, c)``, ``r ≤ c``, of the new atoms' covariance, ``(r, c, direct,
+    terms)``: ``direct = (t, j)`` when it is entry (t, j) of the atoms' covariance, else
+    None and ``terms`` the ``(c_a, c_b, t, j)`` of ``Σ c_a c_b Σ_tj`` (coefficients sympy
+    expressions or 1.0).  ``present``: the entries (t, j), t ≤ j, of dependent atoms.
+    ``cells`` is None when no nonlinearity reads a linear form."""
+    new, new_atoms, spec = linear_forms(expr, atoms)
+    if not spec:
+        return expr, atoms, None
+    position = {a: i for i, a in enumerate(atoms)}
+    coefs = dict(spec)
+
+    def terms(a, b):
+        rows = coefs[a] if a in coefs else [(position[a], 1.0)]
+        cols = coefs[b] if b in coefs else [(position[b], 1.0)]
+        return tuple((ca, cb, t, j) for t, ca in rows for j, cb in cols
+                     if (min(t, j), max(t, j)) in present)
+
+    k = len(new_atoms)
+    cells = []
     for r in range(k):
         for c in range(r, k):
             a, b = new_atoms[r], new_atoms[c]
             if a not in coefs and b not in coefs:
-                v, key = entries[position[a]][position[b]], keys[position[a]][position[b]]
+                cells.append((r, c, (position[a], position[b]), ()))
             else:
-                summed = terms(a, b)
-                v = _linear_sum([(w, entries[t][j]) for w, (t, j) in summed])
-                key = frozenset((float(w), keys[t][j]) for w, (t, j) in summed) \
-                    if numbers and summed else None
-            out[r][c] = out[c][r] = v
-            out_keys[r][c] = out_keys[c][r] = key
-            if r != c and v is not _ZERO:
-                nonzero.add((r, c))
-    return new, list(new_atoms), out, out_keys, nonzero
+                cells.append((r, c, None, terms(a, b)))
+    return new, new_atoms, tuple(cells)
+
+
+@lru_cache(maxsize=1024)
+def _mirror_map(expr: sp.Expr, atoms: tuple, half: int):
+    """For ``E[e(side₀) e(side₁)]`` of one expression on both sides, whose atoms are those of
+    the first side then their images on the second (``half`` each): ``(raw, new)``, the
+    position of each atom's image among ``atoms`` and among the atoms after
+    :func:`linear_forms` (None for a form without an image: not the same coefficients)."""
+    raw = tuple(t + half if t < half else t - half for t in range(2 * half))
+    _, new_atoms, spec = linear_forms(expr, atoms)
+    index = {a: i for i, a in enumerate(new_atoms)}
+    forms = dict(spec)
+    by_terms = {terms: u for u, terms in spec}
+    new = []
+    for a in new_atoms:
+        if a in forms:
+            image = by_terms.get(tuple(sorted(((raw[t], c) for t, c in forms[a]),
+                                              key=lambda tc: tc[0])))
+        else:
+            image = atoms[raw[atoms.index(a)]]
+        new.append(index.get(image))
+    return raw, tuple(new)
+
+
+def _coef(c, params):
+    """A coefficient of :func:`_collapse_plan` evaluated (1.0 stays 1.0)."""
+    return c if isinstance(c, float) else _peval(c, params)
 
 
 def _grouped(plan, params, members: int, fixed=frozenset(), sums=None):
@@ -714,24 +836,33 @@ def _linear_sum(terms):
     """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
     (the entries, cached blocks of the executor, are never written to)."""
     out, owned = _ZERO, False
-    for c, e in sorted(terms, key=lambda t: -np.size(t[1])):
+    if len(terms) > 1:                           # the largest first (a stable order)
+        terms = sorted(terms, key=lambda t: -getattr(t[1], "size", 1))
+    for c, e in terms:
+        one = _is_one(c)
         if out is _ZERO:
-            out = e if _is_one(c) else c * e
+            out = e if one else c * e
             owned = out is not e and is_array(out)
-        elif owned and np.ndim(c) == 0 and np.broadcast_shapes(out.shape, np.shape(e)) == \
-                out.shape:
-            if _is_one(c):
+        elif owned and np.ndim(c) == 0 and _fits(out.shape, np.shape(e)):
+            if one:
                 out += e
             else:
                 out += c * e
         else:
-            out = out + (e if _is_one(c) else c * e)
+            out = out + (e if one else c * e)
             owned = is_array(out)
     return out
 
 
+def _fits(shape, other) -> bool:
+    """Whether an array of shape ``other`` broadcasts into one of ``shape``."""
+    return other == shape or np.broadcast_shapes(shape, other) == shape
+
+
 def _is_one(c) -> bool:
     """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
+    if type(c) is float:
+        return c == 1.0
     return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
 
 

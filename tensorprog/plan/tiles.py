@@ -20,18 +20,20 @@ from ..errors import ResourceError
 
 #: Fraction of the available memory a tiled kernel plans to use.
 MEMORY_FRACTION = 0.25
-#: Default budget of one tile: tiles of a few hundred inputs keep a tile's arrays near the
+#: Default budget of one tile: tiles of about two hundred inputs keep a tile's arrays near the
 #: processor's caches and were fastest in docs/performance.md.
-TILE_BUDGET = 64 << 20
+TILE_BUDGET = 32 << 20
 
 
 def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None = None,
                     device=None) -> int:
-    """The largest tile edge b such that ``arrays_per_pair`` numbers per input pair (of the
-    device's precision, default float64) fit ``budget`` bytes for a b × b tile; the whole
-    kernel when it fits.  Default budget: on the host :data:`TILE_BUDGET`, at most
-    :data:`MEMORY_FRACTION` of the available memory; on a GPU :data:`MEMORY_FRACTION` of its
-    free memory (a GPU is faster on few large tiles)."""
+    """A tile edge: with b the largest edge such that ``arrays_per_pair`` numbers per input
+    pair (of the device's precision, default float64) fit ``budget`` bytes for a b × b tile,
+    the edge of ⌈N/b⌉ tiles of balanced sizes along the larger side N (at most b: 500 inputs
+    and b = 232 give tiles of 167, not 232, 232 and 36); the whole kernel when it fits.
+    Default budget: on the host :data:`TILE_BUDGET`, at most :data:`MEMORY_FRACTION` of the
+    available memory; on a GPU :data:`MEMORY_FRACTION` of its free memory (a GPU is faster
+    on few large tiles)."""
     if budget is None and device is not None and not device.host:
         budget = int(MEMORY_FRACTION * available_bytes(device.xp))
     elif budget is None:
@@ -44,18 +46,22 @@ def auto_batch_size(arrays_per_pair: float, n1: int, n2: int, budget: int | None
     if b < 1:
         raise ResourceError(f"one pair of inputs needs {per_pair:.0f} bytes, over the "
                             f"{budget} bytes budget")
-    return b
+    n = max(n1, n2)
+    return -(-n // -(-n // b))             # as many tiles, of balanced edges (at most b)
 
 
-def default_threads(tile_bytes: float) -> int:
+def default_threads(tile_bytes: float, budget: int | None = None) -> int:
     """Tiles computed at once by default: one per CPU this process may use, as many as fit
-    :data:`MEMORY_FRACTION` of the available memory at ``tile_bytes`` each.  NumPy releases
-    the interpreter lock inside its array loops, so the tiles' array work runs in parallel."""
+    ``budget`` bytes (default :data:`MEMORY_FRACTION` of the available memory) at
+    ``tile_bytes`` each, at least one.  NumPy releases the interpreter lock inside its array
+    loops, so the tiles' array work runs in parallel."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    fit = int(MEMORY_FRACTION * resources.host_available_bytes() // max(tile_bytes, 1.0))
+    if budget is None:
+        budget = MEMORY_FRACTION * resources.host_available_bytes()
+    fit = int(budget // max(tile_bytes, 1.0))
     return max(1, min(cpus, fit))
 
 
