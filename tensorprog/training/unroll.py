@@ -18,12 +18,12 @@ used as ``g = W h`` (TP IIb Eqs. 79–81) after the updates of steps ``s < t`` a
 
 with ``χ_s(j) = ℓ'(f_s(ξ_j), y_j)/|B_s|`` a function of the output scalars, absorbed into the
 NONLIN⁺ that uses it (App. D.1.1); for a matrix applied to a family ``Σ_{j∈B_s}`` runs over
-the members a owned by j, with ``χ_s(owner(a))``.  The input layer's update carries ``avg(κ[j] κ)`` with an
-auxiliary initial vector ``κ`` of covariance ``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` (the input space's
-inner products written as a MOMENT; input layers sharing a weight, such as a recurrent network's
-time steps, have correlated κ's and apply each other's updates, as a matrix used several times
-applies the updates of all its uses); biases and the readout update by ``dg_s[j]`` and
-``x_s[j]`` themselves.
+the members a owned by j, with ``χ_s(owner(a))``.  The input layer's update carries
+``avg(κ[j] κ)`` with an auxiliary initial vector ``κ`` of covariance
+``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` (the input space's inner products written as a MOMENT; input
+layers sharing a weight, such as a recurrent network's time steps, have correlated κ's and
+apply each other's updates, as a matrix used several times applies the updates of all its
+uses); biases and the readout update by ``dg_s[j]`` and ``x_s[j]`` themselves.
 
 * ``s = 1`` (muP, mean field; ρ = 0): every step is the network itself at the new weights —
   forward ``h_{t+1} = W_0 x_{t+1} + (update terms)``, ``x_{t+1} = ψ(h_{t+1}, …)``, backward

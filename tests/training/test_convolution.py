@@ -90,3 +90,33 @@ def test_cnn_finite_width():
         mp.setattr(tp.training.finite.FiniteTrainer, "_gradients", halved)
         wrong, _ = per_draw_error(run, p, 1024)
     assert wrong > 0.1 * move and wrong > 2.5 * large
+
+
+def test_flatten_readout_and_mixing_selects_are_named():
+    """The flatten readout (one readout vector per position) and a SELECT that reads another
+    image's position get a TrainingError naming the instruction."""
+    p = cnn.build(images(2), depth=1, filter_size=1, readout="flatten")
+    with pytest.raises(tp.TrainingError, match=r"cannot unroll `OUTPUT.*readout with slots"):
+        tp.train(p, Y, train=TRAIN, steps=1)
+    p = tp.Program("mixing")
+    grid = tp.nn.convolution.image_family(p, 6, 2)
+    h = p.embed(images(2).reshape(12, 2), var=1.0, family=grid.family, name="h")
+    x = p.select(h, (np.arange(12) + 2) % 12, grid.family, name="next_image")
+    p.output(tp.nn.convolution.global_avg_pool(tp.relu(x), grid))
+    with pytest.raises(tp.TrainingError, match=r"cannot unroll `SELECT: next_image.*mixes"):
+        tp.train(p, Y, train=TRAIN, steps=1)
+
+
+def test_cnn_in_mup_learns_features_and_the_finite_network_follows():
+    """muP (s = 1): the unrolled program is the CNN itself at the updated weights (its SELECTs
+    applied to the new vectors); the width-1024 network's outputs and the Θ(1) movement of
+    the convolution's output at every (image, position) member agree with the limit."""
+    p = cnn.build(images(2), depth=1, filter_size=3, bvar=0.1)
+    run = tp.train(p, Y[:2], train=[0, 1], steps=2, lr=LR, parametrization=tp.mup())
+    move = run.feature_change("x1")
+    assert move.shape == (3, 12) and move[1:].min() > 1e-4
+    sim = run.simulate(1024, seeds=64, record=["x1"])
+    assert (np.abs(sim.mean - run.mean) / sim.stderr).max() < 4
+    finite = sim.movement("x1")
+    z = np.abs(finite.mean(0) - move)[1:] / (finite.std(0, ddof=1)[1:] / np.sqrt(64))
+    assert z.max() < 4
