@@ -5,7 +5,11 @@ Every tensor is held as its parameter ``w ~ N(0, n^{-2b})`` with the multiplier
 gauge-transformed pair of parametrizations computes the same numbers (exactly so when the
 width is a power of 4).  Arrays carry a leading seed axis; seeds are processed in chunks that
 fit in memory, and every seed draws its weights from its own generator, so results do not
-depend on the chunking.
+depend on the chunking.  A vector is held for every member of its family (the N inputs, or a
+CNN's N·P (image, position) pairs); the backward pass runs on every input with the loss
+derivative of the inputs outside the batch set to 0, so a tensor's gradient is the sum over
+all the members it acts on (every position of every image in the batch) and a SELECT's backward
+is its transpose.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import numpy as np
 from ..functions import lambdify
 from ..ir.program import symbol
 from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
-                        derivative)
+                        SelectStep, derivative)
 
 _CHUNK_BYTES = 256 * 2**20
 
@@ -43,6 +47,12 @@ def _draw(net: Network, par, n: int, seeds) -> dict:
             else:
                 out[name][i] = rng.standard_normal() * float(n) ** (-b)
     return out
+
+
+def _take(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``x[index]`` along the member axis (S, members, n), ``-1`` the zero vector."""
+    padded = np.concatenate([x, np.zeros(x.shape[:1] + (1,) + x.shape[2:])], axis=1)
+    return padded[:, index]
 
 
 def _apply(w: np.ndarray, x: np.ndarray, plain: bool) -> np.ndarray:
@@ -75,10 +85,11 @@ class FiniteTrainer:
                                       for a in args]
 
     def bytes_per_seed(self) -> int:
-        n, N = self.n, self.net.num_inputs
+        n = self.n
+        members = max([self.net.num_inputs] + [len(o) for o in self.net.families.values()])
         vectors = sum(1 for st in self.net.steps if not isinstance(st, MatrixStep))
         mats = len(self.net.matrices)
-        return 8 * (3 * mats * n * n + 4 * vectors * N * n)
+        return 8 * (3 * mats * n * n + 4 * vectors * members * n)
 
     # ------------------------------------------------------------------ passes
     def _forward(self, w: dict) -> tuple[dict, np.ndarray]:
@@ -88,6 +99,8 @@ class FiniteTrainer:
             if isinstance(st, EmbedStep):
                 U, b = m[st.weight] * w[st.weight], m[st.bias] * w[st.bias]
                 vals[st.name] = np.einsum("snd,Nd->sNn", U, st.data) + b[:, None, :]
+            elif isinstance(st, SelectStep):
+                vals[st.name] = _take(vals[st.args[0]], st.index)
             elif isinstance(st, BiasStep):
                 vals[st.name] = (m[st.name] * w[st.name])[:, None, :]
             elif isinstance(st, MatMulStep):
@@ -105,20 +118,22 @@ class FiniteTrainer:
         net, m = self.net, self.mult
         B = np.asarray(batch)
         yb = np.array([self.y[j] for j in batch])
-        chi = self.loss_grad(f[:, B], yb[None, :]) / len(B) * np.ones((f.shape[0], len(B)))
-        sub = {k: (a[:, B] if a.shape[1] > 1 else a) for k, a in vals.items()}
+        chi = np.zeros(f.shape)                     # ℓ'/|B| on the batch, 0 elsewhere
+        chi[:, B] = self.loss_grad(f[:, B], yb[None, :]) / len(B)
         G = {net.readout: chi[:, :, None] * (m["v"] * w["v"])[:, None, :]}
-        grads = {"v": np.einsum("sB,sBn->sn", chi, sub[net.readout]), "v_b": chi.sum(1)}
+        grads = {"v": np.einsum("sB,sBn->sn", chi, vals[net.readout]), "v_b": chi.sum(1)}
         for st in reversed(net.steps):
             g = G.pop(st.name, None)
             if g is None or isinstance(st, MatrixStep):
                 continue
             if isinstance(st, NonlinStep):
                 for a, d in zip(st.args, self.dpsi[st.name]):
-                    part = d(*[sub[x] for x in st.args]) * g
+                    part = d(*[vals[x] for x in st.args]) * g
                     G[a] = G.get(a, 0) + part
+            elif isinstance(st, SelectStep):  # the transpose of the selection
+                G[st.args[0]] = G.get(st.args[0], 0) + sum(_take(g, back) for back in st.back)
             elif isinstance(st, MatMulStep):
-                x = np.broadcast_to(sub[st.args[0]], g.shape)
+                x = np.broadcast_to(vals[st.args[0]], g.shape)
                 back = m[st.matrix] * _apply(w[st.matrix], g, st.transpose)
                 G[st.args[0]] = G.get(st.args[0], 0) + back
                 # Σ_B g_B x_Bᵀ (its transpose for a use of Wᵀ)
@@ -127,7 +142,7 @@ class FiniteTrainer:
             elif isinstance(st, EmbedStep):
                 # a shared input layer: its gradient is summed over its uses
                 grads[st.weight] = grads.get(st.weight, 0) + np.einsum("sBi,Bd->sid", g,
-                                                                       st.data[B])
+                                                                       st.data)
                 grads[st.bias] = grads.get(st.bias, 0) + g.sum(1)
             elif isinstance(st, BiasStep):
                 grads[st.name] = g.sum(1)
@@ -145,9 +160,10 @@ class FiniteTrainer:
             for t in range(len(self.batches) + 1):
                 vals, f = self._forward(w)
                 fs.append(f)
-                for k in kept:
-                    vs[k].append(np.broadcast_to(vals[k], vals[k].shape[:1] + (
-                        self.net.num_inputs, self.n)).copy())
+                for k in kept:  # a shared vector is repeated for every input
+                    x = vals[k]
+                    vs[k].append(np.broadcast_to(x, x.shape[:1] + (
+                        x.shape[1] if x.shape[1] > 1 else self.net.num_inputs, self.n)).copy())
                 if t == len(self.batches):
                     break
                 grads = self._gradients(w, vals, f, self.batches[t])

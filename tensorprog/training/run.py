@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TrainingError
-from ..ir.program import Program, symbol
+from ..ir.program import INPUTS, SHARED, Program, symbol
 from ..limit import Limit as BaseLimit
 from ..limit.particles import ParticleLimit, standard_error
 from .evaluation import TrainingLimit as Limit
@@ -362,8 +362,9 @@ class TrainingRun:
     def feature_change(self, name, width: int | None = None, seeds: int = 32, seed: int = 0):
         """How far the hidden vector ``name`` moves: ``‖x_t − x_0‖²/n`` at every step.
 
-        Without ``width``, its infinite-width limit, an (steps + 1, N) array: Θ(1) with feature
-        learning (s = 1, the MOMENT ``avg((x_t − x_0)²)`` of the unrolled program), 0 in the
+        Without ``width``, its infinite-width limit, an (steps + 1, N) array (one column per
+        member of the vector's family: N·P for a CNN's (image, position) vectors): Θ(1) with
+        feature learning (s = 1, the MOMENT ``avg((x_t − x_0)²)`` of the unrolled program), 0 in the
         kernel regime (s < 1, where it is ``n^{-(1−s)}`` times a Θ(1) number: the update moves
         each coordinate by ``n^{-(1−s)/2}``, Yaida §III).  With ``width``, the same quantity of
         the finite network, a :class:`FiniteRun` over ``seeds`` seeds.
@@ -403,10 +404,17 @@ class TrainingRun:
             out = self._movement_limits(names)
         return out[name] if isinstance(name, str) else out
 
-    def _movement_limits(self, names) -> dict:
-        """``{name: (steps + 1, N)}`` limits of ``avg((x_t − x_0)²)`` in one evaluation."""
+    def _members(self, name: str) -> int:
+        """The members of the vector ``name``: N, or its family's size (N·P for a CNN's
+        (image, position) vectors)."""
+        family = self.program_in.node(name).family
         N = self.net.num_inputs
-        out = {nm: np.zeros((self.steps + 1, N)) for nm in names}
+        return N if family in (INPUTS, SHARED) else self.program_in.family_size(family)
+
+    def _movement_limits(self, names) -> dict:
+        """``{name: (steps + 1, members)}`` limits of ``avg((x_t − x_0)²)`` in one evaluation."""
+        size = {nm: self._members(nm) for nm in names}
+        out = {nm: np.zeros((self.steps + 1, size[nm])) for nm in names}
         if not self.regime.feature_learning:
             return out
         q = self.unrolled.program.copy()
@@ -419,7 +427,7 @@ class TrainingRun:
                     moves.append((nm, t, m))
         lim = self._limit(q)
         for nm, t, m in moves:
-            out[nm][t] = np.broadcast_to(lim.scalar(m), (N,))
+            out[nm][t] = np.broadcast_to(lim.scalar(m), (size[nm],))
         if self._mean is None:  # s = 1: the outputs are scalars of the same program
             self._set_mean(self._outputs(lim))
         return out

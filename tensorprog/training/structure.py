@@ -4,14 +4,22 @@ This is the only module of :mod:`tensorprog.training` that reads a program's int
 everything else works with the :class:`Network` it returns.  A trainable network is built from
 input layers (``p.embed``; several may share one weight, as the steps of a recurrent network
 do), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either orientation, a matrix
-may be reused), NONLINs without scalar arguments, and a readout
-``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without assumptions A1–A2: every
-layer is trained and a matrix may be used with its transpose).  A tensor used several times
-is one tensor: its gradient is the sum over its uses.
+may be reused), NONLINs without scalar arguments, SELECTs that keep every member with its own
+input, and a readout ``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without
+assumptions A1–A2: every layer is trained and a matrix may be used with its transpose).  A
+tensor used several times is one tensor: its gradient is the sum over its uses.
+
+Vectors may belong to any family whose members are owned by inputs (a CNN's (image, position)
+family, ``docs/theory.md`` §3.2): a weight applied to every member of such a family — a
+convolution's filter tap at every position — is one tensor whose gradient on input j sums over
+the members j owns.  This holds because a SELECT that keeps owners (member b reads a member of
+the same input, or the zero vector: shifts within an image, pooling an image's positions) makes
+each output f(ξ_j) a function of the members owned by j only; its backward pass is the
+transpose of the selection (:func:`transpose_index`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -69,12 +77,13 @@ class BiasStep(Step):
 
 @dataclass(frozen=True)
 class EmbedStep(Step):
-    """The input layer ``h = Uξ + b`` on the inputs ``data``, its tensors named ``weight``
-    (U) and ``bias`` (b)."""
+    """The input layer ``h = Uξ + b`` on the inputs ``data`` (one row per member of
+    ``family``), its tensors named ``weight`` (U) and ``bias`` (b)."""
 
     data: np.ndarray
     weight: str
     bias: str
+    family: str = INPUTS
     kind: ClassVar[str] = "embed"
 
 
@@ -95,6 +104,17 @@ class MatMulStep(_VectorStep):
 
 
 @dataclass(frozen=True)
+class SelectStep(_VectorStep):
+    """``x' = x[index]`` in ``family`` (``args == (x,)``; ``-1`` the zero vector); ``back``
+    the selections of its transpose (:func:`transpose_index`), which the backward pass sums."""
+
+    index: np.ndarray
+    family: str
+    back: tuple
+    kind: ClassVar[str] = "select"
+
+
+@dataclass(frozen=True)
 class NonlinStep(_VectorStep):
     """``x = ψ(args)`` with ψ the sympy expression ``expr``."""
 
@@ -105,7 +125,8 @@ class NonlinStep(_VectorStep):
 @dataclass
 class Network:
     """A program read as a trainable network: ``steps`` in program order, ``tensors`` by name,
-    the readout node ``readout`` and the inputs ``num_inputs``."""
+    the readout node ``readout``, the inputs ``num_inputs`` and ``families``, the owner array
+    (input of each member) of every family other than the inputs and the shared one."""
 
     name: str
     num_inputs: int
@@ -114,9 +135,14 @@ class Network:
     biases: list
     matrices: list
     readout: str
+    families: dict = field(default_factory=dict)
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
+
+    def owner(self, family: str) -> np.ndarray:
+        """The input owning each member of ``family`` (``arange(N)`` for the inputs)."""
+        return self.families[family] if family != INPUTS else np.arange(self.num_inputs)
 
 
 def _unsupported(where: str, why: str) -> TrainingError:
@@ -131,12 +157,11 @@ _SCALARS = ("the forward pass reads a scalar (a MOMENT such as LayerNorm's or Ba
             "write (it differentiates embed, MATMUL and NONLIN instructions of vectors); in "
             "the NTK parametrization tp.predict.from_program gives its kernel-regime training")
 
-#: Why vectors of other families (convolution positions, attention tokens) are not unrolled.
-_FAMILIES = ("a weight shared by the members of a family (every position of a convolution, "
-             "every token) gets its gradient summed over them and the inputs that own them, "
-             "which the unrolled updates (one term per training input of the inputs family) do "
-             "not write; in the NTK parametrization tp.predict.from_program gives its "
-             "kernel-regime training")
+#: Why a readout with slots (the flatten readout of a CNN) is not unrolled.
+_SLOTS = ("a readout with slots (one readout vector per position, a CNN's flatten readout) is "
+          "not supported: the unrolled program reads out a vector of the inputs family; pool "
+          "the positions first (global_avg_pool) or, in the NTK parametrization, use "
+          "tp.predict.from_program for its kernel-regime training")
 
 
 @dataclass
@@ -187,7 +212,7 @@ def _(node: Embedding, r: _Reading) -> None:
         r.tensors[w] = Tensor(w, "input", node.var, float(X.shape[1]), par_lr(par),
                               node.trainable, par)
         r.tensors[b] = Tensor(b, "bias", node.bias_var, 1.0, par_lr(bpar), node.trainable, bpar)
-    r.steps.append(EmbedStep(node.name, data=X, weight=w, bias=b))
+    r.steps.append(EmbedStep(node.name, data=X, weight=w, bias=b, family=node.family))
 
 
 @READ.rule(InitialVector)
@@ -223,10 +248,55 @@ def _(node, r: _Reading) -> None:
 
 @READ.rule(Select)
 def _(node: Select, r: _Reading) -> None:
-    raise _unsupported(node.headline(), "a select is not supported: it mixes the vectors of "
-                       "different inputs or family members (BatchNorm over the batch, pooling "
-                       "over positions), while the unrolled updates treat every input as its "
-                       "own member of the inputs family")
+    source = r.p.node(node.arg).family
+    owner, src_owner = (r.p.get_family(f).owner for f in (node.family, source))
+    index = np.asarray(node.index)
+    kept = index >= 0
+    if owner is None or src_owner is None or np.any(owner[kept] != src_owner[index[kept]]):
+        raise _unsupported(node.headline(), "a select that mixes the vectors of different "
+                           "inputs (BatchNorm over the batch, a member of one input read by "
+                           "another, a shared vector) is not supported: the output of input j "
+                           "must depend on the members j owns only, so that its gradient sums "
+                           "over them; selects within one input (a convolution's shifts, "
+                           "pooling an image's positions) are")
+    r.steps.append(SelectStep(node.name, args=(node.arg,), index=index, family=node.family,
+                              back=transpose_index(index, r.p.family_size(source))))
+
+
+def transpose_index(index: np.ndarray, size: int) -> tuple:
+    """The transpose of the selection ``x'_b = x_{index[b]}`` as a sum of selections.
+
+    The backward pass of a SELECT scatters: ``dx_a = Σ_{b: index[b] = a} dx'_b``.  Member a has
+    ``m_a`` such b; the r-th returned index array picks, for every a, its r-th one (``-1``, the
+    zero vector, where a has fewer), so ``dx = Σ_r dx'[back_r]`` with ``max_a m_a`` SELECTs
+    (one for a shift, which is a permutation up to padding).
+
+    Parameters
+    ----------
+    index : np.ndarray
+        The SELECT's index (one source member per target member, ``-1`` the zero vector).
+    size : int
+        The number of members of the source family.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        Index arrays of length ``size`` into the target family.
+
+    Example
+    -------
+    >>> transpose_index(np.array([1, 1, -1, 0]), 3)
+    (array([3, 0, -1]), array([-1, 1, -1]))
+    """
+    order = np.argsort(index, kind="stable")
+    src = index[order]
+    keep = src >= 0
+    order, src = order[keep], src[keep]
+    first = np.searchsorted(src, src)              # where each source's run of targets starts
+    rank = np.arange(src.size) - first
+    back = np.full((int(rank.max()) + 1 if rank.size else 0, size), -1, dtype=np.intp)
+    back[rank, src] = order
+    return tuple(back)
 
 
 def read_network(p: Program) -> Network:
@@ -234,21 +304,17 @@ def read_network(p: Program) -> Network:
 
     Raises
     ------
-    TrainingError : an instruction training does not support (MOMENTs, SELECTs, scalars,
-        families other than the inputs, generated matrices, given initial vectors, input
-        layers sharing a weight but not its variance or learning rate, a readout with slots),
-        naming the instruction and why.
+    TrainingError : an instruction training does not support (MOMENTs, scalars, SELECTs that
+        mix inputs, generated matrices, given initial vectors, input layers sharing a weight
+        but not its variance or learning rate, a readout with slots), naming the instruction
+        and why.
     ProgramError : a program without an output.
     """
     out = p.require_output()
     if out.slots is not None:
-        raise _unsupported(out.headline(), "a readout with slots (one readout vector per "
-                           "position) reads a family other than the inputs; " + _FAMILIES)
+        raise _unsupported(out.headline(), _SLOTS)
     r = _Reading(p, [], {}, [], [], {})
     for node in p.nodes():
-        if node.family not in (INPUTS, SHARED, None):
-            raise _unsupported(node.headline(), f"its vector belongs to the family "
-                               f"{node.family!r}; " + _FAMILIES)
         READ(node, r)
     steps, tensors, biases, matrices = r.steps, r.tensors, r.biases, r.matrices
     rpar = out.parametrization
@@ -256,7 +322,9 @@ def read_network(p: Program) -> Network:
     tensors["v"] = Tensor("v", "output", out.var, 1.0, par_lr(rpar), out.trainable, rpar)
     tensors["v_b"] = Tensor("v_b", "output_bias", out.bias_var, 1.0, par_lr(rbpar),
                             out.trainable, rbpar)
-    return Network(p.name, p.num_inputs, steps, tensors, biases, matrices, out.node)
+    families = {name: fam.owner for name, fam in p.families.items()
+                if name not in (INPUTS, SHARED)}
+    return Network(p.name, p.num_inputs, steps, tensors, biases, matrices, out.node, families)
 
 
 def par_lr(par: Parametrization) -> float:

@@ -1,8 +1,13 @@
 """Gradient descent unrolled into a NETSOR⊤+ program (TP IIb App. D.1, Eqs. 79–94).
 
 The program is built through the public builder API.  Every vector stands for its family over
-the N inputs (training and test points alike); ``x[j]`` is member j selected into a shared
-vector (SELECT), so that an inner product with one training point is a MOMENT over the family.
+the N inputs (training and test points alike) or over another family of members owned by the
+inputs (a CNN's (image, position) pairs); ``x[a]`` is member a selected into a shared vector
+(SELECT), so that an inner product with one member is a MOMENT over the family.  A tensor
+applied to a family updates by a sum over the members each training input owns (a filter tap
+over the positions of an image), and a SELECT of the network acts on the backward vectors by
+its transpose (:func:`.structure.transpose_index`) and on the δ-vectors as it is (it is
+linear).
 
 Scales.  With Yaida's ``s`` (:mod:`.parametrization`) the readout is ``v = n^{-(1+s)/2} ṽ`` and
 the backward vectors ``dx = n^{(1+s)/2} ∂f/∂x`` have Θ(1) coordinates; one step moves a
@@ -12,12 +17,13 @@ used as ``g = W h`` (TP IIb Eqs. 79–81) after the updates of steps ``s < t`` a
     n^ρ (W_t − W_0) x = −Σ_s Σ_{j∈B_s} η λ σ² χ_s(j) · dg_s[j] · avg(h_s[j] x)
 
 with ``χ_s(j) = ℓ'(f_s(ξ_j), y_j)/|B_s|`` a function of the output scalars, absorbed into the
-NONLIN⁺ that uses it (App. D.1.1).  The input layer's update carries ``avg(κ[j] κ)`` with an
-auxiliary initial vector ``κ`` of covariance ``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` (the input space's
-inner products written as a MOMENT; input layers sharing a weight, such as a recurrent network's
-time steps, have correlated κ's and apply each other's updates, as a matrix used several times
-applies the updates of all its uses); biases and the readout update by ``dg_s[j]`` and
-``x_s[j]`` themselves.
+NONLIN⁺ that uses it (App. D.1.1); for a matrix applied to a family ``Σ_{j∈B_s}`` runs over
+the members a owned by j, with ``χ_s(owner(a))``.  The input layer's update carries
+``avg(κ[j] κ)`` with an auxiliary initial vector ``κ`` of covariance
+``η(λ_U σ_U² ξᵀξ'/d + λ_b σ_b²)`` (the input space's inner products written as a MOMENT; input
+layers sharing a weight, such as a recurrent network's time steps, have correlated κ's and
+apply each other's updates, as a matrix used several times applies the updates of all its
+uses); biases and the readout update by ``dg_s[j]`` and ``x_s[j]`` themselves.
 
 * ``s = 1`` (muP, mean field; ρ = 0): every step is the network itself at the new weights —
   forward ``h_{t+1} = W_0 x_{t+1} + (update terms)``, ``x_{t+1} = ψ(h_{t+1}, …)``, backward
@@ -38,9 +44,9 @@ import sympy as sp
 
 from ..errors import TrainingError
 from ..ir.builder import BuilderProgram
-from ..ir.program import symbol
+from ..ir.program import INPUTS, SHARED, symbol
 from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
-                        derivative)
+                        SelectStep, derivative)
 
 
 @dataclass
@@ -91,6 +97,17 @@ class _Builder:
             self.moments[key] = name
         return symbol(self.moments[key])
 
+    def members(self, vec: str, j: int) -> np.ndarray:
+        """The members of ``vec``'s family owned by input ``j`` (``[j]`` in the inputs
+        family; every position of image j in a CNN's family)."""
+        family = self.q.node(vec).family
+        return np.array([j]) if family == INPUTS else np.flatnonzero(self.net.owner(family) == j)
+
+    def select(self, name: str, vec: str, index, family: str) -> str:
+        """Materialise the SELECT ``name := vec[index]`` in ``family``."""
+        self.q.add_select(name, vec, index, family)
+        return name
+
     def chi(self, t: int, j: int, f_sym) -> sp.Expr:
         return self.loss.grad_at(f_sym, self.y[j]) / len(self.batches[t])
 
@@ -103,11 +120,16 @@ class _Builder:
             return
         cross = {f"k_{o.name}": rw * st.data @ o.data.T + rb for o in self.net.steps
                  if isinstance(o, EmbedStep) and o.weight == st.weight and f"k_{o.name}" in self.q}
-        self.q.vector(f"k_{st.name}", cov=rw * st.data @ st.data.T + rb, cross=cross or None)
+        self.q.vector(f"k_{st.name}", cov=rw * st.data @ st.data.T + rb, cross=cross or None,
+                      family=st.family)
 
     # ------------------------------------------------------------ initial program
     def initial(self):
         q, net = self.q, self.net
+        if net.families:
+            q.declare_inputs(net.num_inputs)
+            for fam, owner in net.families.items():
+                q.family(fam, owner)
         for st in net.steps:
             T = net.tensors
             if isinstance(st, MatrixStep):
@@ -116,8 +138,10 @@ class _Builder:
                 q.bias(st.name, var=T[st.name].var)
             elif isinstance(st, EmbedStep):
                 q.embed(st.data, var=T[st.weight].var, bias_var=T[st.bias].var, name=st.name,
-                        weight=st.weight)
+                        weight=st.weight, family=st.family)
                 self.kappa(st)
+            elif isinstance(st, SelectStep):
+                self.select(st.name, st.args[0], st.index, st.family)
             elif isinstance(st, MatMulStep):
                 q.add_matmul(st.name, st.matrix, st.args[0], st.transpose)
             else:
@@ -144,6 +168,14 @@ class _Builder:
                     d = derivative(st.expr, a).xreplace(sub)
                     if d != 0:
                         acc.setdefault(a, []).append(d * symbol(g))
+            elif isinstance(st, SelectStep):  # the transpose of the selection
+                x = st.args[0]
+                fam = self.q.node(x).family
+                shared = self.q.node(g).family == SHARED   # the same for every member
+                acc.setdefault(x, []).append(sp.Add(*[
+                    symbol(self.select(self.q.fresh_name("s"), g,
+                                       np.where(back >= 0, 0, -1) if shared else back, fam))
+                    for back in st.back]))
             elif isinstance(st, MatMulStep):
                 x = st.args[0]
                 h = self.q.fresh_name("h")
@@ -170,16 +202,20 @@ class _Builder:
         for j in self.batches[t]:
             c = -self.chi(t, j, fvals[j])
             for st in net.steps:
-                if isinstance(st, MatMulStep) and r[st.matrix] and st.name in grads:
-                    dg, h = self.at(grads[st.name], j), self.at(cur[st.args[0]], j)
-                    left, right = (h, dg) if st.transpose else (dg, h)
-                    self.terms[st.matrix].append((c * r[st.matrix], left.name, right.name))
-                elif isinstance(st, EmbedStep) and st.name in grads and f"k_{st.name}" in self.q:
-                    self.terms[st.weight].append((c, self.at(grads[st.name], j).name,
-                                                  self.at(f"k_{st.name}", j).name))
-                elif isinstance(st, BiasStep) and r[st.name] and st.name in grads:
-                    self.terms[st.name].append((c * r[st.name],
-                                                self.at(grads[st.name], j).name))
+                if st.name not in grads or not isinstance(st, (MatMulStep, EmbedStep, BiasStep)):
+                    continue
+                g = grads[st.name]
+                # one term per member j owns: a tensor applied to a family sums over them
+                for a in self.members(g, j):
+                    if isinstance(st, MatMulStep) and r[st.matrix]:
+                        dg, h = self.at(g, a), self.at(cur[st.args[0]], a)
+                        left, right = (h, dg) if st.transpose else (dg, h)
+                        self.terms[st.matrix].append((c * r[st.matrix], left.name, right.name))
+                    elif isinstance(st, EmbedStep) and f"k_{st.name}" in self.q:
+                        self.terms[st.weight].append((c, self.at(g, a).name,
+                                                      self.at(f"k_{st.name}", a).name))
+                    elif isinstance(st, BiasStep) and r[st.name]:
+                        self.terms[st.name].append((c * r[st.name], self.at(g, a).name))
             if r["v"]:
                 self.terms["v"].append((c * r["v"], self.at(cur[net.readout], j).name))
             if r["v_b"]:
@@ -196,6 +232,14 @@ class _Builder:
         for st in self.net.steps:
             n = st.name
             if isinstance(st, MatrixStep):
+                continue
+            if isinstance(st, SelectStep):  # linear: the δ-vector (or vector) selected
+                x = new[st.args[0]]
+                if x is None or x == cur0[st.args[0]]:
+                    new[n] = None if self.linear else cur0[n]
+                else:
+                    new[n] = self.select(f"{'d' if self.linear else ''}{n}_{t}", x, st.index,
+                                         st.family)
                 continue
             if isinstance(st, EmbedStep):
                 d = sp.Add(*self.update_terms(st.weight, f"k_{n}", False))

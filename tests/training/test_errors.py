@@ -105,10 +105,9 @@ def test_learning_rate_must_be_a_finite_number(lr):
 
 
 #: The programs of programs/ tp.train unrolls; the others are in NOT_UNROLLED.
-UNROLLED = ["autoencoder", "gru", "mlp", "resnet", "rnn"]
+UNROLLED = ["autoencoder", "cnn", "gru", "mlp", "resnet", "rnn"]
 NOT_UNROLLED = [
-    ("attention", "INPUT: x0", "family 'tokens'"),
-    ("cnn", "INPUT: h1", "family 'pos'"),
+    ("attention", "MOMENT: th1", "reads a scalar"),
     ("batchnorm", "SELECT: s1", "mixes the vectors of different inputs"),
     ("layernorm", "MOMENT: th1", "reads a scalar"),
     ("hypernet", "VECTOR: g1", "has no parameters to train"),

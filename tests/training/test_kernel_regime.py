@@ -17,27 +17,27 @@ def inputs():
     return np.random.default_rng(0).standard_normal((6, 3))
 
 
-def ensemble(p, get_ntk=None, lr=LR):
+def ensemble(p, get_ntk=None, lr=LR, train=TRAIN, test=TEST, y=Y):
     K, Th = tp.nngp(p), (tp.ntk(p) if get_ntk is None else get_ntk(p))
-    tr, te = np.ix_(TRAIN, TRAIN), np.ix_(TEST, TRAIN)
+    tr, te = np.ix_(train, train), np.ix_(test, train)
     return tp.predict.gradient_descent_mse_ensemble(
-        Th[tr], K[tr], Y, steps=np.arange(STEPS + 1), lr=lr, ntk_test_train=Th[te],
-        nngp_test_train=K[te], nngp_test_test=K[np.ix_(TEST, TEST)])
+        Th[tr], K[tr], y, steps=np.arange(STEPS + 1), lr=lr, ntk_test_train=Th[te],
+        nngp_test_train=K[te], nngp_test_test=K[np.ix_(test, test)])
 
 
-def assert_kernel_descent(run, p):
+def assert_kernel_descent(run, p, train=TRAIN, test=TEST, y=Y):
     """The run's limit mean and covariance are kernel gradient descent with ``p``'s NTK and
-    NNGP (to 1e-8), and it learns."""
-    ens = ensemble(p)
+    NNGP (to 1e-8), and it learns (``train``, ``test``, ``y``: the run's split and targets)."""
+    ens = ensemble(p, train=train, test=test, y=y)
     mean, cov = run.mean, run.cov
     assert mean.shape == (STEPS + 1, 6) and cov.shape == (STEPS + 1, 6, 6)
-    np.testing.assert_allclose(mean[:, TRAIN], ens.mean_train, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(mean[:, TEST], ens.mean_test, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(cov[:, TRAIN][:, :, TRAIN], ens.cov_train, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(cov[:, TEST][:, :, TEST], ens.cov_test, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(cov[:, TEST][:, :, TRAIN],
-                               cov[:, TRAIN][:, :, TEST].transpose(0, 2, 1), rtol=0, atol=1e-12)
-    assert np.abs(mean[-1, TRAIN] - Y).max() < np.abs(Y).max()  # it learns
+    np.testing.assert_allclose(mean[:, train], ens.mean_train, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(mean[:, test], ens.mean_test, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(cov[:, train][:, :, train], ens.cov_train, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(cov[:, test][:, :, test], ens.cov_test, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(cov[:, test][:, :, train],
+                               cov[:, train][:, :, test].transpose(0, 2, 1), rtol=0, atol=1e-12)
+    assert np.abs(mean[-1, train] - y).max() < np.abs(y).max()  # it learns
 
 
 @pytest.mark.parametrize("depth", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
