@@ -4,7 +4,8 @@ This is the only module of :mod:`tensorprog.training` that reads a program's int
 everything else works with the :class:`Network` it returns.  A trainable network is built from
 input layers (``p.embed``; several may share one weight, as the steps of a recurrent network
 do), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either orientation, a matrix
-may be reused), NONLINs without scalar arguments, and a readout
+may be reused), NONLINs and MOMENTs (the scalars of LayerNorm; :mod:`.scalars` differentiates
+through them), and a readout
 ``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without assumptions A1–A2: every
 layer is trained and a matrix may be used with its transpose).  A tensor used several times
 is one tensor: its gradient is the sum over its uses.
@@ -46,7 +47,7 @@ class Tensor:
 class Step:
     """One instruction of the network in program order, as a record of its own class: the
     declarations :class:`MatrixStep` and :class:`BiasStep`, then :class:`EmbedStep`,
-    :class:`MatMulStep` and :class:`NonlinStep` (the trainers dispatch on the class; ``kind``
+    :class:`MatMulStep`, :class:`NonlinStep` and :class:`MomentStep` (the trainers dispatch on the class; ``kind``
     is its short name)."""
 
     name: str
@@ -96,10 +97,22 @@ class MatMulStep(_VectorStep):
 
 @dataclass(frozen=True)
 class NonlinStep(_VectorStep):
-    """``x = ψ(args)`` with ψ the sympy expression ``expr``."""
+    """``x = ψ(args; scalars)`` with ψ the sympy expression ``expr`` of the vectors ``args``
+    and the scalars ``scalars`` (MOMENTs of the network)."""
 
     expr: sp.Expr
+    scalars: tuple = ()
     kind: ClassVar[str] = "nonlin"
+
+
+@dataclass(frozen=True)
+class MomentStep(_VectorStep):
+    """The scalar ``θ = avg ψ(args; scalars)`` (TP IIb Eq. 61), one number per input: a
+    statistic of the forward pass such as LayerNorm's mean and second moment."""
+
+    expr: sp.Expr
+    scalars: tuple = ()
+    kind: ClassVar[str] = "moment"
 
 
 @dataclass
@@ -124,12 +137,11 @@ def _unsupported(where: str, why: str) -> TrainingError:
     return TrainingError(f"tp.train cannot unroll `{where}`: {why}")
 
 
-#: Why a program that reads scalars in its forward pass is not unrolled.
-_SCALARS = ("the forward pass reads a scalar (a MOMENT such as LayerNorm's or BatchNorm's "
-            "statistics, or attention's softmax normaliser): its gradient reaches every "
-            "coordinate through that scalar, a backward term the unrolled program does not "
-            "write (it differentiates embed, MATMUL and NONLIN instructions of vectors); in "
-            "the NTK parametrization tp.predict.from_program gives its kernel-regime training")
+#: Why a program with a given initial scalar is not unrolled.
+_SCALARS = ("a given initial scalar (p.scalar) is not a statistic of the forward pass; "
+            "tp.train differentiates through the MOMENTs of the network (LayerNorm's mean and "
+            "second moment) but not through given numbers: write a constant into the NONLIN's "
+            "expression instead")
 
 #: Why vectors of other families (convolution positions, attention tokens) are not unrolled.
 _FAMILIES = ("a weight shared by the members of a family (every position of a convolution, "
@@ -211,14 +223,19 @@ def _(node: MatMul, r: _Reading) -> None:
 
 @READ.rule(Nonlin)
 def _(node: Nonlin, r: _Reading) -> None:
-    if node.scalars:
-        raise _unsupported(node.headline(), _SCALARS)
-    r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr))
+    r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr,
+                              scalars=node.scalars))
 
 
-@READ.rule(InitialScalar, Moment)
-def _(node, r: _Reading) -> None:
-    raise _unsupported(node.headline(), f"a {node.kind} is not supported: {_SCALARS}")
+@READ.rule(Moment)
+def _(node: Moment, r: _Reading) -> None:
+    r.steps.append(MomentStep(node.name, args=node.args, expr=node.expr,
+                              scalars=node.scalars))
+
+
+@READ.rule(InitialScalar)
+def _(node: InitialScalar, r: _Reading) -> None:
+    raise _unsupported(node.headline(), _SCALARS)
 
 
 @READ.rule(Select)
@@ -234,7 +251,7 @@ def read_network(p: Program) -> Network:
 
     Raises
     ------
-    TrainingError : an instruction training does not support (MOMENTs, SELECTs, scalars,
+    TrainingError : an instruction training does not support (SELECTs, given scalars,
         families other than the inputs, generated matrices, given initial vectors, input
         layers sharing a weight but not its variance or learning rate, a readout with slots),
         naming the instruction and why.
