@@ -25,20 +25,53 @@ from .structure import MomentStep, derivative
 
 
 def reads(st) -> tuple:
-    """The names ψ of a NONLIN or MOMENT step reads: its vectors, then its scalars."""
+    """The names ψ of a NONLIN or MOMENT step reads: its vectors, then its scalars.
+
+    Parameters
+    ----------
+    st : NonlinStep or MomentStep
+
+    Returns
+    -------
+    tuple of str
+    """
     return tuple(st.args) + tuple(getattr(st, "scalars", ()))
 
 
 def renamed(st, names: dict) -> dict:
     """The substitution sending every argument of ``st`` to the program variable ``names[a]``
-    (the vector or scalar of the current step)."""
+    (the vector or scalar of the current step).
+
+    Parameters
+    ----------
+    st : NonlinStep or MomentStep
+    names : dict
+        Network variable → its program variable at the step.
+
+    Returns
+    -------
+    dict
+        sympy symbol → sympy symbol, for ``expr.xreplace``.
+    """
     return {symbol(a): symbol(names[a]) for a in reads(st)}
 
 
 def linear_change(st, at: dict, delta: dict) -> sp.Expr:
     """``Σ_a ∂ψ/∂a · δa`` over the vectors and scalars of ``st`` with a δ (TP IIb Eq. 93):
     the derivatives at the initial variables ``at``, ``delta[a]`` the δ-variable of ``a`` or
-    None where it is 0."""
+    None where it is 0.
+
+    Parameters
+    ----------
+    st : NonlinStep or MomentStep
+    at, delta : dict
+        Network variable → program variable (``delta``: or None).
+
+    Returns
+    -------
+    sympy.Expr
+        0 when no argument has a δ.
+    """
     sub = renamed(st, at)
     return sp.Add(*[derivative(st.expr, a).xreplace(sub) * symbol(delta[a])
                     for a in reads(st) if delta.get(a) is not None])
@@ -47,7 +80,19 @@ def linear_change(st, at: dict, delta: dict) -> sp.Expr:
 # ---------------------------------------------------------------------- unrolled program
 def pull_into_scalars(b, st, g: str, cur: dict, acc: dict) -> None:
     """Backward of a NONLIN's scalars: ``θ̄ += avg(dy ⊙ ∂φ/∂θ)`` with ``dy`` the program
-    vector ``g`` (``acc`` gathers the terms of every variable's backward value)."""
+    vector ``g`` (``acc`` gathers the terms of every variable's backward value).
+
+    Parameters
+    ----------
+    b : the unrolled program's builder (:mod:`.unroll`; its ``avg`` writes MOMENTs).
+    st : NonlinStep
+    g : str
+        The program vector ``dy`` of the step.
+    cur : dict
+        Network variable → program variable at the step.
+    acc : dict
+        Network variable → list of backward terms, updated in place.
+    """
     sub = renamed(st, cur)
     for th in st.scalars:
         d = derivative(st.expr, th).xreplace(sub)
@@ -57,7 +102,13 @@ def pull_into_scalars(b, st, g: str, cur: dict, acc: dict) -> None:
 
 def pull_moment(b, st: MomentStep, cur: dict, acc: dict) -> None:
     """Backward of a MOMENT: ``dxʳ += θ̄ · ∂ψ/∂xʳ`` and ``θ̄' += θ̄ · avg(∂ψ/∂θ')``, with
-    ``θ̄`` the sum of the terms gathered for it (nothing when none were)."""
+    ``θ̄`` the sum of the terms gathered for it (nothing when none were).
+
+    Parameters
+    ----------
+    b, cur, acc : as :func:`pull_into_scalars`.
+    st : MomentStep
+    """
     terms = acc.pop(st.name, None)
     if not terms:
         return
@@ -74,7 +125,23 @@ def pull_moment(b, st: MomentStep, cur: dict, acc: dict) -> None:
 
 def moment_forward(b, st: MomentStep, t: int, cur0: dict, new: dict) -> str | None:
     """The MOMENT at step t: its δ-scalar in the kernel regime (None where 0), the MOMENT of
-    the step's vectors with feature learning."""
+    the step's vectors with feature learning.
+
+    Parameters
+    ----------
+    b : the unrolled program's builder (``b.linear``: the kernel regime).
+    st : MomentStep
+    t : int
+        The step.
+    cur0, new : dict
+        Network variable → program variable at initialisation and at step t (kernel regime:
+        its δ-variable, or None).
+
+    Returns
+    -------
+    str or None
+        The program scalar.
+    """
     if b.linear:
         d = linear_change(st, cur0, new)
         return None if d == 0 else b.avg(d, f"d{st.name}_{t}").name
@@ -91,6 +158,17 @@ def finite_pull(st, dpsi: list, vals: dict, g: np.ndarray, G: dict, n: int) -> N
     forward values ((S, B, n) vectors, (S, B, 1) scalars), ``G`` the gradients gathered so
     far.  A NONLIN gives ``∂L/∂x_α = g_α ∂φ/∂x_α`` and ``∂L/∂θ = Σ_α g_α ∂φ/∂θ``; a MOMENT
     (``g`` of shape (S, B, 1)) the same with ψ and the factor 1/n of the average.
+
+    Parameters
+    ----------
+    st : NonlinStep or MomentStep
+    dpsi : list of callables
+    vals : dict
+    g : np.ndarray
+    G : dict
+        Updated in place.
+    n : int
+        The width.
     """
     scale = 1.0 / n if isinstance(st, MomentStep) else 1.0
     args = [vals[a] for a in reads(st)]
@@ -104,7 +182,21 @@ def finite_pull(st, dpsi: list, vals: dict, g: np.ndarray, G: dict, n: int) -> N
 
 
 def finite_moment(psi, st: MomentStep, vals: dict) -> np.ndarray:
-    """The MOMENT's value ``(1/n) Σ_α ψ`` for every seed and input, shape (S, N, 1)."""
+    """The MOMENT's value ``(1/n) Σ_α ψ`` for every seed and input.
+
+    Parameters
+    ----------
+    psi : callable
+        ψ of the arguments in the order of :func:`reads`.
+    st : MomentStep
+    vals : dict
+        Forward values, (S, N, n) vectors and (S, N, 1) scalars.
+
+    Returns
+    -------
+    np.ndarray
+        (S, N, 1), or (S, 1, 1) when every argument is shared.
+    """
     args = [vals[a] for a in reads(st)]
     out = np.broadcast_to(psi(*args), np.broadcast_shapes(*[x.shape for x in args]))
     return out.mean(axis=-1, keepdims=True)

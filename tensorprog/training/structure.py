@@ -96,22 +96,26 @@ class MatMulStep(_VectorStep):
 
 
 @dataclass(frozen=True)
-class NonlinStep(_VectorStep):
-    """``x = ψ(args; scalars)`` with ψ the sympy expression ``expr`` of the vectors ``args``
-    and the scalars ``scalars`` (MOMENTs of the network)."""
+class _CoordinatewiseStep(_VectorStep):
+    """ψ, the sympy expression ``expr`` of the vectors ``args`` and the scalars ``scalars``
+    (MOMENTs of the network)."""
 
     expr: sp.Expr
     scalars: tuple = ()
+
+
+@dataclass(frozen=True)
+class NonlinStep(_CoordinatewiseStep):
+    """``x = ψ(args; scalars)``, coordinatewise."""
+
     kind: ClassVar[str] = "nonlin"
 
 
 @dataclass(frozen=True)
-class MomentStep(_VectorStep):
+class MomentStep(_CoordinatewiseStep):
     """The scalar ``θ = avg ψ(args; scalars)`` (TP IIb Eq. 61), one number per input: a
     statistic of the forward pass such as LayerNorm's mean and second moment."""
 
-    expr: sp.Expr
-    scalars: tuple = ()
     kind: ClassVar[str] = "moment"
 
 
@@ -221,16 +225,10 @@ def _(node: MatMul, r: _Reading) -> None:
                               transpose=node.transpose))
 
 
-@READ.rule(Nonlin)
-def _(node: Nonlin, r: _Reading) -> None:
-    r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr,
-                              scalars=node.scalars))
-
-
-@READ.rule(Moment)
-def _(node: Moment, r: _Reading) -> None:
-    r.steps.append(MomentStep(node.name, args=node.args, expr=node.expr,
-                              scalars=node.scalars))
+@READ.rule(Nonlin, Moment)
+def _(node, r: _Reading) -> None:
+    step = MomentStep if isinstance(node, Moment) else NonlinStep
+    r.steps.append(step(node.name, args=node.args, expr=node.expr, scalars=node.scalars))
 
 
 @READ.rule(InitialScalar)

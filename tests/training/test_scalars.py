@@ -20,6 +20,7 @@ from tensorprog.training.losses import make_loss
 from tensorprog.training.structure import MomentStep, read_network
 
 from .test_kernel_regime import LR, STEPS, TRAIN, Y, assert_kernel_descent, inputs
+from .test_weight_sharing import finite_width_agrees
 
 
 def centred_norm():
@@ -130,6 +131,16 @@ def test_ntk_layernorm_is_kernel_gradient_descent(act, depth):
     full-batch steps on 4 training and 2 test points: mean and covariance to 1e-8."""
     p = layernorm.build(inputs(), depth=depth, wvar=2.0, bvar=0.1, activation=act, eps=1e-3)
     assert_kernel_descent(tp.train(p, Y, train=TRAIN, steps=STEPS, lr=LR), p)
+
+
+@pytest.mark.slow
+def test_ntk_layernorm_finite_width_mean_and_covariance():
+    """Width 1024, 200 draws, 2 steps: seed mean within 4 and seed covariance within 5
+    standard errors of the limit's, at every step and pair of inputs."""
+    p = layernorm.build(inputs()[:3], depth=0, wvar=2.0, bvar=0.1, activation="relu", eps=1e-3)
+    run = tp.train(p, [1.0, -0.5], train=[0, 1], steps=2, lr=LR)
+    z_mean, z_cov = finite_width_agrees(run, 1024, 200)
+    assert z_mean < 4 and z_cov < 5
 
 
 def mup_run():
