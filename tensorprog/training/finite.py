@@ -17,8 +17,9 @@ import numpy as np
 
 from ..functions import lambdify
 from ..ir.program import symbol
-from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
-                        SelectStep, derivative)
+from . import scalars
+from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, MomentStep, Network,
+                        NonlinStep, SelectStep, derivative)
 
 _CHUNK_BYTES = 256 * 2**20
 
@@ -75,9 +76,9 @@ class FiniteTrainer:
             self.rate[name] = (self.lr * t.lr) * float(n) ** (-c) if t.trainable else 0.0
         self.psi, self.dpsi = {}, {}
         for st in net.steps:
-            if isinstance(st, NonlinStep):
-                names = [f"_a{i}" for i in range(len(st.args))]
-                args = [st.args[i] for i in range(len(st.args))]
+            if isinstance(st, (NonlinStep, MomentStep)):
+                args = scalars.reads(st)
+                names = [f"_a{i}" for i in range(len(args))]
                 sub = {symbol(a): symbol(b) for a, b in zip(args, names)}
                 expr = st.expr.xreplace(sub)
                 self.psi[st.name] = lambdify(names, expr, np)
@@ -107,9 +108,12 @@ class FiniteTrainer:
                 vals[st.name] = m[st.matrix] * _apply(w[st.matrix], vals[st.args[0]],
                                                       not st.transpose)
             elif isinstance(st, NonlinStep):
-                out = self.psi[st.name](*[vals[a] for a in st.args])
+                args = scalars.reads(st)
+                out = self.psi[st.name](*[vals[a] for a in args])
                 vals[st.name] = np.broadcast_to(out, np.broadcast_shapes(
-                    *[vals[a].shape for a in st.args]))
+                    *[vals[a].shape for a in args]))
+            elif isinstance(st, MomentStep):
+                vals[st.name] = scalars.finite_moment(self.psi[st.name], st, vals)
         v, vb = m["v"] * w["v"], m["v_b"] * w["v_b"]
         f = np.einsum("sNn,sn->sN", vals[net.readout], v) + vb[:, None]
         return vals, f
@@ -126,10 +130,8 @@ class FiniteTrainer:
             g = G.pop(st.name, None)
             if g is None or isinstance(st, MatrixStep):
                 continue
-            if isinstance(st, NonlinStep):
-                for a, d in zip(st.args, self.dpsi[st.name]):
-                    part = d(*[vals[x] for x in st.args]) * g
-                    G[a] = G.get(a, 0) + part
+            if isinstance(st, (NonlinStep, MomentStep)):
+                scalars.finite_pull(st, self.dpsi[st.name], vals, g, G, self.n)
             elif isinstance(st, SelectStep):  # the transpose of the selection
                 G[st.args[0]] = G.get(st.args[0], 0) + sum(_take(g, back) for back in st.back)
             elif isinstance(st, MatMulStep):

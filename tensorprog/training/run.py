@@ -15,7 +15,7 @@ from .evaluation import TrainingLimit as Limit
 from .finite import FiniteTrainer
 from .losses import make_loss
 from .parametrization import AbcParametrization, ntk_parametrization, resolve
-from .structure import MatrixStep, read_network
+from .structure import MatrixStep, MomentStep, read_network
 from .unroll import unroll
 
 
@@ -355,7 +355,9 @@ class TrainingRun:
         return self._cov
 
     def _check_vector(self, name: str, where: str) -> None:
-        if name not in {st.name for st in self.net.steps if not isinstance(st, MatrixStep)}:
+        vectors = {st.name for st in self.net.steps
+                   if not isinstance(st, (MatrixStep, MomentStep))}
+        if name not in vectors:
             raise TrainingError(f"{where}: {name!r} is not a vector of the network "
                                 f"{self.net.name!r}")
 

@@ -4,10 +4,11 @@ This is the only module of :mod:`tensorprog.training` that reads a program's int
 everything else works with the :class:`Network` it returns.  A trainable network is built from
 input layers (``p.embed``; several may share one weight, as the steps of a recurrent network
 do), n×n matrices (``p.matrix``) and biases (``p.bias``), MATMULs (either orientation, a matrix
-may be reused), NONLINs without scalar arguments, SELECTs that keep every member with its own
-input, and a readout ``p.output`` of a vector of the inputs family (TP IIb Setup D.1 without
-assumptions A1–A2: every layer is trained and a matrix may be used with its transpose).  A
-tensor used several times is one tensor: its gradient is the sum over its uses.
+may be reused), NONLINs and MOMENTs (the scalars of LayerNorm; :mod:`.scalars` differentiates
+through them), SELECTs that keep every member with its own input, and a readout ``p.output``
+of a vector of the inputs family (TP IIb Setup D.1 without assumptions A1–A2: every layer is
+trained and a matrix may be used with its transpose).  A tensor used several times is one
+tensor: its gradient is the sum over its uses.
 
 Vectors may belong to any family whose members are owned by inputs (a CNN's (image, position)
 family, ``docs/theory.md`` §3.2): a weight applied to every member of such a family — a
@@ -54,7 +55,7 @@ class Tensor:
 class Step:
     """One instruction of the network in program order, as a record of its own class: the
     declarations :class:`MatrixStep` and :class:`BiasStep`, then :class:`EmbedStep`,
-    :class:`MatMulStep` and :class:`NonlinStep` (the trainers dispatch on the class; ``kind``
+    :class:`MatMulStep`, :class:`NonlinStep` and :class:`MomentStep` (the trainers dispatch on the class; ``kind``
     is its short name)."""
 
     name: str
@@ -115,11 +116,27 @@ class SelectStep(_VectorStep):
 
 
 @dataclass(frozen=True)
-class NonlinStep(_VectorStep):
-    """``x = ψ(args)`` with ψ the sympy expression ``expr``."""
+class _CoordinatewiseStep(_VectorStep):
+    """ψ, the sympy expression ``expr`` of the vectors ``args`` and the scalars ``scalars``
+    (MOMENTs of the network)."""
 
     expr: sp.Expr
+    scalars: tuple = ()
+
+
+@dataclass(frozen=True)
+class NonlinStep(_CoordinatewiseStep):
+    """``x = ψ(args; scalars)``, coordinatewise."""
+
     kind: ClassVar[str] = "nonlin"
+
+
+@dataclass(frozen=True)
+class MomentStep(_CoordinatewiseStep):
+    """The scalar ``θ = avg ψ(args; scalars)`` (TP IIb Eq. 61), one number per input: a
+    statistic of the forward pass such as LayerNorm's mean and second moment."""
+
+    kind: ClassVar[str] = "moment"
 
 
 @dataclass
@@ -150,12 +167,11 @@ def _unsupported(where: str, why: str) -> TrainingError:
     return TrainingError(f"tp.train cannot unroll `{where}`: {why}")
 
 
-#: Why a program that reads scalars in its forward pass is not unrolled.
-_SCALARS = ("the forward pass reads a scalar (a MOMENT such as LayerNorm's or BatchNorm's "
-            "statistics, or attention's softmax normaliser): its gradient reaches every "
-            "coordinate through that scalar, a backward term the unrolled program does not "
-            "write (it differentiates embed, MATMUL and NONLIN instructions of vectors); in "
-            "the NTK parametrization tp.predict.from_program gives its kernel-regime training")
+#: Why a program with a given initial scalar is not unrolled.
+_SCALARS = ("a given initial scalar (p.scalar) is not a statistic of the forward pass; "
+            "tp.train differentiates through the MOMENTs of the network (LayerNorm's mean and "
+            "second moment) but not through given numbers: write a constant into the NONLIN's "
+            "expression instead")
 
 #: Why a readout with slots (the flatten readout of a CNN) is not unrolled.
 _SLOTS = ("a readout with slots (one readout vector per position, a CNN's flatten readout) is "
@@ -234,16 +250,15 @@ def _(node: MatMul, r: _Reading) -> None:
                               transpose=node.transpose))
 
 
-@READ.rule(Nonlin)
-def _(node: Nonlin, r: _Reading) -> None:
-    if node.scalars:
-        raise _unsupported(node.headline(), _SCALARS)
-    r.steps.append(NonlinStep(node.name, args=node.args, expr=node.expr))
-
-
-@READ.rule(InitialScalar, Moment)
+@READ.rule(Nonlin, Moment)
 def _(node, r: _Reading) -> None:
-    raise _unsupported(node.headline(), f"a {node.kind} is not supported: {_SCALARS}")
+    step = MomentStep if isinstance(node, Moment) else NonlinStep
+    r.steps.append(step(node.name, args=node.args, expr=node.expr, scalars=node.scalars))
+
+
+@READ.rule(InitialScalar)
+def _(node: InitialScalar, r: _Reading) -> None:
+    raise _unsupported(node.headline(), _SCALARS)
 
 
 @READ.rule(Select)
@@ -304,7 +319,7 @@ def read_network(p: Program) -> Network:
 
     Raises
     ------
-    TrainingError : an instruction training does not support (MOMENTs, scalars, SELECTs that
+    TrainingError : an instruction training does not support (given scalars, SELECTs that
         mix inputs, generated matrices, given initial vectors, input layers sharing a weight
         but not its variance or learning rate, a readout with slots), naming the instruction
         and why.

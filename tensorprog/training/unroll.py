@@ -34,6 +34,9 @@ uses); biases and the readout update by ``dg_s[j]`` and ``x_s[j]`` themselves.
   ``s = 0`` the initial outputs do not converge to numbers: as TP IIb App. D.1.1 does, the
   program is conditioned on them, which enter as initial scalars ``f0_j`` (the readout's
   conditioning correction vanishes in the limit, App. D.1.1).
+
+MOMENTs of the forward pass (LayerNorm's statistics) add a backward term through their scalar
+and a δ-scalar to the forward pass: :mod:`.scalars`.
 """
 from __future__ import annotations
 
@@ -45,8 +48,9 @@ import sympy as sp
 from ..errors import TrainingError
 from ..ir.builder import BuilderProgram
 from ..ir.program import INPUTS, SHARED, symbol
-from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, Network, NonlinStep,
-                        SelectStep, derivative)
+from . import scalars
+from .structure import (BiasStep, EmbedStep, MatMulStep, MatrixStep, MomentStep, Network,
+                        NonlinStep, SelectStep, derivative)
 
 
 @dataclass
@@ -144,8 +148,10 @@ class _Builder:
                 self.select(st.name, st.args[0], st.index, st.family)
             elif isinstance(st, MatMulStep):
                 q.add_matmul(st.name, st.matrix, st.args[0], st.transpose)
+            elif isinstance(st, MomentStep):
+                q.add_inferred("moment", st.name, st.expr)
             else:
-                q.add_nonlin(st.name, st.expr, st.args)
+                q.add_nonlin(st.name, st.expr, st.args, st.scalars)
         q.vector("v_0", cov=net.tensors["v"].var)
         if self.f0_values is not None:
             for j in sorted({j for b in self.batches for j in b}):
@@ -160,14 +166,18 @@ class _Builder:
         for st in reversed(self.net.steps):
             if isinstance(st, MatrixStep) or st.name not in acc:
                 continue
+            if isinstance(st, MomentStep):
+                scalars.pull_moment(self, st, cur, acc)
+                continue
             g = self.node(f"g{st.name}_{t}", sp.Add(*acc.pop(st.name)))
             grads[st.name] = g
             if isinstance(st, NonlinStep):
-                sub = {symbol(a): symbol(cur[a]) for a in st.args}
+                sub = scalars.renamed(st, cur)
                 for a in st.args:
                     d = derivative(st.expr, a).xreplace(sub)
                     if d != 0:
                         acc.setdefault(a, []).append(d * symbol(g))
+                scalars.pull_into_scalars(self, st, g, cur, acc)
             elif isinstance(st, SelectStep):  # the transpose of the selection
                 x = st.args[0]
                 fam = self.q.node(x).family
@@ -241,6 +251,9 @@ class _Builder:
                     new[n] = self.select(f"{'d' if self.linear else ''}{n}_{t}", x, st.index,
                                          st.family)
                 continue
+            if isinstance(st, MomentStep):
+                new[n] = scalars.moment_forward(self, st, t, cur0, new)
+                continue
             if isinstance(st, EmbedStep):
                 d = sp.Add(*self.update_terms(st.weight, f"k_{n}", False))
                 base = symbol(n)
@@ -263,11 +276,9 @@ class _Builder:
                 d, base = sp.Add(*parts), sp.S.Zero
             else:
                 if self.linear:
-                    sub = {symbol(a): symbol(cur0[a]) for a in st.args}
-                    d = sp.Add(*[derivative(st.expr, a).xreplace(sub) * symbol(new[a])
-                                 for a in st.args if new.get(a) is not None])
+                    d = scalars.linear_change(st, cur0, new)
                 else:
-                    d = st.expr.xreplace({symbol(a): symbol(new[a]) for a in st.args})
+                    d = st.expr.xreplace(scalars.renamed(st, new))
                 base = sp.S.Zero
             if self.linear:
                 new[n] = None if d == 0 else self.node(f"d{n}_{t}", d)
