@@ -28,9 +28,9 @@ largest variance first), which cut the errors of a three-step muP run about four
 pseudo-random ones at equal cost.
 
 Error bars: the whole evaluation is run as R independent replicas (vectorised: every array is
-(members, replicas, M), a few replicas at a time); a scalar's value is the mean over replicas and its error the standard error
-``std/√R`` of that mean, which includes the propagation of every earlier estimate through the
-program.  The particle means themselves carry an O(1/M) bias (the limit scalars enter later
+(members, replicas, M), a few replicas at a time); a scalar's value is the mean over replicas
+and its error the standard error ``std/√R`` of that mean, which includes the propagation of
+every earlier estimate through the program.  The particle means themselves carry an O(1/M) bias (the limit scalars enter later
 instructions as estimates), small against the standard error ``O(1/√(RM))`` for the sizes used.
 """
 from __future__ import annotations
@@ -44,13 +44,14 @@ from ..ir.instructions import (Embedding, InitialMatrix, InitialScalar, InitialV
                                Moment, Nonlin, Select)
 from ..ir.program import Program
 from ..ir.rules import RuleTable
+from ..linalg import psd_factor
 from ..resources import Progress
 
 __all__ = ["GaussianFamily", "NormalSource", "ParticleLimit", "ParticlePass", "standard_error"]
 
 #: Particles per replica, replicas, and replicas evaluated together (docs/performance.md,
-#: "The training limit": 3 muP steps of a 2-hidden-layer MLP on 8 + 4 inputs in about 25 CPU
-#: seconds and 0.5 GB, largest standard error 6e-3).
+#: "The training limit": 3 muP steps of a 2-hidden-layer MLP on 8 + 4 inputs in 10–14 CPU
+#: seconds and 0.63 GB, largest standard error 6e-3).
 PARTICLES_DEFAULT, REPLICAS_DEFAULT, REPLICA_CHUNK = 16384, 16, 4
 #: Residual directions whose variance is below this fraction of the largest argument variance
 #: are taken as lying in the span already (repeated or linearly dependent arguments).
@@ -380,10 +381,8 @@ class ParticlePass:
             for j, b in enumerate(members):
                 C[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = \
                     self.program.init_cov_of(a, b)
-        lam, V = np.linalg.eigh((C + C.T) / 2)
-        keep = np.flatnonzero(lam > RANK_TOL * max(lam.max(initial=0.0), 1e-300))[::-1]
-        root = V[:, keep] * np.sqrt(lam[keep])       # largest variance first
-        Z = np.einsum("ik,krp->irp", root, self.normals(keep.size))
+        root = psd_factor(C, RANK_TOL, 1e-300, symmetrize=True)[:, ::-1]  # largest first
+        Z = np.einsum("ik,krp->irp", root, self.normals(root.shape[1]))
         for i, a in enumerate(members):
             self.vectors[a] = Z[offsets[i]:offsets[i + 1]]
             self.deps[a] = frozenset()

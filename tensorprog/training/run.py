@@ -51,8 +51,7 @@ class FiniteRun:
 
     @property
     def stderr(self) -> np.ndarray:
-        S = self.samples.shape[0]
-        return self.samples.std(axis=0, ddof=1) / np.sqrt(S)
+        return standard_error(self.samples, axis=0)
 
     @property
     def cov(self) -> np.ndarray:
