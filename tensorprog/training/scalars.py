@@ -35,7 +35,7 @@ def reads(st) -> tuple:
     -------
     tuple of str
     """
-    return tuple(st.args) + tuple(getattr(st, "scalars", ()))
+    return tuple(st.args) + tuple(st.scalars)
 
 
 def renamed(st, names: dict) -> dict:
