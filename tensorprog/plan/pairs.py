@@ -37,14 +37,10 @@ from ..expectations.canonical import canonical, derivative, expand_products, ori
 from ..ir.instructions import Embedding, Moment, Nonlin, Select
 from ..ir.program import SHARED
 from ..resources import Progress
+from .accumulate import INFINITE_FORM, ZERO, Sum, is_one, linear_sum
 from .devices import CPU64, Device
-from .fused import evaluate_fused, fused_form, gaussian_form2, is_array
+from .fused import evaluate_fused, fused_form, gaussian_form2
 from .steps import record_step
-
-
-#: The covariance entry of two independent atoms (compared by identity: structural, not a
-#: value found in an array).
-_ZERO = 0.0
 
 
 class Unsupported(Exception):
@@ -363,7 +359,7 @@ class PairExecutor:
         expr, atoms, sides_of, Pa, Pb, (na, nb) = self._prepared(ea, eb)
         atoms = list(atoms)
         k = len(atoms)
-        entries = [[_ZERO] * k for _ in range(k)]
+        entries = [[ZERO] * k for _ in range(k)]
         keys = [[None] * k for _ in range(k)]
         reads = {}
         context = (sides, fams)
@@ -385,7 +381,7 @@ class PairExecutor:
         zero_var = tuple(bool(np.all(entries[i][i] == 0)) for i in range(k))
         cov = BlockCov(entries, shape, keys)
         cache = {}
-        total = _Sum(shape, self.device)
+        total = Sum(shape, self.device)
         with original_names(na, nb):
             plan = plan_expectation(expr, tuple(atoms), zero_var, frozenset(nonzero))
             if len(plan) > 1:
@@ -403,7 +399,7 @@ class PairExecutor:
                     if key not in cache:
                         cache[key] = self._factor(f, cov[..., list(f.index), list(f.index)],
                                                   params)
-                    val = cache[key] if _is_one(val) else val * cache[key]
+                    val = cache[key] if is_one(val) else val * cache[key]
                 total.add(val)
         out = total.result()
         if self.measure and sides[0] != sides[1]:
@@ -552,7 +548,7 @@ class PairExecutor:
             terms = self._select_combination(u)
             if terms is not None:
                 parts = [(c, self.cov(*((v, w) if axis == 0 else (w, v)))) for c, v in terms]
-                return tuple(_linear_sum([(c * blk.scale, getattr(blk, f)) for c, blk in parts])
+                return tuple(linear_sum([(c * blk.scale, getattr(blk, f)) for c, blk in parts])
                              if f != "y" or not self.sym else None for f in "lrxy")
         return None
 
@@ -712,7 +708,7 @@ def _collapse(expr, atoms, entries, keys, params):
     a coefficient depends on the inputs)."""
     k = len(atoms)
     present = frozenset((r, c) for r in range(k) for c in range(r, k)
-                        if entries[r][c] is not _ZERO)
+                        if entries[r][c] is not ZERO)
     new, new_atoms, cells = _collapse_plan(expr, atoms, present)
     if cells is None:
         return expr, atoms, entries, keys, {(r, c) for r, c in present if r != c}
@@ -720,7 +716,7 @@ def _collapse(expr, atoms, entries, keys, params):
             for r, c, direct, terms in cells if direct is None}
     numbers = all(np.ndim(w) == 0 for terms in sums.values() for w, _, _ in terms)
     k = len(new_atoms)
-    out = [[_ZERO] * k for _ in range(k)]
+    out = [[ZERO] * k for _ in range(k)]
     out_keys = [[None] * k for _ in range(k)]
     nonzero = set()
     for r, c, direct, _ in cells:
@@ -728,12 +724,12 @@ def _collapse(expr, atoms, entries, keys, params):
             v, key = entries[direct[0]][direct[1]], keys[direct[0]][direct[1]]
         else:
             terms = sums[(r, c)]
-            v = _linear_sum([(w, entries[t][j]) for w, t, j in terms])
+            v = linear_sum([(w, entries[t][j]) for w, t, j in terms])
             key = frozenset((float(w), keys[t][j]) for w, t, j in terms) \
                 if numbers and terms else None
         out[r][c] = out[c][r] = v
         out_keys[r][c] = out_keys[c][r] = key
-        if r != c and v is not _ZERO:
+        if r != c and v is not ZERO:
             nonzero.add((r, c))
     return new, list(new_atoms), out, out_keys, nonzero
 
@@ -832,40 +828,6 @@ def _coefficient_sum(coefs, params):
     return total
 
 
-def _linear_sum(terms):
-    """``Σ c·entry`` over ``(c, entry)`` terms: ``_ZERO`` for none, one new array otherwise
-    (the entries, cached blocks of the executor, are never written to)."""
-    out, owned = _ZERO, False
-    if len(terms) > 1:                           # the largest first (a stable order)
-        terms = sorted(terms, key=lambda t: -getattr(t[1], "size", 1))
-    for c, e in terms:
-        one = _is_one(c)
-        if out is _ZERO:
-            out = e if one else c * e
-            owned = out is not e and is_array(out)
-        elif owned and np.ndim(c) == 0 and _fits(out.shape, np.shape(e)):
-            if one:
-                out += e
-            else:
-                out += c * e
-        else:
-            out = out + (e if one else c * e)
-            owned = is_array(out)
-    return out
-
-
-def _fits(shape, other) -> bool:
-    """Whether an array of shape ``other`` broadcasts into one of ``shape``."""
-    return other == shape or np.broadcast_shapes(shape, other) == shape
-
-
-def _is_one(c) -> bool:
-    """Whether a coefficient is the number 1 (multiplying by it can be skipped)."""
-    if type(c) is float:
-        return c == 1.0
-    return np.ndim(c) == 0 and not isinstance(c, complex) and c == 1
-
-
 def _gather2(block: Block, rows: np.ndarray, cols: np.ndarray, need_y: bool,
              device: Device = CPU64) -> tuple:
     """``(l, r, x, y)`` of ``block`` with the members of its first vector gathered by ``rows``
@@ -903,40 +865,6 @@ def _gather(block: Block, sigma: np.ndarray, axis: int, symmetric: bool,
 
     return (take(block.l), take(block.r), take(block.x),
             None if symmetric else take(block.y))
-
-
-class _Sum:
-    """A sum of the terms of an expectation over a batch of ``shape``, accumulated in place
-    in one array of that shape once a term spans it (the terms are fresh products or cached
-    factors, which are never written to); an array of the device's module and precision."""
-
-    def __init__(self, shape, device: Device = CPU64):
-        self.shape = shape
-        self.device = device
-        self.total = _ZERO
-        self.owned = False
-
-    def add(self, val):
-        if self.owned and np.shape(val) != () and np.ndim(val) <= len(self.shape) and \
-                not np.iscomplexobj(val):
-            self.total += val
-            return
-        if self.total is _ZERO and isinstance(val, self.device.xp.ndarray):
-            self.total = val                     # not owned: a factor may be cached
-            return
-        total = self.total + val
-        self.owned = isinstance(total, self.device.xp.ndarray) and \
-            total.shape == self.shape and total.dtype == self.device.dtype and total is not val
-        self.total = total
-
-    def result(self) -> np.ndarray:
-        """The sum, an array of ``shape`` (not to be written to: it may be a cached factor)."""
-        xp, dt = self.device.xp, self.device.dtype
-        if self.owned or (isinstance(self.total, xp.ndarray) and self.total.shape == self.shape
-                          and self.total.dtype == dt):
-            return self.total
-        total = self.total if isinstance(self.total, xp.ndarray) else xp.asarray(self.total)
-        return xp.broadcast_to(total, self.shape).astype(dt)
 
 
 def _root(a):
@@ -992,10 +920,6 @@ def _entrywise(term) -> bool:
     return constant and term.b is None and len(term.A) <= 3
 
 
-_INFINITE_FORM = ("the expectation of a Gaussian-exponential form exp(xᵀAx + …) is infinite (an "
-                  "eigenvalue of ΣA is ≥ 1/2)")
-
-
 def _gaussian_form(term, cov, params, fused=True):
     """``E[c·exp(xᵀAx + c₀)] = c·e^{c₀}·det(I − 2ΣA)^{−1/2}`` (completing the square, TP IIb
     App. B's Gaussian integrals), the determinant expanded entry by entry (two atoms: by the
@@ -1009,7 +933,7 @@ def _gaussian_form(term, cov, params, fused=True):
                              float(np.real(coef)) if number else 1.0)
         if det is not None:
             if np.isnan(det).any():
-                raise ExpectationError(_INFINITE_FORM)
+                raise ExpectationError(INFINITE_FORM)
             return det if number else np.real(coef) * det
     M = [[(1.0 if i == j else 0.0) - 2 * sum(cov[..., i, l] * A[l][j] for l in range(k))
           for j in range(k)] for i in range(k)]
@@ -1024,5 +948,5 @@ def _gaussian_form(term, cov, params, fused=True):
         sym.append(M[0][0] * minor(1, 2) - M[0][1] * (M[1][0] * M[2][2] - M[1][2] * M[2][0])
                    + M[0][2] * (M[1][0] * M[2][1] - M[1][1] * M[2][0]))
     if any(np.any(e <= 0) for e in sym):
-        raise ExpectationError(_INFINITE_FORM)
+        raise ExpectationError(INFINITE_FORM)
     return np.real(coef) / np.sqrt(sym[-1])

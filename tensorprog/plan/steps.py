@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ExpectationError
 from ..expectations.closed_forms import GaussTerm, exact_plan, peval
 from ..expectations.arraymath import NUMERIC
+from .accumulate import INFINITE_FORM, ZERO, Sum, is_one, linear_sum
 from .fused import ERF_ERF, GAUSS, ORTHANT, _numeric_table, fused_form, is_array, \
     pair_kernel
 
@@ -75,16 +76,15 @@ class ExpectationStep:
         and the two member axes); None when the inputs leave the recorded pattern (the
         caller then takes the general path)."""
         read = [ex.read_recipe(recipe) for recipe in self.reads]
-        _ZERO, _Sum, _is_one, _linear_sum = _pairs()
-        entries = [[_ZERO] * self.k for _ in range(self.k)]
+        entries = [[ZERO] * self.k for _ in range(self.k)]
         for r, c, i, terms in self.cells:
             entries[r][c] = entries[c][r] = read[i] if i is not None else \
-                _linear_sum([(w, read[t]) for w, t in terms])
+                linear_sum([(w, read[t]) for w, t in terms])
         for i, zero in enumerate(self.zero_var):
             if _zero(entries[i][i]) != zero:
                 return None
         values = [None] * len(self.factors)
-        total = _Sum(shape, ex.device)
+        total = Sum(shape, ex.device)
         for coef, factors in self.terms:
             val = coef
             for f in factors:
@@ -92,24 +92,10 @@ class ExpectationStep:
                     values[f] = _factor(self.factors[f], entries, ex)
                     if values[f] is None:
                         return None
-                val = values[f] if _is_one(val) else val * values[f]
+                val = values[f] if is_one(val) else val * values[f]
             total.add(val)
         ex.tiers.add("exact")
         return total.result()
-
-
-def _pairs():
-    """What a step borrows from :mod:`.pairs` (imported on first use: :mod:`.pairs` imports
-    this module)."""
-    global _PAIRS
-    if _PAIRS is None:
-        from . import pairs
-
-        _PAIRS = (pairs._ZERO, pairs._Sum, pairs._is_one, pairs._linear_sum)
-    return _PAIRS
-
-
-_PAIRS = None
 
 
 def _zero(v) -> bool:
@@ -128,9 +114,7 @@ def _factor(op, entries, ex):
     shape = np.broadcast_shapes(S11.shape, S12.shape, S22.shape)
     value = pair_kernel(kind, S11, S12, S22, table, shape, coef, ex._angles, angle)
     if kind == GAUSS and np.isnan(np.sum(value)):
-        from .pairs import _INFINITE_FORM
-
-        raise ExpectationError(_INFINITE_FORM)
+        raise ExpectationError(INFINITE_FORM)
     return value
 
 
